@@ -1,0 +1,56 @@
+# Two commands matter: `make run` and `make test`. Both set everything up from a bare Python 3.11 + make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: help install prepare sample-data run dev test lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+install: .venv/.installed ## Install the locked environment (bootstraps uv if missing)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+prepare: install $(DAGSTER_HOME)/dagster.yaml ## Parse the dbt project into its manifest (once, not at every load)
+	$(RUN) dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+
+sample-data: install ## Fill an empty warehouse and landing folder with deterministic sample data
+	$(RUN) python -m marketing_pipelines.sample_data --if-empty
+
+run: prepare sample-data ## Set up and materialize every asset once on the embedded DuckDB
+	$(RUN) dagster job execute -m marketing_pipelines.definitions -a defs -j refresh_marketing_data_job
+	$(RUN) python -m marketing_pipelines.report
+
+dev: prepare sample-data ## The Dagster UI on http://127.0.0.1:3000
+	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: prepare ## Install and run the whole test suite
+	$(RUN) pytest
+
+lint: install ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## Apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+clean: ## Remove generated data, the dbt target and the local Dagster instance
+	rm -rf data dbt_project/target $(DAGSTER_HOME)

@@ -1,0 +1,1 @@
+"""marketing_pipelines: a Dagster + dbt marketing-operations data platform."""

@@ -1,0 +1,43 @@
+"""The dbt project as Dagster assets: seeds, staging views and marts, with dbt tests as asset checks."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.transform.project import dbt_project
+from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
+
+translator = MarketingDbtTranslator()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="marketing_dbt_models",
+    pool=WAREHOUSE_POOL,
+)
+def marketing_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """Build the selected dbt seeds and models and run their tests, then report row counts.
+
+    Events are held until dbt exits: DuckDB has one writer, so the tables can only be counted afterwards.
+    """
+    events = list(dbt.cli(["build"], context=context).stream())
+    relations = {
+        tuple(event.asset_key.path): event
+        for event in events
+        if isinstance(event, dg.Output | dg.AssetMaterialization) and event.asset_key is not None
+    }
+    counts = warehouse.get_warehouse().row_counts(relations.keys()) if relations else {}
+    for event in events:
+        key = tuple(event.asset_key.path) if getattr(event, "asset_key", None) is not None else None
+        if key in counts and isinstance(event, dg.Output | dg.AssetMaterialization):
+            yield event.with_metadata({**event.metadata, "dagster/row_count": counts[key]})
+        else:
+            yield event

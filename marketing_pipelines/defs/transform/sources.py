@@ -1,0 +1,39 @@
+"""The raw tables upstream tools land (DESIGN 5.1), shown in the lineage as external source assets."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from marketing_pipelines.defs.constants import OWNER
+from marketing_pipelines.defs.transform.project import dbt_project
+from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
+
+
+def raw_source_specs() -> list[dg.AssetSpec]:
+    """One spec per dbt source table, keyed like the dbt assets' upstream dependencies."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    translator = MarketingDbtTranslator()
+    specs = []
+    for unique_id, props in sorted(manifest["sources"].items()):
+        key = translator.get_asset_spec(manifest, unique_id, dbt_project).key
+        specs.append(
+            dg.AssetSpec(
+                key=key,
+                description=props.get("description") or f"Raw table {props['name']}.",
+                group_name="raw",
+                owners=[OWNER],
+                kinds={"duckdb", "snowflake"},
+                metadata={
+                    "dagster/table_name": f"raw.{props['name']}",
+                    "source_system": props["source_name"],
+                },
+            )
+        )
+    return specs
+
+
+@dg.definitions
+def raw_sources() -> dg.Definitions:
+    return dg.Definitions(assets=raw_source_specs())

@@ -1,0 +1,52 @@
+"""The warehouse interface every engine implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+
+
+class Warehouse(abc.ABC):
+    """Read and write access to the warehouse behind the dbt project.
+
+    Implementations open connections lazily: constructing one never touches the network or a file.
+    """
+
+    kind: str
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return all rows as tuples (for small results)."""
+
+    @abc.abstractmethod
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return the result as a DataFrame (for small results and previews)."""
+
+    @abc.abstractmethod
+    def iter_batches(self, sql: str, batch_size: int = 10_000) -> Iterator[pd.DataFrame]:
+        """Stream a query's result in DataFrames of at most ``batch_size`` rows."""
+
+    @abc.abstractmethod
+    def execute(self, statements: str | Iterable[str]) -> None:
+        """Run one or more statements in one transaction."""
+
+    @abc.abstractmethod
+    def write_frame(self, schema: str, table: str, frame: pd.DataFrame, *, replace: bool = False) -> int:
+        """Bulk-write a DataFrame to ``schema.table`` (created if missing); returns rows written."""
+
+    @abc.abstractmethod
+    def table_exists(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` exists."""
+
+    def row_counts(self, relations: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Row counts of existing relations, in one round trip."""
+        existing = [(s, t) for s, t in relations if self.table_exists(s, t)]
+        if not existing:
+            return {}
+        sql = " union all ".join(
+            f"select '{s}' as schema_name, '{t}' as table_name, count(*) as n from {s}.{t}" for s, t in existing
+        )
+        return {(s, t): int(n) for s, t, n in self.query(sql)}

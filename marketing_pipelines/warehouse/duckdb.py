@@ -1,0 +1,100 @@
+"""The embedded DuckDB warehouse."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from marketing_pipelines.warehouse.base import Warehouse
+
+LOCK_WAIT_SECONDS = 300.0
+
+
+class WarehouseLockTimeout(RuntimeError):
+    """Another process held the DuckDB file for longer than we were willing to wait."""
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB file. DuckDB allows one writing process, so connecting waits for a lock held elsewhere."""
+
+    kind = "duckdb"
+
+    def __init__(self, path: str | Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
+        self.path = Path(path)
+        self.lock_wait_seconds = lock_wait_seconds
+
+    @contextlib.contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, waiting (with jittered backoff) while another process holds its lock."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    if "lock" in str(error).lower():
+                        raise WarehouseLockTimeout(
+                            f"{self.path} stayed locked by another process for {self.lock_wait_seconds:.0f}s"
+                        ) from error
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect() as con:
+            return con.execute(sql, params).fetchall()
+
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params).df()
+
+    def iter_batches(self, sql: str, batch_size: int = 10_000) -> Iterator[pd.DataFrame]:
+        with self.connect() as con:
+            reader = con.execute(sql).fetch_record_batch(batch_size)
+            for batch in reader:
+                yield batch.to_pandas()
+
+    def execute(self, statements: str | Iterable[str]) -> None:
+        if isinstance(statements, str):
+            statements = [statements]
+        with self.connect() as con:
+            con.begin()
+            for statement in statements:
+                con.execute(statement)
+            con.commit()
+
+    def write_frame(self, schema: str, table: str, frame: pd.DataFrame, *, replace: bool = False) -> int:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("_incoming_frame", frame)
+            if replace:
+                con.execute(f"create or replace table {schema}.{table} as select * from _incoming_frame")
+            else:
+                con.execute(f"create table if not exists {schema}.{table} as select * from _incoming_frame limit 0")
+                con.execute(f"insert into {schema}.{table} by name select * from _incoming_frame")
+            con.unregister("_incoming_frame")
+        return len(frame)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        if not self.path.exists():
+            return False
+        rows = self.query(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        )
+        return bool(rows)
