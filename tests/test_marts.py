@@ -173,7 +173,7 @@ def test_merged_person_appears_once_with_the_oldest_initial_source(built):
 def test_unknown_lead_status_stays_out_of_the_mart_and_warns(built):
     warehouse, stdout = built
     assert contact(warehouse, 5)["lead_status"] is None
-    assert "Warning in test source_relationships_crm_crm_persons_status" in stdout
+    assert "Warning in test relationships_stg_crm__persons_lead_status" in stdout
 
 
 def test_unknown_initial_source_never_reaches_the_mart(built):

@@ -29,15 +29,21 @@ def marketing_dbt_models(
     Events are held until dbt exits: DuckDB has one writer, so the tables can only be counted afterwards.
     """
     events = list(dbt.cli(["build"], context=context).stream())
-    relations = {
-        tuple(event.asset_key.path): event
-        for event in events
-        if isinstance(event, dg.Output | dg.AssetMaterialization) and event.asset_key is not None
-    }
-    counts = warehouse.get_warehouse().row_counts(relations.keys()) if relations else {}
+    keys = {id(event): _asset_key(context, event) for event in events}
+    relations = {tuple(key.path) for key in keys.values() if key is not None}
+    counts = warehouse.get_warehouse().row_counts(sorted(relations)) if relations else {}
     for event in events:
-        key = tuple(event.asset_key.path) if getattr(event, "asset_key", None) is not None else None
-        if key in counts and isinstance(event, dg.Output | dg.AssetMaterialization):
-            yield event.with_metadata({**event.metadata, "dagster/row_count": counts[key]})
+        key = keys[id(event)]
+        if key is not None and tuple(key.path) in counts:
+            yield event.with_metadata({**event.metadata, "dagster/row_count": counts[tuple(key.path)]})
         else:
             yield event
+
+
+def _asset_key(context: dg.AssetExecutionContext, event: Any) -> dg.AssetKey | None:
+    """The asset a dbt materialization event is for (None for check results and other events)."""
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    if isinstance(event, dg.AssetMaterialization):
+        return event.asset_key
+    return None

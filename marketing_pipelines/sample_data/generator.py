@@ -1,0 +1,871 @@
+"""Deterministic generator of realistic B2B SaaS (GitLab-like) marketing raw data.
+
+Everything is pure: :func:`generate` returns pandas DataFrames and raw JSONL text lines and performs no
+I/O apart from reading the ``dim_initial_source`` seed of the dbt project. Output depends only on
+``(users, seed, as_of)``. Generation is vectorised with numpy; Faker only fills small name pools.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from faker import Faker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INITIAL_SOURCE_SEED = REPO_ROOT / "dbt_project" / "seeds" / "dim_initial_source.csv"
+
+TABLE_NAMES: tuple[str, ...] = (
+    "gitlab_users",
+    "gitlab_namespaces",
+    "gitlab_members",
+    "crm_persons",
+    "marketo_unsubscribes",
+    "cs_accounts",
+    "cs_contacts",
+)
+EVENT_KINDS: tuple[str, ...] = ("trial_signups", "free_registrations")
+
+LEAD_STATUSES: tuple[str, ...] = (
+    "Raw",
+    "Inquiry",
+    "MQL",
+    "Accepted",
+    "Qualifying",
+    "Qualified",
+    "Unqualified",
+    "Nurture",
+    "Bad Data",
+    "Web Portal Purchase",
+)
+ACCESS_LEVELS: tuple[int, ...] = (10, 15, 20, 30, 40, 50)
+EMPLOYEE_BUCKETS: tuple[str, ...] = ("1-99", "100-499", "500-1999", "2000+")
+PLAN_TITLES: tuple[str, ...] = ("Free", "Premium", "Ultimate", "Ultimate Trial", "Premium Trial")
+STAGES: tuple[str, ...] = ("create", "verify", "plan", "secure", "release", "package", "monitor", "govern")
+
+# Seeded upstream violations (values deliberately outside the contracts).
+UNKNOWN_INITIAL_SOURCES: tuple[str, ...] = ("Linkedin Ads", "Webinar Series", "Partner Portal", "G2 Crowd")
+CASE_VARIANT_INITIAL_SOURCES: tuple[str, ...] = (
+    " trial - gitlab.com ",
+    "WEBCAST",
+    "gitlab.com",
+    "Web Direct ",
+    " conference",
+    "TRIAL - ENTERPRISE",
+)
+UNKNOWN_STATUSES: tuple[str, ...] = ("Working", "Recycled", "Contacted", "Open")
+VIOLATION_KINDS: tuple[str, ...] = (
+    "initial_source_changed",
+    "unknown_initial_source",
+    "initial_source_case_variant",
+    "unknown_status",
+    "null_email",
+)
+VIOLATIONS_PER_KIND = 6
+NULL_EMAIL_ROWS = 2
+
+SOURCE_BUCKET_WEIGHTS: dict[str, float] = {
+    "inbound": 0.35,
+    "trial": 0.25,
+    "core": 0.05,
+    "outbound": 0.10,
+    "paid demand gen": 0.10,
+    "referral": 0.05,
+    "virtual event": 0.05,
+    "web direct": 0.03,
+    "purchased list": 0.01,
+    "Other": 0.01,
+}
+
+COUNTRIES: dict[str, float] = {
+    "United States": 0.32,
+    "India": 0.12,
+    "Germany": 0.07,
+    "United Kingdom": 0.07,
+    "China": 0.04,
+    "France": 0.04,
+    "Canada": 0.04,
+    "Brazil": 0.04,
+    "Netherlands": 0.03,
+    "Japan": 0.03,
+    "Australia": 0.03,
+    "Spain": 0.02,
+    "Poland": 0.02,
+    "Israel": 0.02,
+    "Singapore": 0.02,
+    "Sweden": 0.02,
+    "Mexico": 0.02,
+    "Nigeria": 0.02,
+    "Ukraine": 0.02,
+    "South Korea": 0.01,
+}
+US_STATES: tuple[str, ...] = (
+    "California", "Texas", "New York", "Washington", "Massachusetts", "Illinois", "Florida", "Colorado",
+    "Georgia", "Virginia", "North Carolina", "Oregon", "Pennsylvania", "New Jersey", "Ohio", "Utah",
+)  # fmt: skip
+CA_PROVINCES: tuple[str, ...] = ("Ontario", "Quebec", "British Columbia", "Alberta", "Manitoba")
+USER_ROLES: dict[str, float] = {
+    "software_developer": 0.38,
+    "devops_engineer": 0.18,
+    "development_team_lead": 0.07,
+    "product_manager": 0.07,
+    "systems_administrator": 0.05,
+    "security_professional": 0.05,
+    "data_analyst": 0.05,
+    "product_designer": 0.04,
+    "other": 0.11,
+}
+EMPLOYEE_BUCKET_WEIGHTS = (0.55, 0.20, 0.12, 0.13)
+SIGNUP_REASONS: dict[str, float] = {
+    "I want to store my code": 0.22,
+    "I want to use GitLab CI with my existing repository": 0.18,
+    "I want to move my repository to GitLab from somewhere else": 0.16,
+    "I want to explore GitLab to see if it's worth switching to": 0.20,
+    "I want to learn the basics of Git": 0.14,
+    "A different reason": 0.10,
+}
+PERSONAL_DOMAINS: tuple[str, ...] = (
+    "gmail.com",
+    "outlook.com",
+    "yahoo.com",
+    "hotmail.com",
+    "proton.me",
+    "icloud.com",
+)
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """One landing JSONL file: its file name and raw text lines (written verbatim, one per line)."""
+
+    name: str
+    lines: list[str]
+
+
+@dataclass
+class SampleData:
+    """Generated raw tables (one DataFrame each), landing event files and seeded violations."""
+
+    seed: int
+    as_of: dt.date
+    gitlab_users: pd.DataFrame
+    gitlab_namespaces: pd.DataFrame
+    gitlab_members: pd.DataFrame
+    crm_persons: pd.DataFrame
+    marketo_unsubscribes: pd.DataFrame
+    cs_accounts: pd.DataFrame
+    cs_contacts: pd.DataFrame
+    trial_signups: list[EventFile]
+    free_registrations: list[EventFile]
+    violations: dict[str, list[int]] = field(default_factory=dict)
+    """Violation kind -> affected crm person_ids (see ``VIOLATION_KINDS``)."""
+    malformed_events: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Event kind -> malformation kind -> number of malformed lines seeded into that kind's files."""
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Raw tables keyed by table name (schema ``raw``)."""
+        return {name: getattr(self, name) for name in TABLE_NAMES}
+
+    def event_files(self) -> dict[str, list[EventFile]]:
+        """Landing event files keyed by event kind (landing sub-directory)."""
+        return {kind: getattr(self, kind) for kind in EVENT_KINDS}
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _pick(rng: np.random.Generator, weights: dict[str, float] | tuple[str, ...], size: int) -> np.ndarray:
+    """Sample ``size`` values (object array) from a weighted dict or a uniform tuple."""
+    if isinstance(weights, dict):
+        values = np.array(list(weights), dtype=object)
+        p = np.array(list(weights.values()), dtype=float)
+        return values[rng.choice(len(values), size=size, p=p / p.sum())]
+    values = np.array(weights, dtype=object)
+    return values[rng.integers(0, len(values), size)]
+
+
+def _ts(seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds -> naive UTC ``datetime64[us]``."""
+    return np.asarray(seconds, dtype=np.int64).astype("datetime64[s]").astype("datetime64[us]")
+
+
+def _dates(days: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Epoch days -> object array of ``datetime.date`` (None where ``mask`` is False)."""
+    days = np.asarray(days, dtype=np.int64)
+    out = np.full(len(days), None, dtype=object)
+    sel = np.ones(len(days), dtype=bool) if mask is None else mask
+    out[sel] = days[sel].astype("datetime64[D]").astype(object)
+    return out
+
+
+def _cat(*parts: object) -> np.ndarray:
+    """Element-wise string concatenation of arrays (numbers are formatted with ``str``) and scalars."""
+
+    def as_text(part: object) -> object:
+        if isinstance(part, np.ndarray) and part.dtype != object:
+            return part.astype(str).astype(object)
+        return part
+
+    out = as_text(parts[0])
+    for part in parts[1:]:
+        out = out + as_text(part)
+    return np.asarray(out, dtype=object)
+
+
+def _fmt(template: str, *columns: np.ndarray) -> np.ndarray:
+    """``template.format(*row)`` for each row of the zipped columns (one string allocation per row)."""
+    return np.array([template.format(*row) for row in zip(*columns, strict=True)], dtype=object)
+
+
+def _json_tokens(values: np.ndarray) -> np.ndarray:
+    """JSON text of each value of a low-cardinality array (None -> ``null``); encodes distinct values once."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    tokens = np.array([json.dumps(v, ensure_ascii=False) for v in uniques] + ["null"], dtype=object)
+    return tokens[codes]
+
+
+def _slug(value: str, sep: str = "") -> str:
+    return re.sub(r"[^a-z0-9]+", sep, value.lower()).strip(sep)
+
+
+def _uuid_strings(namespace: uuid.UUID, prefix: str, count: int) -> np.ndarray:
+    return np.array([str(uuid.uuid5(namespace, f"{prefix}:{i}")) for i in range(count)], dtype=object)
+
+
+def _group_positions(counts: np.ndarray) -> np.ndarray:
+    """For rows produced by ``np.repeat(x, counts)``, the 0-based position of each row within its group."""
+    starts = np.cumsum(counts) - counts
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+
+
+def _unique_names(names: np.ndarray) -> np.ndarray:
+    """Append " (2)", " (3)", ... to repeated names so that every name is unique."""
+    dup = pd.Series(names).groupby(names).cumcount().to_numpy()
+    suffix = np.where(dup > 0, _cat(" (", dup + 1, ")"), "")
+    return _cat(names, suffix)
+
+
+def load_initial_sources(path: Path = INITIAL_SOURCE_SEED) -> pd.DataFrame:
+    """Allowed initial sources (``initial_source``, ``source_bucket``) from the dbt seed."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame[["initial_source", "source_bucket"]]
+
+
+def _source_weights(sources: pd.DataFrame) -> np.ndarray:
+    bucket_sizes = sources["source_bucket"].map(sources["source_bucket"].value_counts())
+    bucket_weight = sources["source_bucket"].map(SOURCE_BUCKET_WEIGHTS).fillna(0.01)
+    weights = (bucket_weight / bucket_sizes).to_numpy(dtype=float)
+    return weights / weights.sum()
+
+
+# ----------------------------------------------------------------------------------------------------
+# main entry point
+
+
+def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) -> SampleData:
+    """Generate a deterministic sample data set for ``users`` GitLab users relative to ``as_of``."""
+    if users < 1:
+        raise ValueError("users must be >= 1")
+    as_of = as_of or dt.datetime.now(dt.UTC).date()
+    rng = np.random.default_rng(seed)
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    id_namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"marketing_pipelines/sample_data/{seed}/{as_of}/{users}")
+    as_of_s = int((as_of - dt.date(1970, 1, 1)).days) * DAY
+    as_of_day = as_of_s // DAY
+
+    # ---- name pools (faker is slow, so it only fills small pools sampled with numpy) ----
+    first_pool = np.array([fake.first_name() for _ in range(1500)], dtype=object)
+    last_pool = np.array([fake.last_name() for _ in range(1500)], dtype=object)
+    company_pool = np.array(list(dict.fromkeys(fake.company() for _ in range(2000))), dtype=object)
+    tam_pool = np.array([fake.name() for _ in range(30)], dtype=object)
+    first_slug = np.array([_slug(v) for v in first_pool], dtype=object)
+    last_slug = np.array([_slug(v) for v in last_pool], dtype=object)
+    company_slug = np.array([_slug(v, "-") for v in company_pool], dtype=object)
+    company_domain = np.array([_slug(v) + ".com" for v in company_pool], dtype=object)
+
+    # ---- gitlab_users (user_id ascending with created_at) ----
+    n = users
+    recent = rng.random(n) < 0.40
+    age_s = np.where(recent, rng.integers(600, 59 * DAY, n), rng.integers(62 * DAY, 3 * 365 * DAY, n))
+    age_s = np.sort(age_s)[::-1]
+    user_created = as_of_s - age_s
+    user_id = np.arange(1, n + 1, dtype=np.int64)
+    u_first = rng.integers(0, len(first_pool), n)
+    u_last = rng.integers(0, len(last_pool), n)
+    u_company = rng.integers(0, len(company_pool), n)
+    u_setup = rng.random(n) < 0.55
+    u_domain = np.where(u_setup, company_domain[u_company], _pick(rng, PERSONAL_DOMAINS, n))
+    u_email = _fmt("{}.{}{}@{}", first_slug[u_first], last_slug[u_last], user_id, u_domain)
+    u_country = _pick(rng, COUNTRIES, n)
+    u_state = np.full(n, None, dtype=object)
+    is_us, is_ca = u_country == "United States", u_country == "Canada"
+    u_state[is_us] = _pick(rng, US_STATES, int(is_us.sum()))
+    u_state[is_ca] = _pick(rng, CA_PROVINCES, int(is_ca.sum()))
+    u_role = _pick(rng, USER_ROLES, n)
+    u_bucket = _pick(rng, dict(zip(EMPLOYEE_BUCKETS, EMPLOYEE_BUCKET_WEIGHTS, strict=True)), n)
+    u_reason = _pick(rng, SIGNUP_REASONS, n)
+    gitlab_users = pd.DataFrame(
+        {
+            "user_id": user_id,
+            "email": u_email,
+            "first_name": first_pool[u_first],
+            "last_name": last_pool[u_last],
+            "company": company_pool[u_company],
+            "country": u_country,
+            "state": u_state,
+            "user_role": u_role,
+            "employee_bucket": u_bucket,
+            "signup_reason": u_reason,
+            "setup_for_company": u_setup,
+            "created_at": _ts(user_created),
+        }
+    )
+
+    # ---- gitlab_namespaces (~0.7 per user, namespace_id ascending with created_at) ----
+    m = max(1, round(0.7 * n))
+    ns_creator = rng.integers(0, n, m)
+    c_age = as_of_s - user_created[ns_creator]
+    ns_created = user_created[ns_creator] + (rng.random(m) ** 2 * np.minimum(c_age - 60, 14 * DAY)).astype(np.int64)
+    order = np.argsort(ns_created, kind="stable")
+    ns_creator, ns_created = ns_creator[order], ns_created[order]
+    ns_id = np.arange(10_000_001, 10_000_001 + m, dtype=np.int64)
+    ns_age = as_of_s - ns_created
+    fresh = ns_age < 30 * DAY
+    plan = np.where(
+        fresh,
+        _pick(rng, dict(zip(PLAN_TITLES, (0.50, 0.02, 0.01, 0.30, 0.17), strict=True)), m),
+        _pick(rng, dict(zip(PLAN_TITLES, (0.78, 0.09, 0.05, 0.05, 0.03), strict=True)), m),
+    )
+    is_trial = (plan == "Ultimate Trial") | (plan == "Premium Trial")
+    is_paid = (plan == "Premium") | (plan == "Ultimate")
+    created_day = ns_created // DAY
+    trial_day = np.where(
+        fresh,
+        np.minimum(created_day + rng.integers(0, 3, m), as_of_day - 1),
+        as_of_day - rng.integers(1, 30, m),
+    )
+    trial_day = np.maximum(trial_day, created_day)
+    ns_company = np.where(rng.random(m) < 0.9, u_setup[ns_creator], ~u_setup[ns_creator])
+    glm_source = np.where(
+        is_trial,
+        _pick(rng, ("about.gitlab.com/free-trial/", "gitlab.com/-/trial_registrations/new"), m),
+        _pick(
+            rng,
+            {
+                "about.gitlab.com/pricing/": 0.35,
+                "about.gitlab.com/": 0.30,
+                "gitlab.com/users/sign_up": 0.25,
+                "about.gitlab.com/free-trial/": 0.10,
+            },
+            m,
+        ),
+    )
+    glm_content = np.where(
+        is_trial,
+        _pick(rng, {"default-saas-trial": 0.8, "trial-registration-page": 0.2}, m),
+        _pick(rng, {"free-registration": 0.7, "pricing-page-signup": 0.2, "homepage-signup": 0.1}, m),
+    )
+    stage_p = np.array([0.92, 0.60, 0.35, 0.20, 0.20, 0.15, 0.10, 0.08])
+    stage_mask = ((rng.random((m, len(STAGES))) < stage_p) * (1 << np.arange(len(STAGES)))).sum(axis=1)
+    stage_lookup = np.array(
+        [",".join(s for i, s in enumerate(STAGES) if mask >> i & 1) or None for mask in range(256)],
+        dtype=object,
+    )
+    personal_base = _fmt("{}{}", first_slug[u_first[ns_creator]], last_slug[u_last[ns_creator]])
+    ns_base = np.where(ns_company, company_slug[u_company[ns_creator]], personal_base)
+    del personal_base
+    gitlab_namespaces = pd.DataFrame(
+        {
+            "namespace_id": ns_id,
+            "namespace_name": _fmt("{}-{}", ns_base, ns_id - 10_000_000),
+            "creator_user_id": user_id[ns_creator],
+            "created_at": _ts(ns_created),
+            "plan_title": plan,
+            "plan_is_paid": is_paid,
+            "trial_start_date": _dates(trial_day, is_trial),
+            "trial_end_date": _dates(trial_day + 30, is_trial),
+            "is_setup_for_company": ns_company,
+            "glm_source": glm_source,
+            "glm_content": glm_content,
+            "is_impacted_by_user_limit": (plan == "Free") & (rng.random(m) < 0.12),
+            "is_namespace_pql": rng.random(m) < np.where(is_trial, 0.25, 0.06),
+            "list_of_stages": stage_lookup[stage_mask],
+        }
+    )
+
+    # ---- gitlab_members ----
+    extra = rng.poisson(np.where(ns_company, 2.0, 0.3))
+    extra_ns = np.repeat(np.arange(m), extra)
+    k = len(extra_ns)
+    member_ns = np.concatenate([np.arange(m), extra_ns])
+    member_user = np.concatenate([ns_creator, rng.integers(0, n, k)])
+    level_p = np.array([0.15, 0.05, 0.15, 0.45, 0.15, 0.05])
+    member_level = np.concatenate(
+        [np.full(m, 50, dtype=np.int64), np.array(ACCESS_LEVELS, dtype=np.int64)[rng.choice(6, k, p=level_p)]]
+    )
+    members = pd.DataFrame(
+        {"namespace_id": ns_id[member_ns], "user_id": user_id[member_user], "access_level": member_level}
+    )
+    members = members.drop_duplicates(["namespace_id", "user_id"], keep="first")
+    missing = [lvl for lvl in ACCESS_LEVELS if lvl not in set(members["access_level"].unique())]
+    non_creator = np.flatnonzero(members.index.to_numpy() >= m)
+    for i, lvl in enumerate(missing):  # tiny inputs only: guarantee every access level appears
+        if i < len(non_creator):
+            members.iloc[non_creator[i], 2] = lvl
+    gitlab_members = members.sort_values(["namespace_id", "user_id"], ignore_index=True)
+    del members, extra, extra_ns, member_ns, member_user, member_level, non_creator
+    del c_age, order, stage_mask, ns_base, glm_source, glm_content, ns_company, u_domain
+
+    # ---- crm persons: base persons (linked to users + CRM-only) and merge losers (duplicates) ----
+    linked = np.flatnonzero(rng.random(n) < 0.80)
+    n_linked, n_only = len(linked), max(1, round(0.20 * n))
+    before = rng.random(n_linked) < 0.30
+    linked_created = np.where(
+        before,
+        user_created[linked] - rng.integers(DAY, 400 * DAY, n_linked),
+        user_created[linked] + rng.integers(0, 2 * DAY, n_linked),
+    )
+    only_first = rng.integers(0, len(first_pool), n_only)
+    only_last = rng.integers(0, len(last_pool), n_only)
+    only_company = rng.integers(0, len(company_pool), n_only)
+    only_domain = np.where(rng.random(n_only) < 0.7, company_domain[only_company], _pick(rng, PERSONAL_DOMAINS, n_only))
+    only_email = _fmt("{}_{}{}@{}", first_slug[only_first], last_slug[only_last], np.arange(1, n_only + 1), only_domain)
+    only_created = as_of_s - rng.integers(3600, 4 * 365 * DAY, n_only)
+
+    b_first = np.concatenate([u_first[linked], only_first])
+    b_last = np.concatenate([u_last[linked], only_last])
+    b_company = np.concatenate([u_company[linked], only_company])
+    b_email = np.concatenate([u_email[linked], only_email])
+    b_created = np.minimum(np.concatenate([linked_created, only_created]), as_of_s - 3600)
+    b_user = np.concatenate([linked, np.full(n_only, -1)])
+    nb = len(b_email)
+
+    n_losers = max(2, round(0.03 * nb))
+    surv = rng.choice(nb, n_losers, replace=False)
+    older = rng.random(n_losers) < 0.85
+    s_created = b_created[surv]
+    l_created = np.where(
+        older,
+        s_created - rng.integers(DAY, 500 * DAY, n_losers),
+        s_created + (rng.random(n_losers) * (as_of_s - 3600 - s_created)).astype(np.int64),
+    )
+    same_email = rng.random(n_losers) < 0.6
+    l_email = np.where(
+        same_email,
+        b_email[surv],
+        _fmt(
+            "{}.{}@{}",
+            first_slug[b_first[surv]],
+            last_slug[b_last[surv]],
+            _pick(rng, PERSONAL_DOMAINS, n_losers),
+        ),
+    )
+    p_first = np.concatenate([b_first, b_first[surv]])
+    p_last = np.concatenate([b_last, b_last[surv]])
+    p_company = np.concatenate([b_company, b_company[surv]])
+    p_email = np.concatenate([b_email, l_email])
+    p_created = np.concatenate([b_created, l_created])
+    p_user = np.concatenate([b_user, np.full(n_losers, -1)])
+    is_only = np.concatenate([np.zeros(n_linked, bool), np.ones(n_only, bool), np.zeros(n_losers, bool)])
+    merge_target = np.concatenate([np.full(nb, -1), surv])  # person index of survivor, by raw index
+
+    # person_id ascending with created_at
+    p_order = np.argsort(p_created, kind="stable")
+    rank = np.empty_like(p_order)
+    rank[p_order] = np.arange(len(p_order))
+    p_first, p_last, p_company, p_email = (
+        p_first[p_order],
+        p_last[p_order],
+        p_company[p_order],
+        p_email[p_order],
+    )
+    p_created, p_user, is_only = p_created[p_order], p_user[p_order], is_only[p_order]
+    merge_target = merge_target[p_order]
+    merge_target = np.where(merge_target >= 0, rank[np.maximum(merge_target, 0)], -1)
+    n_p = len(p_email)
+    person_id = np.arange(100_000_001, 100_000_001 + n_p, dtype=np.int64)
+    is_loser = merge_target >= 0
+    is_survivor = np.zeros(n_p, bool)
+    is_survivor[merge_target[is_loser]] = True
+
+    n_versions = rng.choice([1, 2, 3, 4], size=n_p, p=[0.4, 0.3, 0.2, 0.1])
+    n_versions[is_loser] = np.maximum(n_versions[is_loser], 2)
+    null_first = (n_versions >= 2) & (rng.random(n_p) < 1 / 6)
+
+    sources = load_initial_sources()
+    source_values = sources["initial_source"].to_numpy(dtype=object)
+    p_source = source_values[rng.choice(len(source_values), size=n_p, p=_source_weights(sources))]
+
+    # coverage and violation persons: disjoint, never merged
+    free = rng.permutation(np.flatnonzero(~is_loser & ~is_survivor))
+    taken = np.zeros(n_p, bool)
+
+    def take(count: int, mask: np.ndarray | None = None) -> np.ndarray:
+        ok = free[~taken[free]] if mask is None else free[~taken[free] & mask[free]]
+        chosen = ok[:count]
+        taken[chosen] = True
+        return chosen
+
+    cover_source = take(len(source_values))
+    p_source[cover_source] = source_values[: len(cover_source)]
+    null_first[cover_source] = False
+    cover_status = take(len(LEAD_STATUSES))
+    v_changed = take(VIOLATIONS_PER_KIND, n_versions >= 2)
+    null_first[v_changed] = False
+    v_unknown = take(VIOLATIONS_PER_KIND)
+    p_source[v_unknown] = np.resize(np.array(UNKNOWN_INITIAL_SOURCES, dtype=object), len(v_unknown))
+    v_case = take(VIOLATIONS_PER_KIND)
+    p_source[v_case] = np.resize(np.array(CASE_VARIANT_INITIAL_SOURCES, dtype=object), len(v_case))
+    null_first[v_unknown] = null_first[v_case] = False
+    v_status = take(VIOLATIONS_PER_KIND)
+    v_null_email = take(NULL_EMAIL_ROWS, is_only)
+    n_versions[v_null_email] = 1
+    violation_person = taken.copy()
+    violation_person[cover_source] = False
+    violation_person[cover_status] = False
+
+    del b_first, b_last, b_company, b_email, b_created, b_user, linked_created, before, only_first, only_last
+    del only_company, only_domain, only_email, only_created, l_email, l_created, s_created, p_order, rank
+
+    # ---- cs_accounts ----
+    n_acc = max(1, n // 15)
+    paid_ns = np.flatnonzero(is_paid)
+    n_saas = min(round(0.6 * n_acc), len(paid_ns))
+    saas_ns = np.sort(rng.choice(paid_ns, n_saas, replace=False))
+    n_sm = n_acc - n_saas
+    a_company = np.concatenate([u_company[ns_creator[saas_ns]], rng.integers(0, len(company_pool), n_sm)])
+    sm_tier = _pick(rng, {"Premium": 0.6, "Ultimate": 0.4}, n_sm)
+    a_tier = np.concatenate([plan[saas_ns], sm_tier])
+    a_deploy = np.concatenate([np.full(n_saas, "SaaS", dtype=object), np.full(n_sm, "Self-Managed", dtype=object)])
+    a_created = np.concatenate(
+        [
+            ns_created[saas_ns] + (rng.random(n_saas) * (as_of_s - DAY - ns_created[saas_ns])).astype(np.int64),
+            as_of_s - rng.integers(30 * DAY, 6 * 365 * DAY, n_sm),
+        ]
+    )
+    a_namespace = pd.array(np.concatenate([ns_id[saas_ns], np.zeros(n_sm, np.int64)]), dtype="Int64")
+    a_namespace[n_saas:] = pd.NA
+    a_order = np.argsort(a_created, kind="stable")
+    a_company, a_tier, a_deploy, a_created = (
+        a_company[a_order],
+        a_tier[a_order],
+        a_deploy[a_order],
+        a_created[a_order],
+    )
+    a_namespace = a_namespace[a_order]
+    a_saas_ns = np.concatenate([saas_ns, np.full(n_sm, -1)])[a_order]
+    account_id = np.arange(60_000_001, 60_000_001 + n_acc, dtype=np.int64)
+    is_ult = a_tier == "Ultimate"
+    carr = np.round(rng.lognormal(np.log(30_000), 1.1, n_acc) * np.where(is_ult, 2.5, 1.0), 2)
+    carr[rng.random(n_acc) < 0.08] = 0.0
+    tam = np.where(rng.random(n_acc) < 0.25, _pick(rng, tuple(tam_pool), n_acc), None)
+    a_created_day = a_created // DAY
+    renewal_day = as_of_day + 1 + (a_created_day - as_of_day - 1) % 365
+    account_names = _unique_names(company_pool[a_company])
+    cs_accounts = pd.DataFrame(
+        {
+            "account_id": account_id,
+            "account_name": account_names,
+            "carr": carr,
+            "technical_account_manager": tam,
+            "account_owner_team": _pick(rng, {"AMER": 0.45, "EMEA": 0.30, "APAC": 0.15, "PUBSEC": 0.10}, n_acc),
+            "products_purchased": _cat(a_deploy, " - ", a_tier),
+            "deployment_type": a_deploy,
+            "support_level": np.where(
+                is_ult,
+                _pick(rng, {"Priority": 0.8, "Standard": 0.2}, n_acc),
+                _pick(rng, {"Standard": 0.75, "Basic": 0.25}, n_acc),
+            ),
+            "namespace_id": a_namespace,
+            "created_at": _ts(a_created),
+            "renewal_date": _dates(renewal_day),
+        }
+    )
+
+    # ---- cs_contacts ----
+    cat = rng.random(n_acc)
+    n_admin = np.where(cat < 0.77, np.where(rng.random(n_acc) < 0.6, 1, 2), 0)
+    n_sold = np.where(cat < 0.77, (rng.random(n_acc) < 0.5).astype(int), np.where(cat < 0.97, 1, 0))
+    n_other = rng.poisson(0.6, n_acc)
+    per_acc = n_admin + n_sold + n_other
+    c_acc = np.repeat(np.arange(n_acc), per_acc)
+    pos = _group_positions(per_acc)
+    other_role_weights = {
+        "Billing": 0.4,
+        "Technical Contact": 0.4,
+        "Executive Sponsor": 0.1,
+        "Procurement": 0.1,
+    }
+    other_roles = _pick(rng, other_role_weights, len(c_acc))
+    c_role = np.where(
+        pos < n_admin[c_acc],
+        "GitLab Admin",
+        np.where(pos < (n_admin + n_sold)[c_acc], "Sold-To", other_roles),
+    )
+    # SaaS accounts: the namespace creator's CRM person is the first GitLab Admin when available
+    person_of_user = np.full(n, -1)
+    linked_persons = np.flatnonzero(p_user >= 0)
+    person_of_user[p_user[linked_persons]] = linked_persons
+    pref = np.full(len(c_acc), -1)
+    first_admin = (pos == 0) & (n_admin[c_acc] > 0) & (a_saas_ns[c_acc] >= 0)
+    pref[first_admin] = person_of_user[ns_creator[a_saas_ns[c_acc[first_admin]]]]
+    bad = pref >= 0
+    bad[bad] = violation_person[pref[bad]] | is_loser[pref[bad]]
+    pref[bad] = -1
+    _, first_seen = np.unique(pref, return_index=True)
+    dup = np.ones(len(pref), bool)
+    dup[first_seen] = False
+    pref[dup] = -1
+    used = np.zeros(n_p, bool)
+    used[pref[pref >= 0]] = True
+    pool = rng.permutation(np.flatnonzero(~used & ~violation_person & ~is_loser))
+    need = np.flatnonzero(pref < 0)
+    fill = min(len(need), len(pool))
+    pref[need[:fill]] = pool[:fill]
+    keep = pref >= 0
+    c_acc, c_person, c_role = c_acc[keep], pref[keep], c_role[keep]
+    p_account = np.full(n_p, -1)
+    p_account[c_person] = c_acc
+    is_contact = p_account >= 0
+    p_company_name = company_pool[p_company]
+    p_company_name[is_contact] = account_names[p_account[is_contact]]
+    cs_contacts = pd.DataFrame(
+        {
+            "account_id": account_id[c_acc],
+            "person_id": person_id[c_person],
+            "email": p_email[c_person],
+            "gitlab_role": c_role,
+        }
+    )
+
+    # ---- crm_persons: explode into record versions ----
+    rows = np.repeat(np.arange(n_p), n_versions)
+    ver = _group_positions(n_versions)
+    last = ver == n_versions[rows] - 1
+    u = rng.random(len(rows))
+    u[ver == 0] = -1.0
+    u = u[np.lexsort((u, rows))]
+    u[ver == 0] = 0.0
+    span = (as_of_s - 1 - 4) - p_created[rows]
+    updated = p_created[rows] + (u * span).astype(np.int64) + ver
+    loser_last = last & is_loser[rows]
+    updated[loser_last] = np.maximum(updated[loser_last], p_created[merge_target[rows[loser_last]]] + 60)
+
+    first_status_weights = {
+        "Raw": 0.55,
+        "Inquiry": 0.35,
+        "MQL": 0.05,
+        "Bad Data": 0.02,
+        "Web Portal Purchase": 0.03,
+    }
+    first_status = _pick(rng, first_status_weights, len(rows))
+    later_status = _pick(
+        rng,
+        dict(zip(LEAD_STATUSES, (0.06, 0.12, 0.18, 0.10, 0.10, 0.10, 0.10, 0.16, 0.04, 0.04), strict=True)),
+        len(rows),
+    )
+    status = np.where(ver == 0, first_status, later_status)
+    status_of_person = np.full(n_p, None, dtype=object)
+    status_of_person[cover_status] = np.array(LEAD_STATUSES, dtype=object)[: len(cover_status)]
+    status_of_person[v_status] = np.resize(np.array(UNKNOWN_STATUSES, dtype=object), len(v_status))
+    forced = (last & np.isin(rows, cover_status)) | np.isin(rows, v_status)
+    status[forced] = status_of_person[rows[forced]]
+
+    source = p_source[rows].copy()
+    source[(ver == 0) & null_first[rows]] = None
+    changed_rows = last & np.isin(rows, v_changed)
+    src_idx = pd.Index(source_values).get_indexer(source[changed_rows])
+    source[changed_rows] = source_values[
+        (src_idx + rng.integers(1, len(source_values), len(src_idx))) % len(source_values)
+    ]
+
+    base_score = rng.normal(85, 35, n_p)
+    score = np.clip(np.round(base_score[rows] + 8 * ver + rng.normal(0, 6, len(rows))), 0, 250).astype(np.int64)
+    special = rng.random(len(rows))
+    score[special < 0.015] = 100
+    score[(special >= 0.015) & (special < 0.03)] = 99
+
+    email = p_email[rows].copy()
+    email[np.isin(rows, v_null_email)] = None
+    account = pd.array(np.where(is_contact[rows], account_id[np.maximum(p_account[rows], 0)], 0), dtype="Int64")
+    account[~is_contact[rows]] = pd.NA
+    merged_into = pd.array(np.where(loser_last, person_id[np.maximum(merge_target[rows], 0)], 0), dtype="Int64")
+    merged_into[~loser_last] = pd.NA
+    crm_persons = pd.DataFrame(
+        {
+            "person_id": person_id[rows],
+            "email": email,
+            "first_name": first_pool[p_first[rows]],
+            "last_name": last_pool[p_last[rows]],
+            "company": p_company_name[rows],
+            "record_type": np.where(is_contact[rows], "contact", "lead").astype(object),
+            "status": status,
+            "initial_source": source,
+            "person_score": score,
+            "account_id": account,
+            "created_at": _ts(p_created[rows]),
+            "updated_at": _ts(updated),
+            "merged_into_person_id": merged_into,
+        }
+    )
+    del rows, ver, last, u, span, updated, loser_last, first_status, later_status, status, forced, source
+    del changed_rows, score, special, email, account, merged_into
+    violations = {
+        "initial_source_changed": person_id[np.sort(v_changed)].tolist(),
+        "unknown_initial_source": person_id[np.sort(v_unknown)].tolist(),
+        "initial_source_case_variant": person_id[np.sort(v_case)].tolist(),
+        "unknown_status": person_id[np.sort(v_status)].tolist(),
+        "null_email": person_id[np.sort(v_null_email)].tolist(),
+    }
+
+    # ---- marketo_unsubscribes: ~5% of CRM emails, a few twice ----
+    has_email = np.flatnonzero(~np.isin(np.arange(n_p), v_null_email))
+    n_unsub = max(1, round(0.05 * len(has_email)))
+    unsub_p = rng.choice(has_email, n_unsub, replace=False)
+    unsub_at = p_created[unsub_p] + (rng.random(n_unsub) * (as_of_s - 1 - p_created[unsub_p])).astype(np.int64)
+    twice = unsub_p[: max(2, round(0.02 * n_unsub))]
+    twice_at = unsub_at[: len(twice)]
+    twice_at = twice_at + (rng.random(len(twice)) * (as_of_s - 1 - twice_at)).astype(np.int64)
+    unsub_email = np.concatenate([p_email[unsub_p], p_email[twice]])
+    unsub_all = np.concatenate([unsub_at, twice_at])
+    u_order = np.argsort(unsub_all, kind="stable")
+    marketo_unsubscribes = pd.DataFrame(
+        {
+            "event_id": _uuid_strings(id_namespace, "unsubscribe", len(u_order)),
+            "email": unsub_email[u_order],
+            "unsubscribed_at": _ts(unsub_all[u_order]),
+        }
+    )
+
+    del p_first, p_last, p_company, p_email, p_created, p_user, is_only, merge_target, n_versions, null_first
+    del p_source, p_company_name, p_account, is_contact, is_loser, is_survivor, violation_person
+    del person_of_user, has_email, unsub_email, unsub_all, u_order
+
+    # ---- landing events for recent users ----
+    window_start = as_of_s - 60 * DAY
+    trial_ns = np.flatnonzero(is_trial & (user_created[ns_creator] >= window_start) & (trial_day * DAY >= window_start))
+    trial_at = trial_day[trial_ns] * DAY + ns_created[trial_ns] % DAY
+    trial_users = ns_creator[trial_ns]
+    reg_users = np.flatnonzero(user_created >= window_start)
+    reg_users = reg_users[~np.isin(reg_users, trial_users)]
+    first_ns = np.full(n, -1)
+    creators, earliest = np.unique(ns_creator, return_index=True)  # namespaces are sorted by created_at
+    first_ns[creators] = earliest
+    reg_ns = first_ns[reg_users]
+
+    event_template = (
+        '{{"event_id":"{}","occurred_at":"{}Z","email":"{}","user_id":{},"namespace_id":{},"company":{},'
+        '"companyNamespace":{},"country":{},"employeeBucket":{},"firstName":{},"lastName":{},'
+        '"latest_trial_start_date":{},"signupReason":{},"state":{},"userRole":{},"setup_for_company":{}}}'
+    )
+    bool_json = np.array(["false", "true"], dtype=object)
+    company_json, first_json, last_json = (_json_tokens(pool) for pool in (company_pool, first_pool, last_pool))
+
+    def event_lines(kind: str, u_idx: np.ndarray, ns_idx: np.ndarray, at_s: np.ndarray, trial: bool) -> np.ndarray:
+        """Raw JSON lines (compact, fixed key order) sorted by occurred_at; emails are JSON-safe as built."""
+        order = np.lexsort((u_idx, at_s))
+        u_idx, ns_idx, at_s = u_idx[order], ns_idx[order], at_s[order]
+        ns_text = np.where(ns_idx >= 0, ns_id[np.maximum(ns_idx, 0)].astype(str), "null")
+        trial_text = (
+            np.char.add(np.char.add('"', np.datetime_as_string(trial_day[ns_idx].astype("datetime64[D]"))), '"')
+            if trial
+            else np.full(len(u_idx), "null")
+        )
+        event_ids = (str(uuid.uuid5(id_namespace, f"{kind}:{i}")) for i in range(len(u_idx)))
+        setup = bool_json[u_setup[u_idx].astype(int)]
+        columns = (
+            event_ids,
+            np.datetime_as_string(_ts(at_s).astype("datetime64[s]")),
+            u_email[u_idx],
+            user_id[u_idx],
+            ns_text,
+            company_json[u_company[u_idx]],
+            setup,
+            _json_tokens(u_country[u_idx]),
+            _json_tokens(u_bucket[u_idx]),
+            first_json[u_first[u_idx]],
+            last_json[u_last[u_idx]],
+            trial_text,
+            _json_tokens(u_reason[u_idx]),
+            _json_tokens(u_state[u_idx]),
+            _json_tokens(u_role[u_idx]),
+            setup,
+        )
+        return np.array([event_template.format(*row) for row in zip(*columns, strict=True)], dtype=object), at_s
+
+    file_bounds = [as_of_s - 21 * DAY + 6 * 3600, as_of_s - 7 * DAY + 6 * 3600, as_of_s + 6 * 3600]
+
+    def event_files(
+        kind: str, lines: np.ndarray, at: np.ndarray, trial: bool
+    ) -> tuple[list[EventFile], dict[str, int]]:
+        files: list[EventFile] = []
+        lo = np.iinfo(np.int64).min
+        for bound in file_bounds:
+            sel = (at >= lo) & (at < bound)
+            stamp = dt.datetime.fromtimestamp(bound, dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
+            files.append(EventFile(f"{kind}_{stamp}.jsonl", lines[sel].tolist()))
+            lo = bound
+        # malformed lines (kept verbatim): one of each kind, spread across the files
+        template = (
+            json.loads(lines[0])
+            if len(lines)
+            else {
+                "occurred_at": f"{as_of - dt.timedelta(days=1)}T10:00:00Z",
+                "email": u_email[0],
+                "user_id": 1,
+            }
+        )
+        bad_ids = _uuid_strings(id_namespace, f"{kind}-malformed", 4)
+        missing_email = {**template, "event_id": bad_ids[1]}
+        missing_email.pop("email", None)
+        bad_date = {**template, "event_id": bad_ids[2], "occurred_at": f"{as_of.year}-02-30T25:61:00Z"}
+        if trial:
+            bad_date["latest_trial_start_date"] = "31/02/2024"
+        bad_bucket = {**template, "event_id": bad_ids[3], "employeeBucket": "9000+"}
+        good = json.dumps({**template, "event_id": bad_ids[0]}, separators=(",", ":"))
+        malformed = [
+            (0, good[: max(10, len(good) // 2)]),
+            (1, json.dumps(missing_email, separators=(",", ":"))),
+            (2, json.dumps(bad_date, separators=(",", ":"))),
+            (2, json.dumps(bad_bucket, separators=(",", ":"))),
+        ]
+        for file_no, line in malformed:
+            target = files[file_no].lines
+            target.insert(int(rng.integers(0, len(target) + 1)), line)
+        counts = {"invalid_json": 1, "missing_email": 1, "bad_date": 1, "unknown_employee_bucket": 1}
+        return files, counts
+
+    trial_files, trial_bad = event_files(
+        "trial_signups", *event_lines("trial_signups", trial_users, trial_ns, trial_at, True), True
+    )
+    reg_files, reg_bad = event_files(
+        "free_registrations",
+        *event_lines("free_registrations", reg_users, reg_ns, user_created[reg_users], False),
+        False,
+    )
+
+    return SampleData(
+        seed=seed,
+        as_of=as_of,
+        gitlab_users=gitlab_users,
+        gitlab_namespaces=gitlab_namespaces,
+        gitlab_members=gitlab_members,
+        crm_persons=crm_persons,
+        marketo_unsubscribes=marketo_unsubscribes,
+        cs_accounts=cs_accounts,
+        cs_contacts=cs_contacts,
+        trial_signups=trial_files,
+        free_registrations=reg_files,
+        violations=violations,
+        malformed_events={"trial_signups": trial_bad, "free_registrations": reg_bad},
+    )

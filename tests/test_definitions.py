@@ -1,0 +1,95 @@
+"""The code location loads fast, offline and without touching a warehouse, and holds what the UI shows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from marketing_pipelines.paths import PROJECT_ROOT
+
+EXPECTED_ASSETS = {
+    "raw/gitlab_users",
+    "raw/gitlab_namespaces",
+    "raw/gitlab_members",
+    "raw/crm_persons",
+    "raw/marketo_unsubscribes",
+    "raw/cs_accounts",
+    "raw/cs_contacts",
+    "marts/dim_initial_source",
+    "marts/dim_lead_status",
+    "marts/dim_access_level",
+    "marts/marketing_contacts",
+    "marts/marketing_contact_namespace_detail",
+    "marts/initial_source_history",
+    "staging/stg_crm__persons",
+}
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> dg.RepositoryDefinition:
+    from marketing_pipelines.definitions import defs
+
+    return defs().get_repository_def()
+
+
+def test_definitions_hold_the_expected_assets(repository):
+    keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert keys >= EXPECTED_ASSETS
+
+
+def test_dbt_tests_surface_as_asset_checks(repository):
+    checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
+    assert ("marts/marketing_contacts", "unique_marketing_contacts_person_id") in checks
+    assert any(asset == "raw/crm_persons" for asset, _ in checks), "source tests should be checks on raw assets"
+
+
+def test_every_asset_has_description_owner_group_and_kinds(repository):
+    for key in repository.asset_graph.get_all_asset_keys():
+        node = repository.asset_graph.get(key)
+        assert node.description, f"{key.to_user_string()} has no description"
+        assert node.owners, f"{key.to_user_string()} has no owner"
+        assert node.group_name in {"raw", "staging", "marts", "audiences", "ops"}, key
+        assert node.kinds, f"{key.to_user_string()} has no kinds"
+
+
+def test_daily_schedule_targets_the_refresh_job(repository):
+    schedule = repository.get_schedule_def("refresh_marketing_data_schedule")
+    assert schedule.job_name == "refresh_marketing_data_job"
+    assert schedule.cron_schedule == "0 5 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert repository.has_job("refresh_marketing_data_job")
+
+
+def test_writing_assets_share_the_warehouse_pool(repository):
+    job = repository.get_job("refresh_marketing_data_job")
+    pools = {node.definition.pool for node in job.graph.node_dict.values()}
+    assert pools == {"warehouse"}
+
+
+def test_loading_definitions_touches_no_warehouse(tmp_path: Path):
+    warehouse = tmp_path / "never-created.duckdb"
+    code = "from marketing_pipelines.definitions import defs; defs().get_repository_def()"
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={"DUCKDB_PATH": str(warehouse), "PATH": "", "HTTPS_PROXY": "http://127.0.0.1:9", "HOME": str(tmp_path)},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert not warehouse.exists()
+
+
+def test_dagster_validates_the_workspace():
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
