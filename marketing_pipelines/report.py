@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
-from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH
+from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 REPORTED_SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
 
 
 def main() -> int:
-    path = os.environ.get("DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    path = resolve_project_path(os.environ.get("DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
     warehouse = DuckDBWarehouse(path)
     if not warehouse.path.exists():
         print(f"No warehouse at {warehouse.path}: run `make run` first.", file=sys.stderr)

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from marketing_pipelines.defs.transform.project import dbt_project
-from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH
+from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
 from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
 
 SUPPORTED_WAREHOUSES = ("duckdb",)
@@ -37,7 +37,7 @@ class WarehouseResource(dg.ConfigurableResource):
         """The configured warehouse implementation."""
         self.resolved_kind()
         path = self.duckdb_path or dg.EnvVar("DUCKDB_PATH").get_value(default=DEFAULT_DUCKDB_PATH)
-        return DuckDBWarehouse(path or DEFAULT_DUCKDB_PATH)
+        return DuckDBWarehouse(resolve_project_path(path or DEFAULT_DUCKDB_PATH))
 
 
 def dbt_executable() -> str:

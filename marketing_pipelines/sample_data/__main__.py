@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, DEFAULT_LANDING_DIR, resolve_project_path
 from marketing_pipelines.sample_data.generator import generate
 from marketing_pipelines.sample_data.loader import warehouse_is_empty, write_sample_data
 
@@ -39,8 +40,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = _parse_args(argv)
-    duckdb_path: Path = args.duckdb_path or Path(os.environ.get("DUCKDB_PATH", "data/warehouse.duckdb"))
-    landing_dir: Path = args.landing_dir or Path(os.environ.get("LANDING_DIR", "data/landing"))
+    duckdb_path: Path = args.duckdb_path or resolve_project_path(os.environ.get("DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+    landing_dir: Path = args.landing_dir or resolve_project_path(os.environ.get("LANDING_DIR", DEFAULT_LANDING_DIR))
 
     if args.if_empty and not warehouse_is_empty(duckdb_path):
         print(f"Skipping sample data: {duckdb_path} already has raw.crm_persons (--if-empty).")
