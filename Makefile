@@ -29,7 +29,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 prepare: install $(DAGSTER_HOME)/dagster.yaml ## Parse the dbt project into its manifest (once, not at every load)
-	$(RUN) dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+	cd dbt_project && $(RUN) dbt parse --quiet --profiles-dir .
 
 sample-data: install ## Fill an empty warehouse and landing folder with deterministic sample data
 	$(RUN) python -m marketing_pipelines.sample_data --if-empty

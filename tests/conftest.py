@@ -21,10 +21,11 @@ DBT = str(Path(sys.executable).with_name("dbt"))
 
 
 def run_dbt(args: list[str], duckdb_path: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the real dbt CLI against a DuckDB file (the way `make` and Dagster run it)."""
+    """Run the real dbt CLI from the dbt project folder against a DuckDB file, as `make` and Dagster do."""
     env = {**os.environ, "DUCKDB_PATH": str(duckdb_path), "MARKETING_WAREHOUSE": "duckdb"}
     result = subprocess.run(
-        [DBT, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        [DBT, *args, "--profiles-dir", str(DBT_PROJECT_DIR)],
+        cwd=DBT_PROJECT_DIR,
         env=env,
         capture_output=True,
         text=True,
