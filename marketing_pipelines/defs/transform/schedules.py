@@ -8,7 +8,7 @@ REFRESH_JOB_NAME = "refresh_marketing_data_job"
 
 refresh_marketing_data_job = dg.define_asset_job(
     name=REFRESH_JOB_NAME,
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
     description="Materialize every asset: dbt seeds, staging and marts, then audiences and destination syncs.",
 )
 
