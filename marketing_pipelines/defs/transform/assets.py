@@ -1,4 +1,8 @@
-"""The dbt project as Dagster assets: seeds, staging views and marts, with dbt tests as asset checks."""
+"""The dbt project as Dagster assets, with dbt tests as asset checks.
+
+Two steps: the warehouse models (seeds, staging, marts), then the audiences. The blocking rule checks on the
+marts sit between them, so a broken rule stops the audiences and every destination sync downstream.
+"""
 
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +15,8 @@ from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 
+AUDIENCES_SELECTION = "path:models/audiences"
+
 translator = MarketingDbtTranslator()
 
 
@@ -19,12 +25,35 @@ translator = MarketingDbtTranslator()
     project=dbt_project,
     dagster_dbt_translator=translator,
     name="marketing_dbt_models",
+    exclude=AUDIENCES_SELECTION,
     pool=WAREHOUSE_POOL,
 )
 def marketing_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """Build the selected dbt seeds and models and run their tests, then report row counts.
+    """Seeds, staging views and marts, with their dbt tests."""
+    yield from build_with_row_counts(context, dbt, warehouse)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="audience_dbt_models",
+    select=AUDIENCES_SELECTION,
+    pool=WAREHOUSE_POOL,
+)
+def audience_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """The audience tables the destination syncs send, built only once the marts pass their rule checks."""
+    yield from build_with_row_counts(context, dbt, warehouse)
+
+
+def build_with_row_counts(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """`dbt build` the step's selection, then attach `dagster/row_count` to every materialization.
 
     Events are held until dbt exits: DuckDB has one writer, so the tables can only be counted afterwards.
     """

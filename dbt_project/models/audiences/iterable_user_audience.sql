@@ -1,0 +1,43 @@
+{#
+  Exactly the Iterable `users/bulkUpdate` user objects to send: one per e-mail of a recently created user
+  (seed 000's two-month window), with the namespace array and CRM marketing fields as `dataFields`.
+  Only opted-in people: anyone whose CRM contact is opted out, or whose e-mail unsubscribed in Marketo,
+  is left out (seed 000: only the opt-in `GitLab Marketing` message type is used).
+#}
+with namespace_detail as (
+    select * from {{ ref('marketing_contact_namespace_detail') }}
+),
+
+contacts as (
+    select * from {{ ref('marketing_contacts') }}
+    where email is not null
+    qualify row_number() over (partition by email order by updated_at desc, person_id desc) = 1
+),
+
+unsubscribes as (
+    select distinct email from {{ ref('stg_marketo__unsubscribes') }}
+    where email is not null
+),
+
+final as (
+    select
+        namespace_detail.email,
+        cast(namespace_detail.user_id as {{ dbt.type_string() }}) as user_id,
+        contacts.person_id,
+        {{ json_object([
+            ('namespaces', 'namespace_detail.namespace_detail'),
+            ('namespaceCount', 'namespace_detail.namespace_count'),
+            ('leadStatus', 'contacts.lead_status'),
+            ('initialSource', 'contacts.initial_source'),
+            ('initialSourceBucket', 'contacts.initial_source_bucket'),
+            ('personScore', 'contacts.person_score'),
+            ('isMql', 'contacts.is_mql'),
+        ]) }} as data_fields
+    from namespace_detail
+    left join contacts on namespace_detail.email = contacts.email
+    left join unsubscribes on namespace_detail.email = unsubscribes.email
+    where unsubscribes.email is null
+      and coalesce(contacts.is_opted_in, true)
+)
+
+select * from final

@@ -1,0 +1,47 @@
+"""Shared machinery for business-rule checks: run a violations query, report count, samples and values."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from marketing_pipelines.pii import mask_email
+from marketing_pipelines.warehouse import Warehouse
+
+SAMPLE_SIZE = 20
+
+
+def violations_result(
+    warehouse: Warehouse,
+    violations_sql: str,
+    *,
+    severity: dg.AssetCheckSeverity,
+    what: str,
+) -> dg.AssetCheckResult:
+    """Evaluate a rule from a query returning one row per violation: ``person_id, email, value``.
+
+    The result carries the number of violations, up to 20 sample records (e-mails masked) and the values
+    involved with their counts, so a reader can find and fix each record at the source.
+    """
+    (failing,) = warehouse.query(f"select count(*) from ({violations_sql}) as violations")[0]
+    samples = warehouse.query(
+        f"select person_id, email, value from ({violations_sql}) as violations order by person_id limit {SAMPLE_SIZE}"
+    )
+    values = warehouse.query(
+        f"select value, count(*) as n from ({violations_sql}) as violations "
+        f"group by value order by n desc, value limit {SAMPLE_SIZE}"
+    )
+    return dg.AssetCheckResult(
+        passed=failing == 0,
+        severity=severity,
+        description=f"{failing} {what}" if failing else f"No {what}.",
+        metadata={
+            "failing_records": dg.MetadataValue.int(int(failing)),
+            "sample_records": dg.MetadataValue.json(
+                [
+                    {"person_id": person_id, "email": mask_email(email), "value": value}
+                    for person_id, email, value in samples
+                ]
+            ),
+            "values": dg.MetadataValue.json({str(value): int(n) for value, n in values}),
+        },
+    )

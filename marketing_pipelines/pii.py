@@ -1,0 +1,13 @@
+"""Masking of personal data shown in the UI (check metadata, previews, logs)."""
+
+from __future__ import annotations
+
+
+def mask_email(email: str | None) -> str | None:
+    """``jane.doe@example.com`` → ``j***@example.com``; values without an ``@`` are fully masked."""
+    if email is None:
+        return None
+    local, at, domain = str(email).partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
