@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used: loading the definitions must stay fast
+    import pandas as pd
 
 
 class Warehouse(abc.ABC):

@@ -7,12 +7,13 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from marketing_pipelines.warehouse.base import Warehouse
+
+if TYPE_CHECKING:  # imported where used: loading the definitions must not pay for duckdb and pandas
+    import duckdb
+    import pandas as pd
 
 LOCK_WAIT_SECONDS = 300.0
 
@@ -33,6 +34,8 @@ class DuckDBWarehouse(Warehouse):
     @contextlib.contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting (with jittered backoff) while another process holds its lock."""
+        import duckdb
+
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_wait_seconds

@@ -35,6 +35,7 @@ ERROR = dg.AssetCheckSeverity.ERROR
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_OVERWRITTEN,
     additional_deps=[INITIAL_SOURCE_HISTORY],
@@ -64,6 +65,7 @@ def crm_initial_source_overwritten(warehouse: WarehouseResource) -> dg.AssetChec
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_UNKNOWN,
     description=(
@@ -86,6 +88,7 @@ def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckRes
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
     name=CRM_LEAD_STATUS_UNKNOWN,
     description="Seed 001: lead status is one of ten statuses. Warns on CRM records carrying another status.",
@@ -111,11 +114,11 @@ def crm_lead_status_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult
 # Attached to marketing_contacts, the asset that carries the Initial Source to the audiences, so that a
 # failure blocks them: blocking only holds back direct dependents of the checked asset.
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=INITIAL_SOURCE_IMMUTABLE,
     blocking=True,
     additional_deps=[INITIAL_SOURCE_HISTORY],
-    pool=WAREHOUSE_POOL,
     description=(
         "Seed 001: Initial Source is never changed. Fails when the history lost or changed a row since the "
         f"last passing evaluation (kept in {HISTORY_AUDIT_TABLE}), or a contact's source differs from its "
@@ -177,6 +180,7 @@ def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResul
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=INITIAL_SOURCE_ALLOWED,
     blocking=True,
@@ -198,6 +202,7 @@ def initial_source_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=MERGE_KEEPS_OLDEST_INITIAL_SOURCE,
     blocking=True,
@@ -235,6 +240,7 @@ def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetC
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=LEAD_STATUS_ALLOWED,
     blocking=True,
@@ -256,6 +262,7 @@ def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=MQL_MATCHES_SCORE,
     description="Seed 001: a person is an MQL exactly when the person score reached 100 points.",

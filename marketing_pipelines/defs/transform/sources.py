@@ -34,6 +34,4 @@ def raw_source_specs() -> list[dg.AssetSpec]:
     return specs
 
 
-@dg.definitions
-def raw_sources() -> dg.Definitions:
-    return dg.Definitions(assets=raw_source_specs())
+raw_sources = raw_source_specs()
