@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported where it is used: loading the definitions must stay fast
@@ -31,8 +31,8 @@ class Warehouse(abc.ABC):
         """Stream a query's result in DataFrames of at most ``batch_size`` rows."""
 
     @abc.abstractmethod
-    def execute(self, statements: str | Iterable[str]) -> None:
-        """Run one or more statements in one transaction."""
+    def execute(self, statements: str | Iterable[str], frames: Mapping[str, pd.DataFrame] | None = None) -> None:
+        """Run one or more statements in one transaction; ``frames`` are readable in them by name."""
 
     @abc.abstractmethod
     def write_frame(self, schema: str, table: str, frame: pd.DataFrame, *, replace: bool = False) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +72,12 @@ class DuckDBWarehouse(Warehouse):
             for batch in reader:
                 yield batch.to_pandas()
 
-    def execute(self, statements: str | Iterable[str]) -> None:
+    def execute(self, statements: str | Iterable[str], frames: Mapping[str, pd.DataFrame] | None = None) -> None:
         if isinstance(statements, str):
             statements = [statements]
         with self.connect() as con:
+            for name, frame in (frames or {}).items():
+                con.register(name, frame)
             con.begin()
             for statement in statements:
                 con.execute(statement)

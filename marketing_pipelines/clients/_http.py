@@ -1,0 +1,362 @@
+"""Shared HTTP plumbing for the reverse-ETL API clients: pacing, retries, safe errors and size-aware batching.
+
+No Dagster imports: these are plain classes that resources wrap.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any, Self
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+REDACTED = "[REDACTED]"
+EXCERPT_CHARS = 300
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each non-empty secret in `text` (longest first, so overlaps are covered)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def dumps_compact(obj: Any) -> bytes:
+    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class ApiError(Exception):
+    """A request that failed for good (non-retryable status, or retries exhausted). Never carries a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        endpoint: str,
+        body_excerpt: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.endpoint = endpoint
+        self.body_excerpt = body_excerpt
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ApiError(status_code={self.status_code!r}, endpoint={self.endpoint!r}, message={self.message!r})"
+
+
+class OversizedRecordError(ValueError):
+    """A single record is too large to fit in any request body (raised when no `on_oversized` callback is given)."""
+
+
+class RateLimiter:
+    """Sliding-window limiter: never more than `max_per_second` request starts within any 1-second window.
+
+    Keeps the start times of the last N requests and waits until the oldest is more than one window old.
+    A fractional rate below 1 becomes one request per `1 / rate` seconds; above 1 it is rounded down.
+    `safety_margin` widens the window to absorb clock/latency skew between client and server. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        max_per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        safety_margin: float = 0.0,
+    ) -> None:
+        if max_per_second <= 0:
+            raise ValueError("max_per_second must be positive")
+        self.max_per_second = max_per_second
+        if max_per_second >= 1:
+            self.capacity, window = int(max_per_second), 1.0
+        else:
+            self.capacity, window = 1, 1.0 / max_per_second
+        self.window = window + safety_margin
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque(maxlen=self.capacity)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a request may start; record and return its start time."""
+        with self._lock:
+            while True:
+                now = self._clock()
+                if len(self._starts) < self.capacity:
+                    break
+                wait = self._starts[0] + self.window - now
+                if wait < 0:
+                    break
+                # Sleeping under the lock keeps waiters in order and the window exact.
+                self._sleep(wait + 1e-4)
+            self._starts.append(now)
+            return now
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures are retried, and how long to wait: capped exponential backoff with full jitter.
+
+    Retries 408/409/429/5xx and connection errors/timeouts, never other 4xx. A `Retry-After` header wins over
+    the computed backoff (capped at `max_retry_after`).
+    """
+
+    max_retries: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+    retry_statuses: frozenset[int] = frozenset({408, 409, 429})
+    max_retry_after: float = 300.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def is_retryable_status(self, status_code: int) -> bool:
+        return status_code in self.retry_statuses or 500 <= status_code <= 599
+
+    def is_retryable_exception(self, exc: BaseException) -> bool:
+        if isinstance(exc, httpx.UnsupportedProtocol):  # a misconfigured URL never heals
+            return False
+        return isinstance(exc, httpx.TimeoutException | httpx.TransportError)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number `attempt + 1` (attempt counts from 0)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        capped = min(self.max_delay, self.base_delay * (2**attempt))
+        return self.rng.uniform(0, capped) if self.jitter else capped
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """`Retry-After` as seconds: either delta-seconds or an HTTP date. None when absent or unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - now())
+    return seconds if seconds >= 0 else None
+
+
+@dataclass
+class ClientStats:
+    """Counters for one client: HTTP attempts, retries, and responses by status (`None` for transport errors)."""
+
+    requests: int = 0
+    retries: int = 0
+    statuses: dict[int | None, int] = field(default_factory=dict)
+
+    def _count(self, status: int | None) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+class JsonApiClient:
+    """A JSON-over-HTTPS client with pacing, retries and secret scrubbing; subclasses add typed endpoints."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        http: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
+        self._secrets = tuple(s for s in secrets if s)
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout)
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._log = log or logger
+        self.stats = ClientStats()
+        self._stats_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _excerpt(self, text: str) -> str:
+        return self.redact(text)[:EXCERPT_CHARS]
+
+    def _bump(self, *, status: int | None = None, attempt: bool = False, retry: bool = False) -> None:
+        with self._stats_lock:
+            if attempt:
+                self.stats.requests += 1
+                self.stats._count(status)
+            if retry:
+                self.stats.retries += 1
+
+    # -- the one request method ------------------------------------------------------------------------------
+    def post_json(self, endpoint: str, body: Any, *, limiter: RateLimiter | None = None) -> dict[str, Any]:
+        """POST `body` as compact JSON, retrying per the policy; return the parsed JSON object.
+
+        Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
+        """
+        content = dumps_compact(body)
+        url = f"{self.base_url}{endpoint}"
+        attempt = 0
+        while True:
+            if limiter is not None:
+                limiter.acquire()
+            try:
+                response = self._http.post(url, content=content, headers=self._headers)
+            except httpx.HTTPError as exc:
+                self._bump(status=None, attempt=True)
+                detail = self._excerpt(f"{type(exc).__name__}: {exc}")
+                if self.retry.is_retryable_exception(exc) and attempt < self.retry.max_retries:
+                    wait = self.retry.delay(attempt)
+                    self._log.warning(
+                        "POST %s: %s; retry %d/%d in %.2fs", endpoint, detail, attempt + 1, self.retry.max_retries, wait
+                    )
+                    self._bump(retry=True)
+                    self._sleep(wait)
+                    attempt += 1
+                    continue
+                raise ApiError(
+                    f"POST {endpoint} failed after {attempt + 1} attempt(s): {detail}",
+                    status_code=None,
+                    endpoint=endpoint,
+                    body_excerpt="",
+                    attempts=attempt + 1,
+                ) from None
+
+            status = response.status_code
+            self._bump(status=status, attempt=True)
+            if 200 <= status < 300:
+                return self._parse(endpoint, response, attempt + 1)
+
+            excerpt = self._excerpt(response.text)
+            if self.retry.is_retryable_status(status) and attempt < self.retry.max_retries:
+                wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                self._log.warning(
+                    "POST %s: HTTP %d %r; retry %d/%d in %.2fs",
+                    endpoint,
+                    status,
+                    excerpt[:120],
+                    attempt + 1,
+                    self.retry.max_retries,
+                    wait,
+                )
+                self._bump(retry=True)
+                self._sleep(wait)
+                attempt += 1
+                continue
+            raise ApiError(
+                f"POST {endpoint} failed with HTTP {status} after {attempt + 1} attempt(s): {excerpt}",
+                status_code=status,
+                endpoint=endpoint,
+                body_excerpt=excerpt,
+                attempts=attempt + 1,
+            )
+
+    def _parse(self, endpoint: str, response: httpx.Response, attempts: int) -> dict[str, Any]:
+        if not response.content:
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            excerpt = self._excerpt(response.text)
+            raise ApiError(
+                f"POST {endpoint} returned HTTP {response.status_code} with a non-JSON body: {excerpt}",
+                status_code=response.status_code,
+                endpoint=endpoint,
+                body_excerpt=excerpt,
+                attempts=attempts,
+            ) from None
+        return data if isinstance(data, dict) else {"data": data}
+
+
+def batches_by_size(
+    records: Iterable[dict[str, Any]],
+    *,
+    max_records: int,
+    max_bytes: int,
+    envelope_bytes: int,
+    on_oversized: Callable[[dict[str, Any], int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Group records so each request holds at most `max_records` and its compact JSON body at most `max_bytes`.
+
+    A record costs its compact JSON length plus one byte for the separating comma; `envelope_bytes` is the size
+    of the body with an empty list (e.g. `len(b'{"users":[]}')`). A record that cannot fit even alone is
+    skipped and passed to `on_oversized(record, size)`; without a callback, OversizedRecordError is raised.
+    """
+    if max_records < 1:
+        raise ValueError("max_records must be >= 1")
+    batch: list[dict[str, Any]] = []
+    used = envelope_bytes
+    for record in records:
+        size = len(dumps_compact(record)) + 1
+        if envelope_bytes + size > max_bytes:
+            if on_oversized is None:
+                raise OversizedRecordError(f"record of {size} bytes exceeds the {max_bytes}-byte request limit")
+            on_oversized(record, size)
+            continue
+        if batch and (len(batch) >= max_records or used + size > max_bytes):
+            yield batch
+            batch, used = [], envelope_bytes
+        batch.append(record)
+        used += size
+    if batch:
+        yield batch
+
+
+def envelope_size(body_without_records: Mapping[str, Any], records_key: str) -> int:
+    """Bytes of `body_without_records` with `records_key` set to an empty list, serialised as sent."""
+    return len(dumps_compact({**body_without_records, records_key: []}))
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ApiError",
+    "ClientStats",
+    "JsonApiClient",
+    "OversizedRecordError",
+    "RateLimiter",
+    "RetryPolicy",
+    "batches_by_size",
+    "dumps_compact",
+    "envelope_size",
+    "parse_retry_after",
+    "redact",
+]

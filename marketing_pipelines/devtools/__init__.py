@@ -1,0 +1,1 @@
+"""Developer tools (local emulators); never imported when Dagster loads the definitions."""

@@ -1,0 +1,297 @@
+"""Diff an audience against what a destination accepted, send only what changed, and record the outcome.
+
+A record is marked synced only once the destination accepted it, in the same transaction that resolves its
+earlier rejections, batch by batch: a sync killed at any point and run again sends what is left. Re-sending a
+batch whose outcome was lost is harmless because destinations upsert by key (and events carry deterministic ids).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
+from marketing_pipelines.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+READ_BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Where the records come from: a table, its key column and the columns that make up a record."""
+
+    table: str
+    key_column: str
+    columns: Sequence[str]
+
+    def hash_sql(self) -> str:
+        parts = " || '|' || ".join(f"coalesce(cast({c} as varchar), '<null>')" for c in self.columns)
+        return f"md5({parts})"
+
+
+@dataclass
+class BatchOutcome:
+    """What the destination said about one request: rejected keys with reasons; the rest were accepted."""
+
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+class Destination(Protocol):
+    """One API endpoint the engine can push records to."""
+
+    name: str
+    endpoint: str
+
+    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The API record for an audience row; raises ValueError for a row that cannot be sent."""
+
+    def batches(self, records: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Group (key, payload) pairs into requests within the API's count and size limits."""
+
+    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        """The JSON body of one request (what dry-run writes to the outbox)."""
+
+    def send(self, keyed: list[tuple[str, dict[str, Any]]]) -> BatchOutcome:
+        """Send one request (pacing and retries included)."""
+
+    def counters(self) -> tuple[int, int]:
+        """HTTP requests and retries made so far."""
+
+
+@dataclass
+class SyncReport:
+    """Counts of one sync run; also written to `ops.sync_runs` and shown as asset metadata."""
+
+    destination: str
+    mode: str
+    run_id: str
+    considered: int = 0
+    unchanged: int = 0
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    candidates: int = 0
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_metadata(self) -> dict[str, Any]:
+        hidden = {"rejection_reasons", "run_id", "candidates"}
+        metadata: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in hidden}
+        metadata["seconds"] = round(self.seconds, 3)
+        metadata["rejection_reasons"] = dict(self.rejection_reasons)
+        return metadata
+
+
+def run_sync(
+    warehouse: Warehouse,
+    audience: Audience,
+    destination: Destination,
+    *,
+    dry_run: bool,
+    run_id: str,
+) -> SyncReport:
+    """Send the audience's new, changed and previously rejected records to the destination."""
+    ensure_ops_tables(warehouse)
+    report = SyncReport(destination=destination.name, mode="dry-run" if dry_run else "live", run_id=run_id)
+    started_at = _now()
+    clock = time.monotonic()
+    requests_before, retries_before = destination.counters()
+    (report.considered,) = warehouse.query(f"select count(*) from {audience.table}")[0]
+
+    pending = 0
+    for keyed in destination.batches(_payloads(warehouse, audience, destination, report)):
+        pending += len(keyed)
+        if dry_run:
+            _write_outbox(warehouse, destination, keyed, run_id)
+            report.requests += 1
+            continue
+        outcome = destination.send(keyed)
+        _record_outcome(warehouse, destination.name, keyed, outcome, run_id, report)
+
+    report.unchanged = report.considered - report.candidates
+    report.sent = pending
+    if not dry_run:
+        requests_after, retries_after = destination.counters()
+        report.requests = requests_after - requests_before
+        report.retries = retries_after - retries_before
+    report.seconds = time.monotonic() - clock
+    _write_run(warehouse, report, started_at)
+    logger.info("sync %s (%s): %s", destination.name, report.mode, report.as_metadata())
+    return report
+
+
+def _payloads(
+    warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Stream the records to send; rows that cannot become a payload are recorded as rejected here."""
+    for frame in warehouse.iter_batches(_candidates_sql(audience, destination.name), READ_BATCH_ROWS):
+        report.candidates += len(frame)
+        invalid: list[tuple[str, dict[str, Any], str]] = []
+        for row in frame.to_dict("records"):
+            key = str(row["record_key"])
+            try:
+                payload = destination.to_payload(row)
+            except ValueError as error:
+                invalid.append((key, {k: _jsonable(v) for k, v in row.items()}, f"invalid record: {error}"))
+                continue
+            payload["__hash"] = row["payload_hash"]
+            yield key, payload
+        if invalid:
+            _record_rejections(warehouse, destination.name, invalid, report)
+
+
+def _candidates_sql(audience: Audience, destination: str) -> str:
+    columns = ", ".join(audience.columns)
+    return f"""
+        with audience as (
+            select
+                cast({audience.key_column} as varchar) as record_key,
+                {columns},
+                {audience.hash_sql()} as payload_hash
+            from {audience.table}
+            where {audience.key_column} is not null
+        ),
+        synced as (
+            select record_key, payload_hash from {SYNC_STATE} where destination = '{destination}'
+        ),
+        rejected as (
+            select distinct record_key from {SYNC_REJECTIONS} where destination = '{destination}' and not resolved
+        )
+        select audience.*
+        from audience
+        left join synced on audience.record_key = synced.record_key
+        left join rejected on audience.record_key = rejected.record_key
+        where synced.payload_hash is null
+           or synced.payload_hash <> audience.payload_hash
+           or rejected.record_key is not null
+        order by audience.record_key
+    """
+
+
+def _record_outcome(
+    warehouse: Warehouse,
+    destination: str,
+    keyed: list[tuple[str, dict[str, Any]]],
+    outcome: BatchOutcome,
+    run_id: str,
+    report: SyncReport,
+) -> None:
+    """In one transaction: mark accepted records synced and resolve their rejections; record new rejections."""
+    import pandas as pd
+
+    accepted = [(key, payload["__hash"]) for key, payload in keyed if key not in outcome.rejected]
+    rejected = [(key, payload, outcome.rejected[key]) for key, payload in keyed if key in outcome.rejected]
+    report.accepted += len(accepted)
+    now = _sql_timestamp(_now())
+    statements = [
+        f"""delete from {SYNC_STATE} where destination = '{destination}'
+            and record_key in (select record_key from accepted_records)""",
+        f"""insert into {SYNC_STATE} (destination, record_key, payload_hash, synced_at, run_id)
+            select '{destination}', record_key, payload_hash, {now}, '{run_id}' from accepted_records""",
+        f"""update {SYNC_REJECTIONS} set resolved = true, resolved_at = {now}
+            where destination = '{destination}' and not resolved
+            and record_key in (select record_key from accepted_records)""",
+        *_rejection_statements(destination, now),
+    ]
+    frames = {
+        "accepted_records": pd.DataFrame(accepted, columns=["record_key", "payload_hash"]),
+        "rejected_records": _rejections_frame(rejected, report),
+    }
+    warehouse.execute(statements, frames=frames)
+
+
+def _record_rejections(
+    warehouse: Warehouse, destination: str, rejected: list[tuple[str, dict[str, Any], str]], report: SyncReport
+) -> None:
+    """Records that never became a request: recorded as rejections so they are visible and retried."""
+    now = _sql_timestamp(_now())
+    warehouse.execute(
+        _rejection_statements(destination, now), frames={"rejected_records": _rejections_frame(rejected, report)}
+    )
+
+
+def _rejections_frame(rejected: list[tuple[str, dict[str, Any], str]], report: SyncReport) -> Any:
+    import pandas as pd
+
+    report.rejected += len(rejected)
+    for _, _, reason in rejected:
+        report.rejection_reasons[reason] = report.rejection_reasons.get(reason, 0) + 1
+    rows = [(key, json.dumps(_strip(payload), default=str), reason) for key, payload, reason in rejected]
+    return pd.DataFrame(rows, columns=["record_key", "payload", "reason"])
+
+
+def _rejection_statements(destination: str, now: str) -> list[str]:
+    """Upsert `rejected_records` into the open rejections: count attempts, keep the first attempt time."""
+    return [
+        f"""update {SYNC_REJECTIONS} set
+                reason = rejected_records.reason,
+                payload = rejected_records.payload,
+                last_attempt_at = {now},
+                attempts = {SYNC_REJECTIONS}.attempts + 1
+            from rejected_records
+            where {SYNC_REJECTIONS}.destination = '{destination}' and not {SYNC_REJECTIONS}.resolved
+            and {SYNC_REJECTIONS}.record_key = rejected_records.record_key""",
+        f"""insert into {SYNC_REJECTIONS}
+            (destination, record_key, payload, reason, first_attempt_at, last_attempt_at, attempts, resolved)
+            select '{destination}', record_key, payload, reason, {now}, {now}, 1, false
+            from rejected_records
+            where not exists (
+                select 1 from {SYNC_REJECTIONS} as existing
+                where existing.destination = '{destination}' and not existing.resolved
+                and existing.record_key = rejected_records.record_key
+            )""",
+    ]
+
+
+def _write_outbox(
+    warehouse: Warehouse, destination: Destination, keyed: list[tuple[str, dict[str, Any]]], run_id: str
+) -> None:
+    import pandas as pd
+
+    body = json.dumps(destination.request_body([_strip(payload) for _, payload in keyed]), default=str)
+    frame = pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "destination": destination.name,
+                "endpoint": destination.endpoint,
+                "record_count": len(keyed),
+                "body": body,
+                "created_at": _now(),
+            }
+        ]
+    )
+    warehouse.write_frame("ops", "outbox", frame)
+
+
+def _write_run(warehouse: Warehouse, report: SyncReport, started_at: datetime) -> None:
+    import pandas as pd
+
+    row = {k: v for k, v in asdict(report).items() if k not in {"rejection_reasons", "candidates"}}
+    row.update(started_at=started_at, finished_at=_now())
+    warehouse.write_frame("ops", "sync_runs", pd.DataFrame([row]))
+
+
+def _strip(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if not k.startswith("__")}
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def _sql_timestamp(value: datetime) -> str:
+    return f"cast('{value.isoformat(sep=' ')}' as timestamp)"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

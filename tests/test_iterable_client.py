@@ -1,0 +1,467 @@
+"""The Iterable client against a real loopback emulator (and httpx.MockTransport where a scripted reply is simpler)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from marketing_pipelines.clients import (
+    ApiError,
+    IterableClient,
+    OversizedRecordError,
+    RateLimiter,
+    RetryPolicy,
+    batches_by_size,
+    dumps_compact,
+    envelope_size,
+    parse_retry_after,
+    redact,
+)
+from marketing_pipelines.devtools.iterable_emulator import DEFAULT_RATE_LIMITS, IterableEmulator
+from tests import spec
+
+API_KEY = "itbl-test-key-5f2c9a1e7d"
+FAST = {path: 10_000 for path in DEFAULT_RATE_LIMITS}
+QUICK_RETRY = {"max_retries": 10, "base_delay": 0.01, "max_delay": 0.05}
+
+
+def fast_client(base_url: str, **kwargs) -> IterableClient:
+    """A client whose pacing is out of the way, with near-instant retries."""
+    options = {
+        "bulk_update_per_second": 1000,
+        "track_bulk_per_second": 1000,
+        "subscriptions_per_second": 1000,
+        "retry": RetryPolicy(**QUICK_RETRY, rng=random.Random(0)),
+        **kwargs,
+    }
+    return IterableClient(API_KEY, base_url, **options)
+
+
+def mock_client(handler: Callable[[httpx.Request], httpx.Response], **kwargs) -> IterableClient:
+    options = {"retry": RetryPolicy(max_retries=3, base_delay=0.0, jitter=False), "sleep": lambda s: None, **kwargs}
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    return IterableClient(API_KEY, "https://api.iterable.test", http=http, **options)
+
+
+def scripted(*responses: httpx.Response) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
+    """A MockTransport handler replaying `responses` in order, and the list of requests it saw."""
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queue.pop(0)
+
+    return handler, seen
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    return max((sum(1 for t in times[i:] if t - start < window) for i, start in enumerate(times)), default=0)
+
+
+def users(n: int, prefix: str = "user") -> list[dict]:
+    return [{"email": f"{prefix}{i}@example.com", "dataFields": {"score": i, "plan": "pro"}} for i in range(n)]
+
+
+def events(n: int, prefix: str = "evt") -> list[dict]:
+    return [
+        {
+            "email": f"user{i % 7}@example.com",
+            "eventName": "trialStarted",
+            "id": f"{prefix}-{i}",
+            "createdAt": 1_700_000_000 + i,
+            "dataFields": {"seats": i},
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def emulator() -> Iterator[IterableEmulator]:
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST) as emu:
+        yield emu
+
+
+# -- the spec ------------------------------------------------------------------------------------------------
+
+
+def test_every_request_body_the_client_sends_matches_the_spec_schema_of_its_endpoint(emulator: IterableEmulator):
+    client = fast_client(emulator.base_url)
+    client.bulk_update_users(
+        [
+            {"email": "a@example.com", "dataFields": {"plan": "pro", "nested": {"x": 1}}, "mergeNestedObjects": True},
+            {"userId": "u-2", "dataFields": {"plan": "free"}, "preferUserId": True},
+        ]
+    )
+    client.track_bulk(events(3))
+    client.bulk_update_subscriptions([{"email": "a@example.com", "unsubscribedMessageTypeIds": [42]}])
+    client.update_subscriptions("a@example.com", unsubscribed_message_type_ids=[42, 43])
+    client.subscribe_to_list(7, [{"email": "a@example.com"}, {"userId": "u-2"}])
+    client.unsubscribe_from_list(7, [{"email": "a@example.com"}])
+
+    sent = {path for path, _ in emulator.received_bodies}
+    assert sent == set(DEFAULT_RATE_LIMITS)
+    for path, body in emulator.received_bodies:
+        spec.validate_request(path, body)
+
+
+def test_the_strict_spec_check_rejects_a_misspelt_field_the_plain_spec_would_accept():
+    body = {"updateSubscriptionRequests": [{"email": "a@example.com"}]}
+    assert spec.request_errors("/api/users/bulkUpdateSubscriptions", body, strict=True)
+    assert spec.request_errors("/api/users/bulkUpdate", {"users": [{"email": "a@x.io", "datafields": {}}]})
+    assert not spec.request_errors("/api/users/bulkUpdate", {"users": [{"email": "a@x.io", "dataFields": {"k": 1}}]})
+
+
+def test_the_emulator_answers_with_the_response_shapes_the_spec_documents(emulator: IterableEmulator):
+    client = fast_client(emulator.base_url)
+    responses = {
+        "/api/users/bulkUpdate": client.bulk_update_users(users(2)).raw,
+        "/api/events/trackBulk": client.track_bulk(events(2)).raw,
+        "/api/users/bulkUpdateSubscriptions": client.bulk_update_subscriptions(
+            [{"email": "a@example.com", "unsubscribedMessageTypeIds": [1]}]
+        ).raw,
+        "/api/users/updateSubscriptions": client.update_subscriptions(
+            "a@example.com", unsubscribed_message_type_ids=[1]
+        ),
+        "/api/lists/subscribe": client.subscribe_to_list(1, [{"email": "a@example.com"}]).raw,
+        "/api/lists/unsubscribe": client.unsubscribe_from_list(1, [{"email": "a@example.com"}]).raw,
+    }
+    for path, body in responses.items():
+        spec.validate_response(path, body)
+
+
+# -- retries -------------------------------------------------------------------------------------------------
+
+
+def test_throttling_and_server_errors_are_retried_until_every_record_is_accepted_exactly_once():
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST, fault_rates={"429": 0.2, "500": 0.05}, seed=3) as emu:
+        client = fast_client(emu.base_url)
+        sent = events(200)
+        results = [client.track_bulk(sent[i : i + 5]) for i in range(0, len(sent), 5)]
+        user_results = [client.bulk_update_users(users(5, prefix=f"b{i}-")) for i in range(10)]
+
+    assert emu.status_counts[429] > 0 and emu.status_counts[500] > 0
+    assert client.stats.retries == emu.status_counts[429] + emu.status_counts[500] > 0
+    assert client.stats.requests == sum(emu.status_counts.values())
+    assert sum(r.success_count for r in results) == 200 and not any(r.failed for r in results)
+    assert set(emu.events) == {e["id"] for e in sent}
+    assert max(emu.event_receipts.values()) == 1, "an event id was received twice"
+    assert sum(r.success_count for r in user_results) == 50 and len(emu.users) == 50
+
+
+def test_a_slow_response_times_out_is_retried_and_the_event_id_keeps_it_one_event():
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST, scripted_faults=["slow"], slow_seconds=0.6) as emu:
+        client = fast_client(emu.base_url, timeout=httpx.Timeout(0.2, connect=1.0))
+        result = client.track_bulk(events(1))
+        deadline = time.monotonic() + 3
+        while emu.event_receipts["evt-0"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert result.success_count == 1
+    assert client.stats.retries == 1 and client.stats.statuses[None] == 1
+    # The timed-out request was still applied server-side, so the id arrived twice but is stored once.
+    assert emu.event_receipts["evt-0"] == 2
+    assert list(emu.events) == ["evt-0"]
+
+
+def test_a_plain_text_429_is_retried_without_trying_to_parse_it():
+    handler, seen = scripted(
+        httpx.Response(429, text="Too Many Requests"),
+        httpx.Response(429, content=b"\xff\xfe not json <html>"),
+        httpx.Response(200, json={"successCount": 1, "failCount": 0}),
+    )
+    result = mock_client(handler).bulk_update_users(users(1))
+    assert result.success_count == 1 and len(seen) == 3
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_an_http_date():
+    slept: list[float] = []
+    when = email.utils.formatdate(time.time() + 5, usegmt=True)
+    handler, seen = scripted(
+        httpx.Response(429, text="slow down", headers={"Retry-After": "3"}),
+        httpx.Response(503, text="busy", headers={"Retry-After": when}),
+        httpx.Response(200, json={"successCount": 1, "failCount": 0}),
+    )
+    client = mock_client(handler, sleep=slept.append)
+    client.track_bulk(events(1))
+    assert len(seen) == 3
+    assert slept[0] == 3
+    assert 3.5 <= slept[1] <= 5.5
+
+
+def test_the_emulator_sends_retry_after_and_the_client_waits_that_long():
+    slept: list[float] = []
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST, scripted_faults=["429"], retry_after="2") as emu:
+        client = fast_client(emu.base_url, sleep=slept.append)
+        client.bulk_update_users(users(1))
+    assert 2 in slept and emu.status_counts[429] == 1 and client.stats.retries == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_are_not_retried_and_raise_api_error(status: int):
+    handler, seen = scripted(httpx.Response(status, json={"code": "BadParams", "msg": "nope"}))
+    with pytest.raises(ApiError) as info:
+        mock_client(handler).bulk_update_users(users(1))
+    assert len(seen) == 1
+    assert info.value.status_code == status and info.value.endpoint == "/api/users/bulkUpdate"
+    assert "BadParams" in info.value.body_excerpt
+
+
+def test_a_bad_request_and_a_wrong_api_key_each_cost_exactly_one_request_at_the_emulator(
+    emulator: IterableEmulator,
+):
+    with pytest.raises(ApiError) as bad_request:
+        fast_client(emulator.base_url).track_bulk([{"email": "a@example.com", "id": "x"}])  # no eventName
+    assert bad_request.value.status_code == 400
+
+    wrong_key = IterableClient("not-the-key", emulator.base_url, retry=RetryPolicy(**QUICK_RETRY))
+    with pytest.raises(ApiError) as unauthorized:
+        wrong_key.bulk_update_users(users(1))
+    assert unauthorized.value.status_code == 401
+    assert wrong_key.stats.requests == 1 and wrong_key.stats.retries == 0
+    assert emulator.requests_by_path == {"/api/events/trackBulk": 1, "/api/users/bulkUpdate": 1}
+
+
+def test_exhausted_retries_raise_api_error_with_the_last_status():
+    handler, seen = scripted(*[httpx.Response(500, text="boom")] * 4)
+    with pytest.raises(ApiError) as info:
+        mock_client(handler).bulk_update_users(users(1))
+    assert len(seen) == 4 and info.value.status_code == 500 and info.value.attempts == 4
+
+
+# -- secrets -------------------------------------------------------------------------------------------------
+
+
+def test_the_api_key_never_appears_in_errors_or_logs(caplog: pytest.LogCaptureFixture, emulator: IterableEmulator):
+    caplog.set_level(logging.DEBUG)
+    errors: list[ApiError] = []
+
+    handler, _ = scripted(
+        httpx.Response(500, text=f"internal error for key {API_KEY}"),
+        httpx.Response(400, json={"msg": f"Invalid params; Api-Key={API_KEY}"}),
+    )
+    with pytest.raises(ApiError) as echoed:
+        mock_client(handler).bulk_update_users(users(1))
+    errors.append(echoed.value)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot connect with {request.headers['Api-Key']}", request=request)
+
+    with pytest.raises(ApiError) as unreachable:
+        mock_client(refuse).track_bulk(events(1))
+    assert unreachable.value.status_code is None and unreachable.value.attempts == 4
+    errors.append(unreachable.value)
+
+    with pytest.raises(ApiError) as real_401:
+        IterableClient(API_KEY + "-wrong", emulator.base_url).bulk_update_users(users(1))
+    errors.append(real_401.value)
+
+    for error in errors:
+        for text in (str(error), repr(error), error.body_excerpt, *map(str, error.args)):
+            assert API_KEY not in text
+        assert error.__cause__ is None
+    assert "[REDACTED]" in str(echoed.value)
+    assert caplog.records, "expected retry warnings to be logged"
+    assert API_KEY not in caplog.text
+    assert all(API_KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_redact_replaces_every_secret_and_ignores_empty_ones():
+    assert redact("a KEY b KEY", ["KEY", "", None]) == "a [REDACTED] b [REDACTED]"
+    assert redact("abcdef", ["abc", "abcdef"]) == "[REDACTED]"
+
+
+# -- partial failures ----------------------------------------------------------------------------------------
+
+
+def test_invalid_emails_come_back_as_failed_with_their_reason_while_the_rest_succeed():
+    bad = {"user1@example.com", "user3@example.com"}
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST, invalid_emails=bad) as emu:
+        result = fast_client(emu.base_url).bulk_update_users(users(5))
+    assert result.success_count == 3 and result.fail_count == 2
+    assert result.failed == dict.fromkeys(bad, "invalidEmails")
+    assert set(emu.users) == {f"user{i}@example.com" for i in (0, 2, 4)}
+
+
+def test_track_bulk_failures_are_mapped_back_to_the_ids_of_the_events_sent():
+    with IterableEmulator(
+        api_key=API_KEY, rate_limits=FAST, invalid_emails={"user1@example.com"}, disallowed_event_names={"blocked"}
+    ) as emu:
+        sent = [*events(8), {"userId": "u9", "eventName": "blocked", "id": "evt-blocked", "createdAt": 1}]
+        result = fast_client(emu.base_url).track_bulk(sent)
+    assert result.failed == {"evt-1": "invalidEmails", "evt-blocked": "disallowedEventNames"}
+    assert result.success_count == 7 and set(emu.events) == {f"evt-{i}" for i in range(8)} - {"evt-1"}
+
+
+def test_every_failed_updates_list_is_parsed_including_deprecated_and_subscription_lists():
+    response = {
+        "successCount": 1,
+        "failCount": 4,
+        "failedUpdates": {
+            "conflictEmails": ["c@x.io"],
+            "notFoundUserIds": ["u1"],
+            "forgottenEmails": ["f@x.io"],
+            "someFutureList": ["n@x.io"],
+        },
+        "invalidEmails": ["old@x.io"],
+    }
+    handler, _ = scripted(
+        httpx.Response(200, json=response),
+        httpx.Response(
+            200,
+            json={
+                "successCount": 0,
+                "failCount": 2,
+                "invalidEmails": ["bad@x.io"],
+                "invalidUserIds": [],
+                "validEmailFailures": ["later@x.io"],
+                "validUserIdFailures": [],
+            },
+        ),
+    )
+    client = mock_client(handler)
+    assert client.subscribe_to_list(1, [{"email": "c@x.io"}]).failed == {
+        "c@x.io": "conflictEmails",
+        "u1": "notFoundUserIds",
+        "f@x.io": "forgottenEmails",
+        "n@x.io": "someFutureList",
+        "old@x.io": "invalidEmails",
+    }
+    opt_out = client.bulk_update_subscriptions([{"email": "bad@x.io", "unsubscribedMessageTypeIds": [9]}])
+    assert opt_out.failed == {"bad@x.io": "invalidEmails", "later@x.io": "validEmailFailures"}
+
+
+def test_subscription_updates_overwrite_the_message_type_list_as_the_spec_says(emulator: IterableEmulator):
+    client = fast_client(emulator.base_url)
+    client.bulk_update_subscriptions([{"email": "a@example.com", "unsubscribedMessageTypeIds": [1, 2]}])
+    client.update_subscriptions("a@example.com", unsubscribed_message_type_ids=[3])
+    assert emulator.unsubscribed == {"a@example.com": {3}}
+    assert emulator.subscription_receipts["a@example.com"] == 2
+
+
+# -- pacing --------------------------------------------------------------------------------------------------
+
+
+def test_thirty_bulk_updates_never_exceed_five_in_any_one_second_window():
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def record(request: httpx.Request) -> None:
+        with lock:
+            starts.append(time.monotonic())
+
+    with IterableEmulator(api_key=API_KEY) as emu:  # the documented limits: bulkUpdate 5/s
+        http = httpx.Client(event_hooks={"request": [record]}, timeout=httpx.Timeout(10, connect=5))
+        client = IterableClient(API_KEY, emu.base_url, http=http)
+
+        def worker(n: int) -> None:
+            for i in range(10):
+                client.bulk_update_users(users(1, prefix=f"w{n}-{i}-"))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    accepted = emu.accepted_request_times_by_path["/api/users/bulkUpdate"]
+    assert len(accepted) == 30 and len(starts) == 30
+    assert max_in_any_window(accepted) <= 5
+    assert max_in_any_window(starts) <= 5
+    assert emu.status_counts[429] == 0 and client.stats.retries == 0
+    assert len(emu.users) == 30
+
+
+def test_the_rate_limiter_never_starts_more_than_n_in_any_window_on_a_fake_clock():
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep)
+    starts = []
+    for i in range(23):
+        if i % 4 == 0:
+            now[0] += 0.13
+        starts.append(limiter.acquire())
+    assert max_in_any_window(starts) == 5
+    assert starts[-1] - starts[0] < 4.5
+
+    slow = RateLimiter(0.5, clock=lambda: now[0], sleep=sleep)
+    first, second = slow.acquire(), slow.acquire()
+    assert second - first >= 2.0
+
+
+def test_the_retry_policy_retries_only_transient_failures_with_capped_jittered_backoff():
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0, rng=random.Random(1))
+    assert all(policy.is_retryable_status(s) for s in (408, 409, 429, 500, 502, 503, 504))
+    assert not any(policy.is_retryable_status(s) for s in (400, 401, 403, 404, 413, 422))
+    assert policy.is_retryable_exception(httpx.ReadTimeout("t")) and policy.is_retryable_exception(
+        httpx.ConnectError("c")
+    )
+    assert not policy.is_retryable_exception(httpx.UnsupportedProtocol("u"))
+    delays = [policy.delay(attempt) for attempt in range(12) for _ in range(20)]
+    assert all(0 <= d <= 4.0 for d in delays) and len(set(delays)) > 100
+    assert RetryPolicy(jitter=False, base_delay=0.5, max_delay=4.0).delay(10) == 4.0
+    assert policy.delay(0, retry_after=12) == 12
+
+
+def test_retry_after_parses_seconds_and_http_dates_and_ignores_garbage():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412470.0) == pytest.approx(10.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412490.0) == 0.0
+    for junk in (None, "", "soon", "-3"):
+        assert parse_retry_after(junk) is None
+
+
+# -- batching ------------------------------------------------------------------------------------------------
+
+
+def test_batches_by_size_keeps_every_body_under_the_byte_and_record_limits_and_reports_oversized_records():
+    rng = random.Random(5)
+    records = [{"email": f"u{i}@example.com", "dataFields": {"bio": "é" * rng.randint(0, 200)}} for i in range(300)]
+    records.insert(17, {"email": "huge@example.com", "dataFields": {"bio": "x" * 5000}})
+    oversized: list[tuple[dict, int]] = []
+    envelope = envelope_size({}, "users")
+
+    batches = list(
+        batches_by_size(
+            records,
+            max_records=10,
+            max_bytes=3000,
+            envelope_bytes=envelope,
+            on_oversized=lambda r, n: oversized.append((r, n)),
+        )
+    )
+    for batch in batches:
+        assert 1 <= len(batch) <= 10
+        assert len(dumps_compact({"users": batch})) <= 3000
+    assert [r["email"] for b in batches for r in b] == [r["email"] for r in records if r["email"] != "huge@example.com"]
+    assert [(r["email"], n > 3000) for r, n in oversized] == [("huge@example.com", True)]
+    assert any(len(b) == 10 for b in batches) and any(len(b) < 10 for b in batches[:-1]), "both limits should bind"
+
+    with pytest.raises(OversizedRecordError):
+        list(batches_by_size(records, max_records=10, max_bytes=3000, envelope_bytes=envelope))
+
+
+def test_batched_bulk_updates_fit_the_emulator_body_limit_which_rejects_bigger_bodies():
+    with IterableEmulator(api_key=API_KEY, rate_limits=FAST, max_body_bytes=4000) as emu:
+        client = fast_client(emu.base_url)
+        result = client.bulk_update_users_batched(users(200), max_bytes=4000)
+        assert result.success_count == 200 and len(emu.users) == 200
+        assert emu.status_counts[413] == 0 and emu.requests_by_path["/api/users/bulkUpdate"] > 1
+        for _path, body in emu.received_bodies:
+            assert len(json.dumps(body, separators=(",", ":")).encode()) <= 4000
+
+        with pytest.raises(ApiError) as too_big:
+            client.bulk_update_users(users(200))
+        assert too_big.value.status_code == 413 and too_big.value.attempts == 1
