@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from marketing_pipelines.clients._http import batches_by_size
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
 
@@ -52,14 +53,19 @@ class Destination(Protocol):
     def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
         """The API record for an audience row; raises ValueError for a row that cannot be sent."""
 
-    def batches(self, records: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        """Group (key, payload) pairs into requests within the API's count and size limits."""
+    max_records: int
+    """Records per request."""
+    max_bytes: int
+    """Bytes per request body."""
+
+    def envelope_bytes(self) -> int:
+        """Bytes of a request body holding no records."""
 
     def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
         """The JSON body of one request (what dry-run writes to the outbox)."""
 
-    def send(self, keyed: list[tuple[str, dict[str, Any]]]) -> BatchOutcome:
-        """Send one request (pacing and retries included)."""
+    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
+        """Send one request (pacing and retries included); rejections are keyed like the audience key."""
 
     def counters(self) -> tuple[int, int]:
         """HTTP requests and retries made so far."""
@@ -107,18 +113,18 @@ def run_sync(
     requests_before, retries_before = destination.counters()
     (report.considered,) = warehouse.query(f"select count(*) from {audience.table}")[0]
 
-    pending = 0
-    for keyed in destination.batches(_payloads(warehouse, audience, destination, report)):
-        pending += len(keyed)
+    batches = _batches(warehouse, audience, destination, report)
+    for keyed in batches:
+        report.sent += len(keyed)
+        payloads = [payload for _, payload, _ in keyed]
         if dry_run:
-            _write_outbox(warehouse, destination, keyed, run_id)
+            _write_outbox(warehouse, destination, payloads, run_id)
             report.requests += 1
             continue
-        outcome = destination.send(keyed)
+        outcome = destination.send(payloads)
         _record_outcome(warehouse, destination.name, keyed, outcome, run_id, report)
 
     report.unchanged = report.considered - report.candidates
-    report.sent = pending
     if not dry_run:
         requests_after, retries_after = destination.counters()
         report.requests = requests_after - requests_before
@@ -129,9 +135,11 @@ def run_sync(
     return report
 
 
-def _payloads(
-    warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport
-) -> Iterator[tuple[str, dict[str, Any]]]:
+Keyed = tuple[str, dict[str, Any], str]
+"""(record key, API payload, hash of the audience row)"""
+
+
+def _records(warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport) -> Iterator[Keyed]:
     """Stream the records to send; rows that cannot become a payload are recorded as rejected here."""
     for frame in warehouse.iter_batches(_candidates_sql(audience, destination.name), READ_BATCH_ROWS):
         report.candidates += len(frame)
@@ -143,10 +151,37 @@ def _payloads(
             except ValueError as error:
                 invalid.append((key, {k: _jsonable(v) for k, v in row.items()}, f"invalid record: {error}"))
                 continue
-            payload["__hash"] = row["payload_hash"]
-            yield key, payload
+            yield key, payload, row["payload_hash"]
         if invalid:
             _record_rejections(warehouse, destination.name, invalid, report)
+
+
+def _batches(
+    warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport
+) -> Iterator[list[Keyed]]:
+    """Group records into requests within the destination's count and size limits (the client's batcher)."""
+    by_payload: dict[int, Keyed] = {}
+    oversized: list[tuple[str, dict[str, Any], str]] = []
+
+    def payloads() -> Iterator[dict[str, Any]]:
+        for record in _records(warehouse, audience, destination, report):
+            by_payload[id(record[1])] = record
+            yield record[1]
+
+    def on_oversized(payload: dict[str, Any], size: int) -> None:
+        key, _, _ = by_payload.pop(id(payload))
+        oversized.append((key, payload, f"payload of {size} bytes exceeds the {destination.max_bytes}-byte limit"))
+
+    for batch in batches_by_size(
+        payloads(),
+        max_records=destination.max_records,
+        max_bytes=destination.max_bytes,
+        envelope_bytes=destination.envelope_bytes(),
+        on_oversized=on_oversized,
+    ):
+        yield [by_payload.pop(id(payload)) for payload in batch]
+    if oversized:
+        _record_rejections(warehouse, destination.name, oversized, report)
 
 
 def _candidates_sql(audience: Audience, destination: str) -> str:
@@ -180,7 +215,7 @@ def _candidates_sql(audience: Audience, destination: str) -> str:
 def _record_outcome(
     warehouse: Warehouse,
     destination: str,
-    keyed: list[tuple[str, dict[str, Any]]],
+    keyed: list[Keyed],
     outcome: BatchOutcome,
     run_id: str,
     report: SyncReport,
@@ -188,8 +223,8 @@ def _record_outcome(
     """In one transaction: mark accepted records synced and resolve their rejections; record new rejections."""
     import pandas as pd
 
-    accepted = [(key, payload["__hash"]) for key, payload in keyed if key not in outcome.rejected]
-    rejected = [(key, payload, outcome.rejected[key]) for key, payload in keyed if key in outcome.rejected]
+    accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in outcome.rejected]
+    rejected = [(key, payload, outcome.rejected[key]) for key, payload, _ in keyed if key in outcome.rejected]
     report.accepted += len(accepted)
     now = _sql_timestamp(_now())
     statements = [
@@ -225,7 +260,7 @@ def _rejections_frame(rejected: list[tuple[str, dict[str, Any], str]], report: S
     report.rejected += len(rejected)
     for _, _, reason in rejected:
         report.rejection_reasons[reason] = report.rejection_reasons.get(reason, 0) + 1
-    rows = [(key, json.dumps(_strip(payload), default=str), reason) for key, payload, reason in rejected]
+    rows = [(key, json.dumps(payload, default=str), reason) for key, payload, reason in rejected]
     return pd.DataFrame(rows, columns=["record_key", "payload", "reason"])
 
 
@@ -252,19 +287,17 @@ def _rejection_statements(destination: str, now: str) -> list[str]:
     ]
 
 
-def _write_outbox(
-    warehouse: Warehouse, destination: Destination, keyed: list[tuple[str, dict[str, Any]]], run_id: str
-) -> None:
+def _write_outbox(warehouse: Warehouse, destination: Destination, payloads: list[dict[str, Any]], run_id: str) -> None:
     import pandas as pd
 
-    body = json.dumps(destination.request_body([_strip(payload) for _, payload in keyed]), default=str)
+    body = json.dumps(destination.request_body(payloads), default=str)
     frame = pd.DataFrame(
         [
             {
                 "run_id": run_id,
                 "destination": destination.name,
                 "endpoint": destination.endpoint,
-                "record_count": len(keyed),
+                "record_count": len(payloads),
                 "body": body,
                 "created_at": _now(),
             }
@@ -279,10 +312,6 @@ def _write_run(warehouse: Warehouse, report: SyncReport, started_at: datetime) -
     row = {k: v for k, v in asdict(report).items() if k not in {"rejection_reasons", "candidates"}}
     row.update(started_at=started_at, finished_at=_now())
     warehouse.write_frame("ops", "sync_runs", pd.DataFrame([row]))
-
-
-def _strip(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if not k.startswith("__")}
 
 
 def _jsonable(value: Any) -> Any:

@@ -68,7 +68,7 @@ class DuckDBWarehouse(Warehouse):
 
     def iter_batches(self, sql: str, batch_size: int = 10_000) -> Iterator[pd.DataFrame]:
         with self.connect() as con:
-            reader = con.execute(sql).fetch_record_batch(batch_size)
+            reader = con.sql(sql).to_arrow_reader(batch_size)
             for batch in reader:
                 yield batch.to_pandas()
 

@@ -24,6 +24,7 @@ final as (
         namespace_detail.email,
         cast(namespace_detail.user_id as {{ dbt.type_string() }}) as user_id,
         contacts.person_id,
+        namespace_detail.user_created_at,
         {{ json_object([
             ('namespaces', 'namespace_detail.namespace_detail'),
             ('namespaceCount', 'namespace_detail.namespace_count'),

@@ -1,0 +1,129 @@
+"""Checks that stop a bad push to Iterable (blocking, on the audience) and watch the rejection backlog."""
+
+import json
+
+import dagster as dg
+
+from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.iterable.assets import USER_AUDIENCE_KEY
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.pii import mask_email
+from marketing_pipelines.sync.iterable import user_payload, user_schema
+
+AUDIENCE_ONLY_OPTED_IN = "audience_only_opted_in"
+AUDIENCE_WITHIN_TWO_MONTHS = "audience_within_two_months"
+AUDIENCE_PAYLOAD_VALID = "audience_payload_valid"
+ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
+
+MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
+
+
+@dg.asset_check(
+    asset=USER_AUDIENCE_KEY,
+    name=AUDIENCE_ONLY_OPTED_IN,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description="Seed 000: no unsubscribed or opted-out person is in the Iterable audience. Blocks the push.",
+)
+def audience_only_opted_in(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        """
+        select audience.person_id, audience.email, 'unsubscribed' as value
+        from audiences.iterable_user_audience as audience
+        inner join staging.stg_marketo__unsubscribes as unsubscribes on audience.email = unsubscribes.email
+        union all
+        select audience.person_id, audience.email, 'opted out in CRM' as value
+        from audiences.iterable_user_audience as audience
+        inner join marts.marketing_contacts as contacts on audience.email = contacts.email
+        where not contacts.is_opted_in
+        """,
+        severity=dg.AssetCheckSeverity.ERROR,
+        what="audience records belong to people who opted out",
+    )
+
+
+@dg.asset_check(
+    asset=USER_AUDIENCE_KEY,
+    name=AUDIENCE_WITHIN_TWO_MONTHS,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description="Seed 000: only users created within the last two months are synced. Blocks the push.",
+)
+def audience_within_two_months(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        """
+        select person_id, email, cast(cast(user_created_at as date) as varchar) as value
+        from audiences.iterable_user_audience
+        where user_created_at is null or user_created_at < current_date - interval '2 months'
+        """,
+        severity=dg.AssetCheckSeverity.ERROR,
+        what="audience users were created more than two months ago",
+    )
+
+
+@dg.asset_check(
+    asset=USER_AUDIENCE_KEY,
+    name=AUDIENCE_PAYLOAD_VALID,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Every audience row becomes a `bulkUpdate` user object that validates against Iterable's API spec and "
+        "fits in one 4 MB request. Blocks the push."
+    ),
+)
+def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    import jsonschema
+
+    validator = jsonschema.Draft4Validator(user_schema())
+    failing, samples, reasons = 0, [], {}
+    query = "select email, user_id, data_fields from audiences.iterable_user_audience"
+    for frame in warehouse.get_warehouse().iter_batches(query):
+        for row in frame.to_dict("records"):
+            try:
+                payload = user_payload(row)
+                error = next(iter(validator.iter_errors(payload)), None)
+                problem = error.message if error else None
+                if problem is None and len(json.dumps(payload, separators=(",", ":"))) > MAX_USER_BYTES:
+                    problem = "larger than one 4 MB request"
+            except ValueError as invalid:
+                problem = str(invalid)
+            if problem:
+                failing += 1
+                reasons[problem[:120]] = reasons.get(problem[:120], 0) + 1
+                if len(samples) < 20:
+                    samples.append({"email": mask_email(row.get("email")), "reason": problem[:200]})
+    return dg.AssetCheckResult(
+        passed=failing == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{failing} audience rows are not valid bulkUpdate users" if failing else "Every row is valid.",
+        metadata={
+            "failing_records": failing,
+            "sample_records": dg.MetadataValue.json(samples),
+            "values": dg.MetadataValue.json(reasons),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="iterable_user_sync",
+    name=ITERABLE_REJECTION_BACKLOG,
+    pool=WAREHOUSE_POOL,
+    description="Warns while Iterable has rejected records that are not yet accepted (see ops.sync_rejections).",
+)
+def iterable_rejection_backlog(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    db = warehouse.get_warehouse()
+    if not db.table_exists("ops", "sync_rejections"):
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description="No sync yet.")
+    return violations_result(
+        db,
+        """
+        select cast(null as bigint) as person_id, record_key as email, reason as value
+        from ops.sync_rejections
+        where destination = 'iterable_users' and not resolved
+        """,
+        severity=dg.AssetCheckSeverity.WARN,
+        what="records rejected by Iterable are waiting to be retried",
+    )
