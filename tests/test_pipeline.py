@@ -72,3 +72,17 @@ def test_two_month_window_applies_to_generated_users(pipeline):
     (kept,) = warehouse.query("select count(*) from marts.marketing_contact_namespace_detail")[0]
     assert too_old == 0
     assert kept > 0
+
+
+def test_iterable_sync_runs_in_dry_run_without_a_key(pipeline):
+    result, warehouse = pipeline
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "iterable_user_sync"
+    ]
+    metadata = event.materialization.metadata
+    assert metadata["mode"].value == "dry-run"
+    (audience,) = warehouse.query("select count(*) from audiences.iterable_user_audience")[0]
+    assert metadata["considered"].value == metadata["sent"].value == audience > 0
+    (outboxed,) = warehouse.query("select sum(record_count) from ops.outbox where destination = 'iterable_users'")[0]
+    assert outboxed == audience
+    assert warehouse.query("select count(*) from ops.sync_state") == [(0,)]
