@@ -28,6 +28,7 @@ EXPECTED_ASSETS = {
     "staging/stg_crm__persons",
     "audiences/iterable_user_audience",
     "iterable_user_sync",
+    "iterable_unsubscribe_sync",
 }
 
 

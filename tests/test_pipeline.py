@@ -86,3 +86,24 @@ def test_iterable_sync_runs_in_dry_run_without_a_key(pipeline):
     (outboxed,) = warehouse.query("select sum(record_count) from ops.outbox where destination = 'iterable_users'")[0]
     assert outboxed == audience
     assert warehouse.query("select count(*) from ops.sync_state") == [(0,)]
+
+
+def test_iterable_unsubscribe_sync_runs_in_dry_run_for_every_unsubscribe_event(pipeline):
+    from marketing_pipelines.sync.iterable import EMAIL_PATTERN
+
+    result, warehouse = pipeline
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "iterable_unsubscribe_sync"
+    ]
+    metadata = event.materialization.metadata
+    events = warehouse.query("select event_id, email from staging.stg_marketo__unsubscribes")
+    valid = sum(1 for _, email in events if isinstance(email, str) and EMAIL_PATTERN.match(email))
+    assert metadata["mode"].value == "dry-run"
+    assert metadata["considered"].value == len(events)
+    assert metadata["sent"].value == valid > 0
+    (outboxed,) = warehouse.query(
+        "select sum(record_count) from ops.outbox where destination = 'iterable_unsubscribes'"
+    )[0]
+    assert outboxed == valid

@@ -227,34 +227,58 @@ class JsonApiClient:
             if retry:
                 self.stats.retries += 1
 
-    # -- the one request method ------------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------------------------
     def post_json(self, endpoint: str, body: Any, *, limiter: RateLimiter | None = None) -> dict[str, Any]:
         """POST `body` as compact JSON, retrying per the policy; return the parsed JSON object.
 
         Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
         """
+        return self.request_json("POST", endpoint, body, limiter=limiter)
+
+    def request_json(
+        self,
+        method: str,
+        endpoint: str,
+        body: Any,
+        *,
+        params: Mapping[str, str] | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> dict[str, Any]:
+        """Send `body` as compact JSON with `method` (POST, PUT, ...) and optional query `params`, retrying per
+        the policy; return the parsed JSON object (`{}` for an empty reply, e.g. a 202).
+
+        Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
+        """
+        method = method.upper()
         content = dumps_compact(body)
         url = f"{self.base_url}{endpoint}"
+        query = dict(params) if params else None
         attempt = 0
         while True:
             if limiter is not None:
                 limiter.acquire()
             try:
-                response = self._http.post(url, content=content, headers=self._headers)
+                response = self._http.request(method, url, content=content, headers=self._headers, params=query)
             except httpx.HTTPError as exc:
                 self._bump(status=None, attempt=True)
                 detail = self._excerpt(f"{type(exc).__name__}: {exc}")
                 if self.retry.is_retryable_exception(exc) and attempt < self.retry.max_retries:
                     wait = self.retry.delay(attempt)
                     self._log.warning(
-                        "POST %s: %s; retry %d/%d in %.2fs", endpoint, detail, attempt + 1, self.retry.max_retries, wait
+                        "%s %s: %s; retry %d/%d in %.2fs",
+                        method,
+                        endpoint,
+                        detail,
+                        attempt + 1,
+                        self.retry.max_retries,
+                        wait,
                     )
                     self._bump(retry=True)
                     self._sleep(wait)
                     attempt += 1
                     continue
                 raise ApiError(
-                    f"POST {endpoint} failed after {attempt + 1} attempt(s): {detail}",
+                    f"{method} {endpoint} failed after {attempt + 1} attempt(s): {detail}",
                     status_code=None,
                     endpoint=endpoint,
                     body_excerpt="",
@@ -264,13 +288,14 @@ class JsonApiClient:
             status = response.status_code
             self._bump(status=status, attempt=True)
             if 200 <= status < 300:
-                return self._parse(endpoint, response, attempt + 1)
+                return self._parse(endpoint, response, attempt + 1, method=method)
 
             excerpt = self._excerpt(response.text)
             if self.retry.is_retryable_status(status) and attempt < self.retry.max_retries:
                 wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
                 self._log.warning(
-                    "POST %s: HTTP %d %r; retry %d/%d in %.2fs",
+                    "%s %s: HTTP %d %r; retry %d/%d in %.2fs",
+                    method,
                     endpoint,
                     status,
                     excerpt[:120],
@@ -283,14 +308,14 @@ class JsonApiClient:
                 attempt += 1
                 continue
             raise ApiError(
-                f"POST {endpoint} failed with HTTP {status} after {attempt + 1} attempt(s): {excerpt}",
+                f"{method} {endpoint} failed with HTTP {status} after {attempt + 1} attempt(s): {excerpt}",
                 status_code=status,
                 endpoint=endpoint,
                 body_excerpt=excerpt,
                 attempts=attempt + 1,
             )
 
-    def _parse(self, endpoint: str, response: httpx.Response, attempts: int) -> dict[str, Any]:
+    def _parse(self, endpoint: str, response: httpx.Response, attempts: int, *, method: str = "POST") -> dict[str, Any]:
         if not response.content:
             return {}
         try:
@@ -298,7 +323,7 @@ class JsonApiClient:
         except ValueError:
             excerpt = self._excerpt(response.text)
             raise ApiError(
-                f"POST {endpoint} returned HTTP {response.status_code} with a non-JSON body: {excerpt}",
+                f"{method} {endpoint} returned HTTP {response.status_code} with a non-JSON body: {excerpt}",
                 status_code=response.status_code,
                 endpoint=endpoint,
                 body_excerpt=excerpt,

@@ -1,13 +1,15 @@
 """A typed client for the Iterable endpoints the reverse-ETL syncs use (bulk users, bulk events, subscriptions, lists).
 
 Request bodies follow Iterable's Swagger spec (`BulkUpdateUsersRequest`, `BulkTrackRequest`,
-`UpdateSubscriptionsRequest`, `BulkUpdateSubscriptionsRequest`, `SubscribeRequest`, `UnsubscribeRequest`).
+`UpdateSubscriptionsRequest`, `BulkUpdateSubscriptionsRequest`, `BulkSubscriptionActionRequest`,
+`SubscribeRequest`, `UnsubscribeRequest`).
 Each endpoint has its own client-side sliding-window limiter at the documented per-project rate.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,13 @@ UPDATE_SUBSCRIPTIONS = "/api/users/updateSubscriptions"
 BULK_UPDATE_SUBSCRIPTIONS = "/api/users/bulkUpdateSubscriptions"
 LIST_SUBSCRIBE = "/api/lists/subscribe"
 LIST_UNSUBSCRIBE = "/api/lists/unsubscribe"
+#: The spec's path template of the bulk subscription action (`PUT ...?action=subscribe|unsubscribe`).
+BULK_SUBSCRIPTION_ACTION = "/api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}"
+SUBSCRIPTION_ACTIONS = frozenset({"subscribe", "unsubscribe"})
+#: The spec: "Subscription group (i.e.: emailList, messageType, messageChannel) [Alphanumeric, case insensitive]".
+SUBSCRIPTION_GROUP_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
+#: The spec states no per-request limit for the bulk subscription action; 1,000 like the other bulk endpoints.
+DEFAULT_SUBSCRIPTION_ACTION_USERS = 1000
 
 #: The lists of `FailedUserUpdates` / `FailedEventUpdates` in the spec (values are emails or userIds).
 FAILED_UPDATE_LISTS = (
@@ -57,6 +66,8 @@ FAILED_UPDATE_LISTS = (
 )
 #: `BulkUpdateSubscriptionsResponse` has no `failedUpdates`; it reports failures in these top-level lists.
 SUBSCRIPTION_FAILURE_LISTS = ("invalidEmails", "invalidUserIds", "validEmailFailures", "validUserIdFailures")
+#: Lists a bulk subscription action reply may carry in `params` (its `IterableApiResponse` has no counts).
+SUBSCRIPTION_ACTION_FAILURE_LISTS = (*FAILED_UPDATE_LISTS, "validEmailFailures", "validUserIdFailures")
 #: Deprecated top-level lists still returned by bulkUpdate/trackBulk; used only when `failedUpdates` lacks a key.
 DEPRECATED_FAILURE_LISTS = ("invalidEmails", "invalidUserIds")
 
@@ -163,6 +174,7 @@ class IterableClient(JsonApiClient):
             BULK_UPDATE_SUBSCRIPTIONS: limiter(subscriptions_per_second),
             LIST_SUBSCRIBE: limiter(subscriptions_per_second),
             LIST_UNSUBSCRIBE: limiter(subscriptions_per_second),
+            BULK_SUBSCRIPTION_ACTION: limiter(subscriptions_per_second),
         }
 
     def _post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +256,41 @@ class IterableClient(JsonApiClient):
         body = {"email": email, "unsubscribedMessageTypeIds": [int(i) for i in unsubscribed_message_type_ids]}
         return self._post(UPDATE_SUBSCRIPTIONS, body)
 
+    def bulk_subscription_action(
+        self, subscription_group: str, group_id: int, action: str, emails: list[str]
+    ) -> BulkResult:
+        """PUT /api/subscriptions/{group}/{id}?action=subscribe|unsubscribe `{"users": emails}`.
+
+        Unlike (bulk)updateSubscriptions this changes ONE subscription group (e.g. one message type) for each
+        user and leaves every other subscription as it is. The reply is an `IterableApiResponse` (`code`, `msg`,
+        `params`) without counts: `success_count` is the number of distinct emails sent minus those reported as
+        failed, and `failed` stays empty unless `params` (or a `failedUpdates` object) lists failing emails.
+        Paced by the subscriptions limiter.
+        """
+        if action not in SUBSCRIPTION_ACTIONS:
+            raise ValueError(f"action must be one of {sorted(SUBSCRIPTION_ACTIONS)}, not {action!r}")
+        if not SUBSCRIPTION_GROUP_PATTERN.match(subscription_group or ""):
+            raise ValueError(f"subscription group must be alphanumeric (e.g. 'messageType'): {subscription_group!r}")
+        if isinstance(group_id, bool) or int(group_id) != group_id or group_id < 0:
+            raise ValueError(f"subscription group id must be a non-negative integer: {group_id!r}")
+        endpoint = subscription_action_path(subscription_group, int(group_id))
+        response = self.request_json(
+            "PUT",
+            endpoint,
+            {"users": list(emails)},
+            params={"action": action},
+            limiter=self.limiters[BULK_SUBSCRIPTION_ACTION],
+        )
+        failed = parse_user_failures(response)
+        params = response.get("params")
+        if isinstance(params, Mapping):
+            for key, reason in _identity_failures(params, SUBSCRIPTION_ACTION_FAILURE_LISTS, nested=False).items():
+                failed.setdefault(key, reason)
+        distinct = len(set(emails))
+        return BulkResult(
+            success_count=max(distinct - len(failed), 0), fail_count=len(failed), failed=failed, raw=response
+        )
+
     # -- lists -----------------------------------------------------------------------------------------------
     def subscribe_to_list(self, list_id: int, subscribers: list[dict[str, Any]]) -> BulkResult:
         """POST /api/lists/subscribe `{"listId", "subscribers"}`; subscribers are `{"email"|"userId", ...}`."""
@@ -254,6 +301,11 @@ class IterableClient(JsonApiClient):
         """POST /api/lists/unsubscribe `{"listId", "subscribers"}`; subscribers are `{"email"}` or `{"userId"}`."""
         response = self._post(LIST_UNSUBSCRIBE, {"listId": int(list_id), "subscribers": subscribers})
         return _result(response, parse_user_failures(response))
+
+
+def subscription_action_path(subscription_group: str, group_id: int) -> str:
+    """The concrete bulk subscription action path, e.g. `/api/subscriptions/messageType/123`."""
+    return BULK_SUBSCRIPTION_ACTION.format(subscriptionGroup=subscription_group, subscriptionGroupId=int(group_id))
 
 
 def _event_failures(events: Sequence[Mapping[str, Any]], response: Mapping[str, Any]) -> dict[str, str]:

@@ -9,8 +9,10 @@ Standalone: `python -m marketing_pipelines.devtools.iterable_emulator --port 876
 
 Semantics follow Iterable's Swagger spec: bulkUpdate merges `dataFields` into the profile; trackBulk upserts
 by event `id` (a repeated id updates, never duplicates; `event_receipts` counts deliveries); updateSubscriptions
-and bulkUpdateSubscriptions OVERWRITE the fields they are given, as the spec documents. Response bodies have the
-spec's shapes (`UserBulkUpdateListResponse`, `BulkTrackResponse`, `BulkUpdateSubscriptionsResponse`, ...).
+and bulkUpdateSubscriptions OVERWRITE the fields they are given, as the spec documents, while the bulk
+subscription action (`PUT /api/subscriptions/{group}/{id}?action=subscribe|unsubscribe`) changes that one group
+only. Response bodies have the spec's shapes (`UserBulkUpdateListResponse`, `BulkTrackResponse`,
+`BulkUpdateSubscriptionsResponse`, `IterableApiResponse`, ...).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -26,6 +29,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,11 @@ DEFAULT_RATE_LIMITS: dict[str, float] = {
     "/api/lists/subscribe": 5,
     "/api/lists/unsubscribe": 5,
 }
+#: Rate limits of PUT paths, by path prefix (`/api/subscriptions/<group>/<id>` share one window).
+SUBSCRIPTION_ACTION_PREFIX = "/api/subscriptions/"
+DEFAULT_PREFIX_RATE_LIMITS: dict[str, float] = {SUBSCRIPTION_ACTION_PREFIX: 5}
+SUBSCRIPTION_ACTION_PATTERN = re.compile(r"^/api/subscriptions/(?P<group>[^/]+)/(?P<id>[^/]+)$")
+SUBSCRIPTION_GROUPS = {"emaillist": "emailList", "messagetype": "messageType", "messagechannel": "messageChannel"}
 MAX_BODY_BYTES = 4 * 1024 * 1024
 FAULTS = ("429", "500", "slow")
 USER_FAILURE_LISTS = (
@@ -68,7 +77,9 @@ class _BadParams(Exception):
 class IterableEmulator:
     """An in-process HTTP server on 127.0.0.1 that behaves like the Iterable endpoints the client uses.
 
-    rate_limits: per-path max accepted requests in any sliding 1-second window (beyond: 429, plain text).
+    rate_limits: per-path max accepted requests in any sliding 1-second window (beyond: 429, plain text). A key
+        ending in "/" is a path prefix: `/api/subscriptions/` limits every bulk subscription action together.
+        Left as None: DEFAULT_RATE_LIMITS and DEFAULT_PREFIX_RATE_LIMITS; a path not in a given dict is unlimited.
     fault_rates: seeded random faults per request, e.g. {"429": 0.2, "500": 0.05, "slow": 0.02}; a "slow"
         request sleeps `slow_seconds` and is then still applied (like a real server the client timed out on).
     scripted_faults: faults consumed in order by the next requests (any path) before random ones; None = no fault.
@@ -99,7 +110,9 @@ class IterableEmulator:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.rate_limits = dict(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
+        self.rate_limits = dict(
+            {**DEFAULT_RATE_LIMITS, **DEFAULT_PREFIX_RATE_LIMITS} if rate_limits is None else rate_limits
+        )
         self.max_body_bytes = max_body_bytes
         self.fault_rates = dict(fault_rates or {})
         self.scripted_faults: deque[str | None] = deque(scripted_faults)
@@ -122,6 +135,8 @@ class IterableEmulator:
             self.events: dict[str, dict[str, Any]] = {}
             self.event_receipts: Counter[str] = Counter()
             self.unsubscribed: dict[str, set[int]] = {}
+            self.unsubscribed_channels: dict[str, set[int]] = {}
+            self.subscription_action_receipts: Counter[tuple[str, str, int, str]] = Counter()
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.subscription_receipts: Counter[str] = Counter()
             self.lists: dict[int, set[str]] = defaultdict(set)
@@ -164,9 +179,17 @@ class IterableEmulator:
         self.stop()
 
     # -- request pipeline (called from handler threads) ------------------------------------------------------
+    def rate_limit_key(self, path: str) -> str:
+        """The window a request counts in: its own path, or the longest configured prefix (key ending in "/")."""
+        if path in self.rate_limits:
+            return path
+        prefixes = [key for key in self.rate_limits if key.endswith("/") and path.startswith(key)]
+        return max(prefixes, key=len) if prefixes else path
+
     def _admit(self, path: str, now: float) -> str | None:
         """Rate limit and fault roll for one authenticated request; returns a fault kind or None."""
         with self._lock:
+            path = self.rate_limit_key(path)
             limit = self.rate_limits.get(path)
             if limit is not None:
                 recent = [t for t in self.accepted_request_times_by_path[path] if now - t < 1.0]
@@ -201,6 +224,64 @@ class IterableEmulator:
             raise _BadParams("request body must be a JSON object")
         with self._lock:
             return routes[path](body)
+
+    def handle_subscription_action(self, group: str, group_id: str, action: str | None, body: Any) -> dict[str, Any]:
+        """Apply `PUT /api/subscriptions/<group>/<id>?action=...`: ONE group changes, nothing else.
+
+        messageType: `unsubscribed[email]` gains (unsubscribe) or loses (subscribe) the id; messageChannel:
+        `unsubscribed_channels` likewise; emailList: list membership. Invalid emails / userIds are skipped and listed
+        in `params.invalidEmails` / `params.invalidUserIds`. Raises _BadParams for a 400.
+        """
+        canonical = SUBSCRIPTION_GROUPS.get(group.lower())
+        if canonical is None:
+            raise _BadParams(f"unknown subscription group {group!r}; use one of {sorted(SUBSCRIPTION_GROUPS.values())}")
+        if not group_id.isdigit():
+            raise _BadParams(f"subscriptionGroupId must be numeric, not {group_id!r}")
+        if action not in ("subscribe", "unsubscribe"):
+            raise _BadParams(f"action must be 'subscribe' or 'unsubscribe', not {action!r}")
+        if not isinstance(body, dict):
+            raise _BadParams("request body must be a JSON object")
+        emails = body.get("users", [])
+        user_ids = body.get("usersByUserId", [])
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise _BadParams("'users' must be a list of email strings")
+        if not isinstance(user_ids, list) or not all(isinstance(u, str) for u in user_ids):
+            raise _BadParams("'usersByUserId' must be a list of userId strings")
+        ident = int(group_id)
+        invalid: list[str] = []
+        invalid_ids: list[str] = []
+        with self._lock:
+            identities = [(email, True) for email in emails] + [(user_id, False) for user_id in user_ids]
+            for key, is_email in identities:
+                if is_email and ("@" not in key or key in self.invalid_emails):
+                    invalid.append(key)
+                    continue
+                if not is_email and (not key.strip() or key in self.invalid_user_ids):
+                    invalid_ids.append(key)
+                    continue
+                if canonical == "messageType":
+                    target = self.unsubscribed
+                elif canonical == "messageChannel":
+                    target = self.unsubscribed_channels
+                else:
+                    target = None
+                if target is not None:
+                    ids = target.setdefault(key, set())
+                    if action == "unsubscribe":
+                        ids.add(ident)
+                    else:
+                        ids.discard(ident)
+                elif action == "subscribe":
+                    self.lists[ident].add(key)
+                else:
+                    self.lists[ident].discard(key)
+                self.subscription_action_receipts[(key, canonical, ident, action)] += 1
+        params: dict[str, Any] = {}
+        if invalid:
+            params["invalidEmails"] = invalid
+        if invalid_ids:
+            params["invalidUserIds"] = invalid_ids
+        return {"msg": f"{action} on {canonical} {ident} accepted", "code": "Success", "params": params}
 
     @staticmethod
     def _items(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -370,9 +451,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, {"code": "NotFound", "msg": f"no route for GET {self.path}"})
 
     def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
         emu = self.emulator
         now = time.monotonic()
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         with emu._lock:
             emu.requests_by_path[path] += 1
             emu.request_times_by_path[path].append(now)
@@ -383,8 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Api-Key") != emu.api_key:
             self._send(401, {"code": "BadApiKey", "msg": "Invalid API key"})
             return
-        if path not in DEFAULT_RATE_LIMITS:
-            self._send(404, {"code": "NotFound", "msg": f"no route for POST {path}"})
+        action_route = SUBSCRIPTION_ACTION_PATTERN.match(path) if method == "PUT" else None
+        if (method == "POST" and path not in DEFAULT_RATE_LIMITS) or (method == "PUT" and action_route is None):
+            self._send(404, {"code": "NotFound", "msg": f"no route for {method} {path}"})
             return
         if length > emu.max_body_bytes:
             self._send(413, {"code": "BatchTooLarge", "msg": f"request body over {emu.max_body_bytes} bytes"})
@@ -409,7 +497,11 @@ class _Handler(BaseHTTPRequestHandler):
         with emu._lock:
             emu.received_bodies.append((path, body))
         try:
-            response = emu.handle(path, body)
+            if action_route is not None:
+                action = (parse_qs(query).get("action") or [None])[0]
+                response = emu.handle_subscription_action(action_route["group"], action_route["id"], action, body)
+            else:
+                response = emu.handle(path, body)
         except _BadParams as exc:
             self._send(400, {"code": "BadParams", "msg": str(exc)})
             return

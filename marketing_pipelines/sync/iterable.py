@@ -1,4 +1,5 @@
-"""Iterable as a sync-engine destination: audience rows → `users/bulkUpdate` user objects."""
+"""Iterable as sync-engine destinations: audience rows → `users/bulkUpdate` user objects, and Marketo unsubscribe
+events → one-message-type opt-outs (`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 from marketing_pipelines.clients._http import envelope_size
 from marketing_pipelines.clients.iterable import (
     BULK_UPDATE_USERS,
+    DEFAULT_SUBSCRIPTION_ACTION_USERS,
     DEFAULT_USERS_PER_REQUEST,
     MAX_BODY_BYTES,
     IterableClient,
+    subscription_action_path,
 )
 from marketing_pipelines.sync.engine import Audience, BatchOutcome
 
@@ -22,6 +25,14 @@ USER_AUDIENCE = Audience(
     key_column="email",
     columns=("email", "user_id", "data_fields"),
 )
+
+UNSUBSCRIBE_AUDIENCE = Audience(
+    table="staging.stg_marketo__unsubscribes",
+    key_column="event_id",
+    columns=("event_id", "email"),
+)
+
+MESSAGE_TYPE_GROUP = "messageType"
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -73,6 +84,75 @@ class IterableUserDestination:
             raise RuntimeError("no Iterable client: this destination runs in dry-run only")
         result = self.client.bulk_update_users(payloads)
         return BatchOutcome(rejected=dict(result.failed))
+
+    def counters(self) -> tuple[int, int]:
+        if self.client is None:
+            return 0, 0
+        return self.client.stats.requests, self.client.stats.retries
+
+
+def unsubscribe_payload(row: dict[str, Any]) -> dict[str, Any]:
+    """The record for one unsubscribe event: its e-mail, plus the event id the outcome is mapped back by."""
+    email = row.get("email")
+    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
+        raise ValueError(f"not an e-mail address: {email!r}")
+    event_id = row.get("record_key", row.get("event_id"))  # `record_key` is the engine's key, cast to varchar
+    if event_id is None:
+        raise ValueError("no event_id")
+    return {"email": email, "event_id": str(event_id)}
+
+
+class IterableUnsubscribeDestination:
+    """`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`: opts each person out of ONE message type.
+
+    Unlike `users/updateSubscriptions` / `bulkUpdateSubscriptions`, which overwrite a user's whole
+    `unsubscribedMessageTypeIds` list (re-subscribing them to every other type), the bulk subscription action
+    changes the configured (opt-in `GitLab Marketing`) type only. Records are keyed by unsubscribe event id, so each
+    event is sent once; several events of one person in a request send that e-mail once and all end synced.
+    Paced by the client's subscriptions limiter (5 requests/s by default).
+    """
+
+    name = "iterable_unsubscribes"
+    max_bytes = MAX_BODY_BYTES
+
+    def __init__(
+        self,
+        client: IterableClient | None,
+        *,
+        message_type_id: int,
+        max_records: int = DEFAULT_SUBSCRIPTION_ACTION_USERS,
+    ) -> None:
+        self.client = client
+        self.message_type_id = int(message_type_id)
+        self.max_records = max_records
+        self.endpoint = subscription_action_path(MESSAGE_TYPE_GROUP, self.message_type_id)
+
+    def envelope_bytes(self) -> int:
+        return envelope_size({}, "users")
+
+    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return unsubscribe_payload(row)
+
+    @staticmethod
+    def emails(payloads: list[dict[str, Any]]) -> list[str]:
+        """The distinct e-mails of a request, in first-seen order."""
+        return list(dict.fromkeys(payload["email"] for payload in payloads))
+
+    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"users": self.emails(payloads)}
+
+    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
+        if self.client is None:
+            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
+        result = self.client.bulk_subscription_action(
+            MESSAGE_TYPE_GROUP, self.message_type_id, "unsubscribe", self.emails(payloads)
+        )
+        rejected = {
+            payload["event_id"]: result.failed[payload["email"]]
+            for payload in payloads
+            if payload["email"] in result.failed
+        }
+        return BatchOutcome(rejected=rejected)
 
     def counters(self) -> tuple[int, int]:
         if self.client is None:

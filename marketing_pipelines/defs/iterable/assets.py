@@ -6,9 +6,15 @@ from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination
+from marketing_pipelines.sync.iterable import (
+    UNSUBSCRIBE_AUDIENCE,
+    USER_AUDIENCE,
+    IterableUnsubscribeDestination,
+    IterableUserDestination,
+)
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
+UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
 
 
 @dg.asset(
@@ -42,3 +48,50 @@ def iterable_user_sync(
             client.close()
     context.log.info(f"iterable_user_sync {report.mode}: {report.as_metadata()}")
     return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
+
+
+@dg.asset(
+    name="iterable_unsubscribe_sync",
+    deps=[UNSUBSCRIBES_KEY],
+    group_name="iterable",
+    owners=[OWNER],
+    kinds={"iterable"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Seed 000: opts every Marketo unsubscribe (`staging.stg_marketo__unsubscribes`, once per event) out of the "
+        "opt-in `GitLab Marketing` message type only, with `PUT /api/subscriptions/messageType/{id}?action="
+        "unsubscribe` (never updateSubscriptions, which overwrites every other type). Live runs need "
+        "ITERABLE_MARKETING_MESSAGE_TYPE_ID; without ITERABLE_API_KEY it writes `ops.outbox` instead."
+    ),
+)
+def iterable_unsubscribe_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+) -> dg.MaterializeResult:
+    message_type_id, configured = iterable.unsubscribe_message_type_id()  # fails before any request when unset
+    client = iterable.get_client()
+    destination = IterableUnsubscribeDestination(client, message_type_id=message_type_id)
+    try:
+        report = run_sync(
+            warehouse.get_warehouse(),
+            UNSUBSCRIBE_AUDIENCE,
+            destination,
+            dry_run=client is None,
+            run_id=context.run_id,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    metadata = {
+        **report.as_metadata(),
+        "dagster/row_count": report.considered,
+        "endpoint": destination.endpoint,
+        "message_type_id": message_type_id,
+        "message_type_id_configured": configured,
+    }
+    if not configured:
+        metadata["note"] = (
+            f"dry-run without a message type id: the outbox path uses {message_type_id} as a placeholder; "
+            "set ITERABLE_MARKETING_MESSAGE_TYPE_ID to the opt-in GitLab Marketing type's id"
+        )
+    context.log.info(f"iterable_unsubscribe_sync {report.mode}: {metadata}")
+    return dg.MaterializeResult(metadata=metadata)

@@ -10,13 +10,18 @@ from marketing_pipelines.clients.iterable import DEFAULT_USERS_PER_REQUEST, US_B
 OPT_IN_MESSAGE_TYPE = "GitLab Marketing"
 # Seed 000: the default `Marketing Message` type is opt-out and could e-mail unsubscribed people.
 FORBIDDEN_MESSAGE_TYPES = frozenset({"marketing message"})
+MESSAGE_TYPE_ID_ENV = "ITERABLE_MARKETING_MESSAGE_TYPE_ID"
+#: The id written to the dry-run outbox path when no message type id is configured.
+DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID = 0
 
 
 class IterableResource(dg.ConfigurableResource):
     """Iterable's API. Without ``ITERABLE_API_KEY`` every sync runs in dry-run (requests go to ``ops.outbox``).
 
-    ``api_key`` and ``base_url`` left unset are read from ``ITERABLE_API_KEY`` / ``ITERABLE_BASE_URL`` through
-    ``dagster.EnvVar`` when a run starts; the key never reaches logs, metadata or the outbox.
+    ``api_key``, ``base_url`` and ``marketing_message_type_id`` left unset are read from ``ITERABLE_API_KEY`` /
+    ``ITERABLE_BASE_URL`` / ``ITERABLE_MARKETING_MESSAGE_TYPE_ID`` through ``dagster.EnvVar`` when a run starts;
+    the key never reaches logs, metadata or the outbox. ``marketing_message_type_id`` is the id of the opt-in
+    ``GitLab Marketing`` message type that unsubscribes opt people out of; live unsubscribe syncs require it.
     """
 
     api_key: str | None = None
@@ -42,6 +47,47 @@ class IterableResource(dg.ConfigurableResource):
 
     def resolved_base_url(self) -> str:
         return self.base_url or dg.EnvVar("ITERABLE_BASE_URL").get_value() or US_BASE_URL
+
+    def resolved_marketing_message_type_id(self) -> int | None:
+        """The configured id, else ``ITERABLE_MARKETING_MESSAGE_TYPE_ID``; None when neither is set."""
+        if self.marketing_message_type_id is not None:
+            value: int | str = self.marketing_message_type_id
+        else:
+            raw = (dg.EnvVar(MESSAGE_TYPE_ID_ENV).get_value() or "").strip()
+            if not raw:
+                return None
+            value = raw
+        try:
+            message_type_id = int(value)
+        except ValueError:
+            raise dg.Failure(
+                f"{MESSAGE_TYPE_ID_ENV}={value!r} is not an integer: set it to the numeric id of the opt-in "
+                f"{self.marketing_message_type_name!r} message type"
+            ) from None
+        if message_type_id < 0:
+            raise dg.Failure(f"marketing_message_type_id ({MESSAGE_TYPE_ID_ENV}) must be >= 0, not {message_type_id}")
+        return message_type_id
+
+    def unsubscribe_message_type_id(self) -> tuple[int, bool]:
+        """The message type id unsubscribes opt people out of, and whether it was configured.
+
+        Live (an API key is set) it must be configured: without it, fails rather than guess, because the default
+        ``Marketing Message`` type is opt-out (seed 000). In dry-run an unset id becomes
+        ``DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID`` (0) in the outbox path.
+        """
+        message_type_id = self.resolved_marketing_message_type_id()
+        if message_type_id is not None:
+            return message_type_id, True
+        if not self.is_dry_run:
+            raise dg.Failure(
+                description=(
+                    f"Iterable unsubscribe sync needs the id of the opt-in {self.marketing_message_type_name!r} "
+                    f"message type: set {MESSAGE_TYPE_ID_ENV} (or the resource's marketing_message_type_id). "
+                    "Never use the opt-out 'Marketing Message' type's id. Nothing was sent."
+                ),
+                metadata={"missing_setting": MESSAGE_TYPE_ID_ENV},
+            )
+        return DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID, False
 
     @property
     def is_dry_run(self) -> bool:
