@@ -27,6 +27,20 @@ def main() -> int:
     print(f"\nWarehouse: {warehouse.path.resolve()} (DuckDB)")
     for schema, table in tables:
         print(f"  {schema}.{table:<42} {counts[(schema, table)]:>10,} rows")
+    if warehouse.table_exists("ops", "sync_runs"):
+        print("Latest destination syncs (ops.sync_runs):")
+        latest = warehouse.query(
+            "select destination, mode, considered, unchanged, sent, accepted, rejected, requests "
+            "from ops.sync_runs qualify row_number() over (partition by destination order by finished_at desc) = 1 "
+            "order by destination"
+        )
+        for destination, mode, considered, unchanged, sent, accepted, rejected, requests in latest:
+            print(
+                f"  {destination:<24} {mode:<8} considered {considered:,}, unchanged {unchanged:,}, sent {sent:,} "
+                f"in {requests:,} requests, accepted {accepted:,}, rejected {rejected:,}"
+            )
+        if any(mode == "dry-run" for _, mode, *_ in latest):
+            print("  dry-run: no API key set; the request bodies are in ops.outbox")
     print(
         "Dagster runs and check results: `make dev`, then http://127.0.0.1:3000 "
         f"(DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')})"
