@@ -29,6 +29,12 @@ EXPECTED_ASSETS = {
     "audiences/iterable_user_audience",
     "iterable_user_sync",
     "iterable_unsubscribe_sync",
+    "raw/trial_signup_events",
+    "raw/free_registration_events",
+    "staging/stg_signups__trial_signup_events",
+    "staging/stg_signups__free_registration_events",
+    "audiences/iterable_trial_events",
+    "iterable_trial_event_sync",
 }
 
 
@@ -96,3 +102,13 @@ def test_dagster_validates_the_workspace():
         timeout=180,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):
+    sensor = repository.get_sensor_def("trial_signup_sensor")
+    assert sensor.job_name == "ingest_signups_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+    assert sensor.description
+    job = repository.get_job("ingest_signups_job")
+    assert {"raw__trial_signup_events", "raw__free_registration_events"} <= set(job.graph.node_dict)

@@ -7,14 +7,17 @@ from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.iterable import (
+    TRIAL_EVENT_AUDIENCE,
     UNSUBSCRIBE_AUDIENCE,
     USER_AUDIENCE,
+    IterableTrackBulkDestination,
     IterableUnsubscribeDestination,
     IterableUserDestination,
 )
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
 UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
+TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
 
 
 @dg.asset(
@@ -95,3 +98,37 @@ def iterable_unsubscribe_sync(
         )
     context.log.info(f"iterable_unsubscribe_sync {report.mode}: {metadata}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name="iterable_trial_event_sync",
+    deps=[TRIAL_EVENTS_KEY],
+    group_name="iterable",
+    owners=[OWNER],
+    kinds={"iterable"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Issue 5 / seed 000: sends every new `audiences.iterable_trial_events` row to Iterable with `events/trackBulk` "
+        "(1,000 events and < 4 MB a request, 10 requests/s) as `saasTrial` / `saasFreeRegistration`, with an event "
+        "`id` derived from `event_id`, so a retried or re-run event never shows twice. Runs after the audience's "
+        "blocking checks; without ITERABLE_API_KEY it writes `ops.outbox` instead."
+    ),
+)
+def iterable_trial_event_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+) -> dg.MaterializeResult:
+    client = iterable.get_client()
+    destination = IterableTrackBulkDestination(client)
+    try:
+        report = run_sync(
+            warehouse.get_warehouse(),
+            TRIAL_EVENT_AUDIENCE,
+            destination,
+            dry_run=client is None,
+            run_id=context.run_id,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    context.log.info(f"iterable_trial_event_sync {report.mode}: {report.as_metadata()}")
+    return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})

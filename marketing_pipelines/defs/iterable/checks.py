@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
-from marketing_pipelines.defs.iterable.assets import USER_AUDIENCE_KEY
+from marketing_pipelines.defs.iterable.assets import TRIAL_EVENTS_KEY, USER_AUDIENCE_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
@@ -15,6 +15,7 @@ AUDIENCE_ONLY_OPTED_IN = "audience_only_opted_in"
 AUDIENCE_WITHIN_TWO_MONTHS = "audience_within_two_months"
 AUDIENCE_PAYLOAD_VALID = "audience_payload_valid"
 ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
+FREE_REGISTRATIONS_ONLY_FOR_COMPANY = "free_registrations_only_for_company"
 
 MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
 
@@ -126,4 +127,29 @@ def iterable_rejection_backlog(warehouse: WarehouseResource) -> dg.AssetCheckRes
         """,
         severity=dg.AssetCheckSeverity.WARN,
         what="records rejected by Iterable are waiting to be retried",
+    )
+
+
+@dg.asset_check(
+    asset=TRIAL_EVENTS_KEY,
+    name=FREE_REGISTRATIONS_ONLY_FOR_COMPANY,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Seed 000: a free registration is sent only when the user set the account up for a team or company; no "
+        "personal free registration is in `audiences.iterable_trial_events`. Blocks the push."
+    ),
+)
+def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        """
+        select registrations.user_id as person_id, events.email, 'personal free registration' as value
+        from audiences.iterable_trial_events as events
+        inner join staging.stg_signups__free_registration_events as registrations
+            on events.event_id = registrations.event_id
+        where not coalesce(registrations.is_company_namespace, false)
+        """,
+        severity=dg.AssetCheckSeverity.ERROR,
+        what="personal free registrations (no team or company setup) would be sent to Iterable",
     )

@@ -10,6 +10,9 @@ from marketing_pipelines.defs.constants import OWNER
 from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 
+#: dbt sources whose raw tables a Dagster asset of this project loads (so they are not external sources).
+LOADED_BY_DAGSTER = frozenset({"signups"})
+
 
 def raw_source_specs() -> list[dg.AssetSpec]:
     """One spec per dbt source table, keyed like the dbt assets' upstream dependencies."""
@@ -17,6 +20,8 @@ def raw_source_specs() -> list[dg.AssetSpec]:
     translator = MarketingDbtTranslator()
     specs = []
     for unique_id, props in sorted(manifest["sources"].items()):
+        if props["source_name"] in LOADED_BY_DAGSTER:
+            continue
         key = translator.get_asset_spec(manifest, unique_id, dbt_project).key
         specs.append(
             dg.AssetSpec(

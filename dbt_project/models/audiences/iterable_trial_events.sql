@@ -1,0 +1,45 @@
+{#
+  Exactly the Iterable `events/trackBulk` event objects to send (issue 5, seed 000): every trial signup as
+  `saasTrial`, and free registrations only when the user set the account up for a team or company
+  (`companyNamespace`) as `saasFreeRegistration`; personal free registrations are never sent. The event names are
+  the dbt vars `trial_event_name` / `free_registration_event_name`. The sync derives the Iterable event `id` from
+  `event_id`, so re-sending an event updates it instead of creating a second one.
+#}
+with trial_signups as (
+    select * from {{ ref('stg_signups__trial_signup_events') }}
+),
+
+free_registrations as (
+    select * from {{ ref('stg_signups__free_registration_events') }}
+    where is_company_namespace
+),
+
+events as (
+    select *, '{{ var("trial_event_name") }}' as event_name from trial_signups
+    union all
+    select *, '{{ var("free_registration_event_name") }}' as event_name from free_registrations
+),
+
+final as (
+    select
+        event_id,
+        email,
+        event_name,
+        {{ dbt.datediff("cast('1970-01-01' as timestamp)", "occurred_at", "second") }} as created_at,
+        {{ json_object([
+            ('company', 'company'),
+            ('companyNamespace', 'is_company_namespace'),
+            ('country', 'country'),
+            ('employeeBucket', 'employee_bucket'),
+            ('firstName', 'first_name'),
+            ('lastName', 'last_name'),
+            ('latest_trial_start_date', 'cast(latest_trial_start_date as ' ~ dbt.type_string() ~ ')'),
+            ('signupReason', 'signup_reason'),
+            ('state', 'state'),
+            ('userRole', 'user_role'),
+        ]) }} as data_fields
+    from events
+    where email is not null
+)
+
+select * from final

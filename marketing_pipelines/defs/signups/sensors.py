@@ -1,0 +1,59 @@
+"""`trial_signup_sensor`: one run per new file landed in `LANDING_DIR/trial_signups/` or `free_registrations/`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+
+from marketing_pipelines.defs.signups.assets import FILE_TAG
+from marketing_pipelines.defs.signups.jobs import ingest_signups_job
+from marketing_pipelines.paths import DEFAULT_LANDING_DIR, resolve_project_path
+from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key, new_files, parse_cursor
+from marketing_pipelines.signups.tables import EVENT_TABLES
+
+ASSET_OF_KIND = {kind: f"raw__{table}" for kind, table in EVENT_TABLES.items()}
+
+
+def run_config_for(kind: str, path: str) -> dict:
+    """Run config that makes the ingestion asset of ``kind`` load ``path`` (the other loads nothing)."""
+    return {"ops": {ASSET_OF_KIND[kind]: {"config": {"files": [path]}}}}
+
+
+@dg.sensor(
+    name="trial_signup_sensor",
+    job=ingest_signups_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Watches `LANDING_DIR/trial_signups/` and `LANDING_DIR/free_registrations/` for new `*.jsonl` files and "
+        "requests one `ingest_signups_job` run per file (run key: folder, name and SHA-256 of the content, so a "
+        "file is never run twice). The cursor holds a change-time watermark and the names seen in the last two "
+        "minutes only; a file landed with an old modification time is still picked up."
+    ),
+)
+def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    landing = resolve_project_path(dg.EnvVar("LANDING_DIR").get_value(DEFAULT_LANDING_DIR) or DEFAULT_LANDING_DIR)
+    cursor = parse_cursor(context.cursor)
+    files, new_cursor = new_files(landing, cursor, time.time_ns())
+    requests = []
+    for landed in files:
+        try:
+            run_key = file_run_key(landed.path)
+        except FileNotFoundError:
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=run_key,
+                run_config=run_config_for(landed.kind, landed.path),
+                tags={FILE_TAG: landed.cursor_name, "signups/kind": landed.kind},
+            )
+        )
+    cursor_text = json.dumps(new_cursor, separators=(",", ":"))
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"No new *.jsonl files in {landing}/{{{','.join(EVENT_KINDS)}}}."),
+            cursor=cursor_text,
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor_text)

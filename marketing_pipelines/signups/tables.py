@@ -1,0 +1,51 @@
+"""The raw event tables and `ops.quarantine` (DESIGN 5.1, 5.3); dbt's on-run-start hook creates the same tables
+(`dbt_project/macros/signup_event_tables.sql`), and a test keeps the two definitions equal."""
+
+from __future__ import annotations
+
+RAW_SCHEMA = "raw"
+EVENT_TABLES = {"trial_signups": "trial_signup_events", "free_registrations": "free_registration_events"}
+
+EVENT_COLUMNS: dict[str, str] = {
+    "event_id": "varchar",
+    "occurred_at": "timestamp",
+    "email": "varchar",
+    "user_id": "bigint",
+    "namespace_id": "bigint",
+    "company": "varchar",
+    "company_namespace": "boolean",
+    "country": "varchar",
+    "employee_bucket": "varchar",
+    "first_name": "varchar",
+    "last_name": "varchar",
+    "latest_trial_start_date": "date",
+    "signup_reason": "varchar",
+    "state": "varchar",
+    "user_role": "varchar",
+    "setup_for_company": "boolean",
+    "source_file": "varchar",
+    "line_number": "bigint",
+    "loaded_at": "timestamp",
+}
+
+QUARANTINE = "ops.quarantine"
+QUARANTINE_COLUMNS: dict[str, str] = {
+    "file": "varchar",
+    "line_number": "bigint",
+    "raw_text": "varchar",
+    "reason": "varchar",
+    "quarantined_at": "timestamp",
+}
+
+
+def _columns(columns: dict[str, str]) -> str:
+    return ", ".join(f"{name} {sql_type}" for name, sql_type in columns.items())
+
+
+def create_tables_sql() -> list[str]:
+    """Idempotent DDL for both raw event tables and the quarantine."""
+    statements = [f"create schema if not exists {RAW_SCHEMA}", "create schema if not exists ops"]
+    for table in EVENT_TABLES.values():
+        statements.append(f"create table if not exists {RAW_SCHEMA}.{table} ({_columns(EVENT_COLUMNS)})")
+    statements.append(f"create table if not exists {QUARANTINE} ({_columns(QUARANTINE_COLUMNS)})")
+    return statements

@@ -1,0 +1,335 @@
+"""Signup events: line validation, ingestion with quarantine and de-duplication, and the trackBulk event sync."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from marketing_pipelines.clients.iterable import TRACK_BULK, IterableClient
+from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
+from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.signups.tables import EVENT_COLUMNS
+from marketing_pipelines.signups.validation import validate_line
+from marketing_pipelines.sync import run_sync
+from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination, iterable_event_id
+from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.conftest import run_dbt
+from tests.spec import validate_request
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+def event(event_id: str, **overrides) -> dict:
+    base = {
+        "event_id": event_id,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "email": f"{event_id}@example.com",
+        "user_id": 7,
+        "namespace_id": 10,
+        "company": "Acme",
+        "companyNamespace": True,
+        "country": "Germany",
+        "employeeBucket": "100-499",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "latest_trial_start_date": "2026-11-20",
+        "signupReason": "I want to store my code",
+        "state": None,
+        "userRole": "other",
+        "setup_for_company": True,
+    }
+    base.update(overrides)
+    return base
+
+
+def line(payload) -> str:
+    return json.dumps(payload)
+
+
+# -- validation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("{not json", "not JSON"),
+        ("", "empty line"),
+        ("[1, 2]", "not a JSON object"),
+        (line({k: v for k, v in event("a").items() if k != "email"}), "email"),
+        (line({k: v for k, v in event("a").items() if k != "event_id"}), "event_id"),
+        (line(event("a", latest_trial_start_date="31/02/2024")), "latest_trial_start_date"),
+        (line(event("a", latest_trial_start_date="2026-02-30")), "latest_trial_start_date"),
+        (line(event("a", latest_trial_start_date="2999-01-01")), "latest_trial_start_date"),
+        (line(event("a", occurred_at="2026-02-30T25:61:00Z")), "occurred_at"),
+        (line(event("a", companyNamespace="yes")), "companyNamespace"),
+        (line(event("a", email="no-at-sign.example.com")), "email"),
+        (line(event("a", employeeBucket="9000+")), "employeeBucket"),
+        (line(event("a", user_id="7")), "user_id"),
+        (line(event("a", namespace_id=1.5)), "namespace_id"),
+        (line(event("a", country=42)), "country"),
+        (line(event("a", company="x" * 2_000_000)), "longer than"),
+    ],
+)
+def test_validation_reason_names_the_field(text, field):
+    result = validate_line(text, today=dt.date(2026, 11, 23))
+    assert isinstance(result, str) and field in result
+
+
+def test_names_with_quotes_emoji_and_sql_load_verbatim():
+    result = validate_line(line(event("a", lastName="O'Brien; DROP TABLE raw.x; --", firstName="Zoë 🚀")))
+    assert isinstance(result, dict)
+    assert result["last_name"] == "O'Brien; DROP TABLE raw.x; --" and result["first_name"] == "Zoë 🚀"
+    assert result["occurred_at"] == dt.datetime(2026, 11, 20, 10, 0)
+
+
+# -- ingestion ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse.duckdb"
+
+
+def ingest(warehouse_path: Path, *files: Path) -> dg.ExecuteInProcessResult:
+    by_asset: dict[str, list[str]] = {"raw__trial_signup_events": [], "raw__free_registration_events": []}
+    for path in files:
+        asset = "raw__trial_signup_events" if path.parent.name == "trial_signups" else "raw__free_registration_events"
+        by_asset[asset].append(str(path))
+    return dg.materialize(
+        [trial_signup_events, free_registration_events],
+        run_config={"ops": {name: {"config": {"files": paths}} for name, paths in by_asset.items()}},
+        resources={"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))},
+    )
+
+
+def write(root: Path, kind: str, name: str, content: str | bytes) -> Path:
+    path = root / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    materialization = result.asset_materializations_for_node(key)[0]
+    return {name: value.value for name, value in materialization.metadata.items()}
+
+
+def test_ingestion_loads_good_lines_and_quarantines_bad_ones_with_file_line_and_reason(tmp_path, warehouse_path):
+    lines = [
+        line(event("good-1")),
+        "{not json",
+        "",
+        "[1]",
+        line(event("bad-date", latest_trial_start_date="2026-13-01")),
+        line(event("good-2", lastName="O'Brien; DROP TABLE raw.trial_signup_events; --")),
+        line(event("good-1")),  # duplicate within the file
+        line(event("bad-bool", companyNamespace="yes")),
+    ]
+    path = write(tmp_path / "landing", "trial_signups", "t1.jsonl", "\n".join(lines) + "\n")
+    result = ingest(warehouse_path, path)
+    assert result.success
+    meta = metadata(result, "raw__trial_signup_events")
+    assert (meta["lines_read"], meta["loaded"], meta["duplicates"], meta["quarantined"]) == (8, 2, 1, 5)
+    assert all("@" not in row["email"] or "***" in row["email"] for row in meta["preview"])
+
+    db = DuckDBWarehouse(warehouse_path)
+    loaded = db.query("select event_id, last_name from raw.trial_signup_events order by event_id")
+    assert loaded == [("good-1", "Doe"), ("good-2", "O'Brien; DROP TABLE raw.trial_signup_events; --")]
+    quarantined = db.query("select file, line_number, reason from ops.quarantine order by line_number")
+    assert [(Path(f).name, n) for f, n, _ in quarantined] == [("t1.jsonl", n) for n in (2, 3, 4, 5, 8)]
+    reasons = [reason for _, _, reason in quarantined]
+    assert reasons[0].startswith("not JSON") and reasons[1] == "empty line"
+    assert "latest_trial_start_date" in reasons[3] and "companyNamespace" in reasons[4]
+
+
+def test_duplicate_event_in_a_later_file_is_loaded_once(tmp_path, warehouse_path):
+    first = write(tmp_path / "landing", "free_registrations", "f1.jsonl", line(event("e1")) + "\n")
+    second = write(
+        tmp_path / "landing", "free_registrations", "f2.jsonl", line(event("e1")) + "\n" + line(event("e2")) + "\n"
+    )
+    ingest(warehouse_path, first)
+    result = ingest(warehouse_path, second)
+    meta = metadata(result, "raw__free_registration_events")
+    assert (meta["loaded"], meta["duplicates"]) == (1, 1)
+    db = DuckDBWarehouse(warehouse_path)
+    assert db.query("select event_id, count(*) from raw.free_registration_events group by 1 order by 1") == [
+        ("e1", 1),
+        ("e2", 1),
+    ]
+
+
+def test_non_utf8_line_is_quarantined_and_the_rest_of_the_file_loads(tmp_path, warehouse_path):
+    content = line(event("ok")).encode() + b"\n" + b'{"event_id": "\xff\xfe"}\n'
+    path = write(tmp_path / "landing", "trial_signups", "latin.jsonl", content)
+    meta = metadata(ingest(warehouse_path, path), "raw__trial_signup_events")
+    assert (meta["loaded"], meta["quarantined"]) == (1, 1)
+    (reason,) = DuckDBWarehouse(warehouse_path).query("select reason from ops.quarantine")[0]
+    assert "UTF-8" in reason
+
+
+def test_file_still_being_written_is_retried_not_quarantined(tmp_path, warehouse_path):
+    from marketing_pipelines.signups.ingest import IncompleteFile, ingest_file
+
+    text = line(event("ok")) + "\n" + line(event("half"))[:40]
+    path = write(tmp_path / "landing", "trial_signups", "partial.jsonl", text)
+    with pytest.raises(IncompleteFile):
+        ingest_file(DuckDBWarehouse(warehouse_path), path)
+    assert not DuckDBWarehouse(warehouse_path).table_exists("ops", "quarantine")
+
+
+def test_dbt_hook_creates_the_same_raw_event_columns_as_the_ingestion(tmp_path):
+    path = tmp_path / "hook.duckdb"
+    run_dbt(["run", "--select", "stg_signups__trial_signup_events"], path)
+    columns = DuckDBWarehouse(path).query(
+        "select column_name, lower(data_type) from information_schema.columns "
+        "where table_schema = 'raw' and table_name = 'free_registration_events' order by ordinal_position"
+    )
+    assert columns == [(name, sql_type) for name, sql_type in EVENT_COLUMNS.items()]
+
+
+# -- audience and event sync --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_audience(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two landed files ingested and the audience built once (dbt is slow); each test gets a copy."""
+    root = tmp_path_factory.mktemp("signups")
+    warehouse_path = root / "warehouse.duckdb"
+    landing = root / "landing"
+    trial = write(
+        landing,
+        "trial_signups",
+        "t.jsonl",
+        "".join(line(event(f"trial-{i}", companyNamespace=i % 2 == 0)) + "\n" for i in range(5)),
+    )
+    free = write(
+        landing,
+        "free_registrations",
+        "f.jsonl",
+        "".join(
+            line(event(f"free-{i}", companyNamespace=i % 2 == 0, latest_trial_start_date=None)) + "\n" for i in range(6)
+        ),
+    )
+    assert ingest(warehouse_path, trial, free).success
+    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
+    return warehouse_path
+
+
+@pytest.fixture
+def events_audience(built_audience: Path, tmp_path: Path) -> DuckDBWarehouse:
+    copy = tmp_path / "audience.duckdb"
+    shutil.copyfile(built_audience, copy)
+    return DuckDBWarehouse(copy)
+
+
+def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None):
+    client = IterableClient(API_KEY, emulator.base_url, track_bulk_per_second=50) if emulator else None
+    return run_sync(
+        warehouse, TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client), dry_run=client is None, run_id="t"
+    )
+
+
+def test_personal_free_registrations_never_reach_the_audience(events_audience):
+    rows = events_audience.query("select event_id, event_name from audiences.iterable_trial_events order by 1")
+    assert rows == [
+        ("free-0", "saasFreeRegistration"),
+        ("free-2", "saasFreeRegistration"),
+        ("free-4", "saasFreeRegistration"),
+        *((f"trial-{i}", "saasTrial") for i in range(5)),
+    ]
+    check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(events_audience.path)))
+    assert check.passed
+
+
+def test_event_sync_sends_each_event_once_in_spec_valid_requests(events_audience):
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        first = sync(events_audience, emulator)
+        second = sync(events_audience, emulator)
+        bodies = [body for path, body in emulator.received_bodies if path == TRACK_BULK]
+    assert (first.sent, first.accepted, first.rejected) == (8, 8, 0)
+    assert (second.sent, second.unchanged) == (0, 8)
+    assert len(bodies) == 1
+    for body in bodies:
+        validate_request(TRACK_BULK, body)
+    assert set(emulator.event_receipts.values()) == {1}
+    assert set(emulator.events) == {iterable_event_id(f"trial-{i}") for i in range(5)} | {
+        iterable_event_id(f"free-{i}") for i in (0, 2, 4)
+    }
+    sent = bodies[0]["events"][0]
+    assert set(sent) == {"email", "eventName", "id", "createdAt", "dataFields"}
+    assert sent["createdAt"] == int(dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC).timestamp())
+    assert Counter(e["eventName"] for e in bodies[0]["events"]) == {"saasTrial": 5, "saasFreeRegistration": 3}
+    assert {"company", "companyNamespace", "employeeBucket", "latest_trial_start_date"} <= set(sent["dataFields"])
+
+
+def test_event_rejected_by_iterable_is_recorded_and_retried(events_audience):
+    with IterableEmulator(api_key=API_KEY, invalid_emails={"trial-1@example.com"}) as emulator:
+        report = sync(events_audience, emulator)
+    assert (report.accepted, report.rejected) == (7, 1)
+    (key,) = events_audience.query("select record_key from ops.sync_rejections where not resolved")[0]
+    assert key == "trial-1"
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        retry = sync(events_audience, emulator)
+    assert (retry.sent, retry.accepted) == (1, 1)
+
+
+def test_event_sync_without_a_key_writes_the_outbox(events_audience):
+    report = sync(events_audience, None)
+    assert report.mode == "dry-run" and report.sent == 8
+    (body,) = events_audience.query("select body from ops.outbox where destination = 'iterable_trial_events'")[0]
+    validate_request(TRACK_BULK, json.loads(body))
+
+
+# -- end to end ------------------------------------------------------------------------------------------------
+
+
+def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monkeypatch):
+    """Sample data + one landed file: the sensor's run request, run in-process, sends one event per valid company
+    line to the emulator; running the same request again sends nothing new."""
+    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+    from marketing_pipelines.sample_data import generate, write_sample_data
+
+    warehouse_path = tmp_path / "warehouse.duckdb"
+    write_sample_data(generate(users=300, seed=3), warehouse_path, tmp_path / "unused-landing")
+    landing = tmp_path / "landing"
+    lines = [line(event("e2e-1")), "{broken", line(event("e2e-2", companyNamespace=False))]
+    write(landing, "free_registrations", "f.jsonl", "\n".join(lines) + "\n")
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        for name, value in {
+            "DUCKDB_PATH": str(warehouse_path),
+            "MARKETING_WAREHOUSE": "duckdb",
+            "LANDING_DIR": str(landing),
+            "ITERABLE_API_KEY": API_KEY,
+            "ITERABLE_BASE_URL": emulator.base_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        (request,) = tick.run_requests
+        job = defs().resolve_job_def("ingest_signups_job")
+        for _ in range(2):
+            result = job.execute_in_process(
+                run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
+            )
+            assert result.success
+        sync_runs = [
+            m.metadata["sent"].value
+            for m in (e.materialization for e in result.get_asset_materialization_events())
+            if m.asset_key == dg.AssetKey("iterable_trial_event_sync")
+        ]
+    assert sync_runs == [0]  # the second run sent nothing
+    assert dict(emulator.event_receipts) == {iterable_event_id("e2e-1"): 1}
+    assert emulator.events[iterable_event_id("e2e-1")]["eventName"] == "saasFreeRegistration"
+    (quarantined,) = DuckDBWarehouse(warehouse_path).query("select count(*) from ops.quarantine")[0]
+    assert quarantined == 1
