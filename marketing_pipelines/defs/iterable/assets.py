@@ -5,7 +5,7 @@ import dagster as dg
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.sync import run_sync
+from marketing_pipelines.sync import Audience, SyncReport, run_sync
 from marketing_pipelines.sync.iterable import (
     TRIAL_EVENT_AUDIENCE,
     UNSUBSCRIBE_AUDIENCE,
@@ -18,6 +18,28 @@ from marketing_pipelines.sync.iterable import (
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
 UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
 TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
+
+
+IterableDestination = IterableUserDestination | IterableUnsubscribeDestination | IterableTrackBulkDestination
+
+
+def push(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    audience: Audience,
+    destination: IterableDestination,
+) -> SyncReport:
+    """Run the sync engine for one destination (dry-run when it has no client), then close its client."""
+    client = destination.client
+    try:
+        report = run_sync(
+            warehouse.get_warehouse(), audience, destination, dry_run=client is None, run_id=context.run_id
+        )
+    finally:
+        if client is not None:
+            client.close()
+    context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")
+    return report
 
 
 @dg.asset(
@@ -38,18 +60,7 @@ def iterable_user_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableUserDestination(client, max_records=iterable.users_per_request)
-    try:
-        report = run_sync(
-            warehouse.get_warehouse(),
-            USER_AUDIENCE,
-            destination,
-            dry_run=client is None,
-            run_id=context.run_id,
-        )
-    finally:
-        if client is not None:
-            client.close()
-    context.log.info(f"iterable_user_sync {report.mode}: {report.as_metadata()}")
+    report = push(context, warehouse, USER_AUDIENCE, destination)
     return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
 
 
@@ -73,17 +84,7 @@ def iterable_unsubscribe_sync(
     message_type_id, configured = iterable.unsubscribe_message_type_id()  # fails before any request when unset
     client = iterable.get_client()
     destination = IterableUnsubscribeDestination(client, message_type_id=message_type_id)
-    try:
-        report = run_sync(
-            warehouse.get_warehouse(),
-            UNSUBSCRIBE_AUDIENCE,
-            destination,
-            dry_run=client is None,
-            run_id=context.run_id,
-        )
-    finally:
-        if client is not None:
-            client.close()
+    report = push(context, warehouse, UNSUBSCRIBE_AUDIENCE, destination)
     metadata = {
         **report.as_metadata(),
         "dagster/row_count": report.considered,
@@ -108,7 +109,7 @@ def iterable_unsubscribe_sync(
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Issue 5 / seed 000: sends every new `audiences.iterable_trial_events` row to Iterable with `events/trackBulk` "
+        "Seed 000: sends every new `audiences.iterable_trial_events` row to Iterable with `events/trackBulk` "
         "(1,000 events and < 4 MB a request, 10 requests/s) as `saasTrial` / `saasFreeRegistration`, with an event "
         "`id` derived from `event_id`, so a retried or re-run event never shows twice. Runs after the audience's "
         "blocking checks; without ITERABLE_API_KEY it writes `ops.outbox` instead."
@@ -119,16 +120,5 @@ def iterable_trial_event_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableTrackBulkDestination(client)
-    try:
-        report = run_sync(
-            warehouse.get_warehouse(),
-            TRIAL_EVENT_AUDIENCE,
-            destination,
-            dry_run=client is None,
-            run_id=context.run_id,
-        )
-    finally:
-        if client is not None:
-            client.close()
-    context.log.info(f"iterable_trial_event_sync {report.mode}: {report.as_metadata()}")
+    report = push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination)
     return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
