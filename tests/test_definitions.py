@@ -34,6 +34,7 @@ EXPECTED_ASSETS = {
     "staging/stg_signups__trial_signup_events",
     "staging/stg_signups__free_registration_events",
     "audiences/iterable_trial_events",
+    "iterable_signup_profile_sync",
     "iterable_trial_event_sync",
 }
 
@@ -112,3 +113,6 @@ def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):
     assert sensor.description
     job = repository.get_job("ingest_signups_job")
     assert {"raw__trial_signup_events", "raw__free_registration_events"} <= set(job.graph.node_dict)
+    # no dbt step in the minute between a signup and Iterable: the audiences it reads are views
+    assert not any(name.endswith("dbt_models") for name in job.graph.node_dict)
+    assert {"iterable_signup_profile_sync", "iterable_trial_event_sync"} <= set(job.graph.node_dict)

@@ -48,7 +48,12 @@ def test_new_file_gives_one_run_request_with_the_file_in_tags_and_a_content_key(
     request = result.run_requests[0]
     assert request.tags["signups/file"] == "trial_signups/a.jsonl"
     assert request.run_key == file_run_key(path)
-    assert request.run_config == {"ops": {"raw__trial_signup_events": {"config": {"files": [str(path)]}}}}
+    assert request.run_config == {
+        "ops": {
+            "raw__trial_signup_events": {"config": {"files": [str(path)]}},
+            "raw__free_registration_events": {"config": {"files": []}},  # not a catch-up of every pending file
+        }
+    }
 
 
 def test_same_tick_again_requests_nothing_and_says_why(landing):
@@ -74,7 +79,10 @@ def test_file_landing_late_with_an_old_mtime_is_still_picked_up(landing):
     os.utime(old, (past, past))
     second = tick(first.cursor)
     assert [r.tags["signups/file"] for r in second.run_requests] == ["free_registrations/old.jsonl"]
-    expected = {"raw__free_registration_events": {"config": {"files": [str(old)]}}}
+    expected = {
+        "raw__trial_signup_events": {"config": {"files": []}},
+        "raw__free_registration_events": {"config": {"files": [str(old)]}},
+    }
     assert second.run_requests[0].run_config["ops"] == expected
 
 

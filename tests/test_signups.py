@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from marketing_pipelines.clients.iterable import TRACK_BULK, IterableClient
+from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK, IterableClient
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
@@ -185,7 +185,9 @@ def test_file_still_being_written_is_retried_not_quarantined(tmp_path, warehouse
     path = write(tmp_path / "landing", "trial_signups", "partial.jsonl", text)
     with pytest.raises(IncompleteFile):
         ingest_file(DuckDBWarehouse(warehouse_path), path)
-    assert not DuckDBWarehouse(warehouse_path).table_exists("ops", "quarantine")
+    db = DuckDBWarehouse(warehouse_path)
+    assert db.query("select count(*) from ops.quarantine") == [(0,)]
+    assert db.query("select count(*) from ops.ingested_files") == [(0,)]
 
 
 def test_dbt_hook_creates_the_same_raw_event_columns_as_the_ingestion(tmp_path):
@@ -295,17 +297,21 @@ def test_event_sync_without_a_key_writes_the_outbox(events_audience):
 
 
 def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monkeypatch):
-    """Sample data + one landed file: the sensor's run request, run in-process, sends one event per valid company
-    line to the emulator; running the same request again sends nothing new."""
+    """Sample data + landed files: each sensor run request, run in-process, updates one profile and tracks one event
+    per valid line (personal free registrations: neither), profile before event; the same requests again send
+    nothing new. No dbt runs in the job: the views were built once, as the daily job does."""
     from marketing_pipelines.definitions import defs
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
     from marketing_pipelines.sample_data import generate, write_sample_data
 
     warehouse_path = tmp_path / "warehouse.duckdb"
     write_sample_data(generate(users=300, seed=3), warehouse_path, tmp_path / "unused-landing")
+    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
     landing = tmp_path / "landing"
-    lines = [line(event("e2e-1")), "{broken", line(event("e2e-2", companyNamespace=False))]
-    write(landing, "free_registrations", "f.jsonl", "\n".join(lines) + "\n")
+    trials = [line(event(f"e2e-t{i}")) for i in range(3)]
+    write(landing, "trial_signups", "t.jsonl", "\n".join([*trials, "[1, 2]"]) + "\n")
+    frees = [line(event("e2e-f1")), "{broken", line(event("e2e-f2", companyNamespace=False))]
+    write(landing, "free_registrations", "f.jsonl", "\n".join(frees) + "\n")
     with IterableEmulator(api_key=API_KEY) as emulator:
         for name, value in {
             "DUCKDB_PATH": str(warehouse_path),
@@ -316,20 +322,58 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
         }.items():
             monkeypatch.setenv(name, value)
         tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
-        (request,) = tick.run_requests
+        assert len(tick.run_requests) == 2
         job = defs().resolve_job_def("ingest_signups_job")
-        for _ in range(2):
-            result = job.execute_in_process(
+        results = [
+            job.execute_in_process(
                 run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
             )
-            assert result.success
-        sync_runs = [
-            m.metadata["sent"].value
-            for m in (e.materialization for e in result.get_asset_materialization_events())
-            if m.asset_key == dg.AssetKey("iterable_trial_event_sync")
+            for _ in range(2)
+            for request in tick.run_requests
         ]
-    assert sync_runs == [0]  # the second run sent nothing
-    assert dict(emulator.event_receipts) == {iterable_event_id("e2e-1"): 1}
-    assert emulator.events[iterable_event_id("e2e-1")]["eventName"] == "saasFreeRegistration"
+        assert all(result.success for result in results)
+        profile_updates = Counter(
+            user["email"]
+            for path, body in emulator.received_bodies
+            if path == BULK_UPDATE_USERS
+            for user in body["users"]
+        )
+    valid = [f"e2e-t{i}" for i in range(3)] + ["e2e-f1"]
+    assert profile_updates == {f"{event_id}@example.com": 1 for event_id in valid}
+    assert dict(emulator.event_receipts) == {iterable_event_id(event_id): 1 for event_id in valid}
+    assert emulator.events[iterable_event_id("e2e-f1")]["eventName"] == "saasFreeRegistration"
+    assert emulator.users["e2e-t0@example.com"]["employeeBucket"] == "100-499"
+    for result in results:
+        steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+        assert steps.index("iterable_signup_profile_sync") < steps.index("iterable_trial_event_sync")
+        assert not any(step.startswith(("marketing_dbt_models", "audience_dbt_models")) for step in steps)
+    for result in results[2:]:  # the reruns
+        for key in ("iterable_signup_profile_sync", "iterable_trial_event_sync"):
+            (materialization,) = result.asset_materializations_for_node(key)
+            assert materialization.metadata["sent"].value == 0
     (quarantined,) = DuckDBWarehouse(warehouse_path).query("select count(*) from ops.quarantine")[0]
-    assert quarantined == 1
+    assert quarantined == 2
+
+
+def test_daily_catch_up_loads_every_landed_file_once(tmp_path, monkeypatch):
+    """Without a `files` setting (the daily job), every landed file not yet loaded is ingested, once."""
+    warehouse_path = tmp_path / "warehouse.duckdb"
+    landing = tmp_path / "landing"
+    write(landing, "trial_signups", "a.jsonl", line(event("c-1")) + "\n")
+    write(landing, "trial_signups", "b.jsonl", line(event("c-2")) + "\n" + line(event("c-3")) + "\n")
+    write(landing, "trial_signups", "partial.jsonl", line(event("c-4")) + "\n" + '{"event_id": "c-5"')
+    monkeypatch.setenv("LANDING_DIR", str(landing))
+    resources = {"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))}
+
+    first = dg.materialize([trial_signup_events, free_registration_events], resources=resources)
+    meta = metadata(first, "raw__trial_signup_events")
+    assert (meta["mode"], meta["files"], meta["loaded"]) == ("catch-up", 3, 3)
+    assert meta["still_being_written"] == [str(landing / "trial_signups" / "partial.jsonl")]
+
+    write(landing, "trial_signups", "partial.jsonl", line(event("c-4")) + "\n" + line(event("c-5")) + "\n")
+    second = dg.materialize([trial_signup_events, free_registration_events], resources=resources)
+    meta = metadata(second, "raw__trial_signup_events")
+    assert (meta["files"], meta["loaded"]) == (1, 2)
+    db = DuckDBWarehouse(warehouse_path)
+    assert db.query("select count(*), count(distinct event_id) from raw.trial_signup_events") == [(5, 5)]
+    assert db.query("select count(*) from ops.ingested_files") == [(3,)]

@@ -1,16 +1,22 @@
-"""Load one landed event file: good lines appended once per `event_id`, bad lines to `ops.quarantine`."""
+"""Load landed event files: good lines appended once per `event_id`, bad lines to `ops.quarantine`, and each
+file version (path + SHA-256) recorded in `ops.ingested_files`."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marketing_pipelines.pii import mask_email
+from marketing_pipelines.signups.landing import file_sha256, scan
 from marketing_pipelines.signups.tables import (
     EVENT_COLUMNS,
     EVENT_TABLES,
+    INGESTED_FILES,
+    INGESTED_FILES_COLUMNS,
     QUARANTINE,
     QUARANTINE_COLUMNS,
     RAW_SCHEMA,
@@ -28,6 +34,8 @@ class IncompleteFile(Exception):
 class IngestReport:
     file: str
     table: str
+    file_sha256: str = ""
+    already_ingested: bool = False
     lines_read: int = 0
     loaded: int = 0
     duplicates: int = 0
@@ -39,6 +47,7 @@ class IngestReport:
         return {
             "file": self.file,
             "table": self.table,
+            "already_ingested": self.already_ingested,
             "lines_read": self.lines_read,
             "loaded": self.loaded,
             "duplicates": self.duplicates,
@@ -54,9 +63,9 @@ def kind_of(path: str | Path) -> str:
     return kind
 
 
-def read_lines(path: str | Path) -> list[tuple[int, str | None, bytes]]:
-    """(line number, text or None when not UTF-8, raw bytes) for every line; raises IncompleteFile on a half line."""
-    data = Path(path).read_bytes()
+def read_lines(path: str | Path, data: bytes) -> list[tuple[int, str | None, bytes]]:
+    """(line number, text or None when not UTF-8, raw bytes) for every line of ``data`` (the content of ``path``);
+    raises IncompleteFile on a half line."""
     raw_lines = data.split(b"\n")
     tail = raw_lines.pop()  # b"" when the file ends with a newline
     lines = []
@@ -75,17 +84,32 @@ def read_lines(path: str | Path) -> list[tuple[int, str | None, bytes]]:
     return lines
 
 
+def ingested_versions(warehouse: Warehouse) -> set[tuple[str, str]]:
+    """(path, SHA-256) of every file version already loaded."""
+    warehouse.execute(create_tables_sql())
+    return {(file, sha) for file, sha in warehouse.query(f"select file, file_sha256 from {INGESTED_FILES}")}
+
+
 def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None = None) -> IngestReport:
-    """Validate every line of one file, append new good lines and quarantine bad ones, in one transaction."""
+    """Validate every line of one file, append new good lines and quarantine bad ones, in one transaction.
+
+    A file version (same path, same content) already loaded is not read again; a changed file is loaded anew
+    (its events still once per `event_id`).
+    """
     import pandas as pd
 
     path = Path(path)
-    table = f"{RAW_SCHEMA}.{EVENT_TABLES[kind_of(path)]}"
-    report = IngestReport(file=str(path), table=table)
+    kind = kind_of(path)
+    table = f"{RAW_SCHEMA}.{EVENT_TABLES[kind]}"
+    data = path.read_bytes()
+    report = IngestReport(file=str(path), table=table, file_sha256=hashlib.sha256(data).hexdigest())
+    if (str(path), report.file_sha256) in ingested_versions(warehouse):
+        report.already_ingested = True
+        return report
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
-    for number, text, raw in read_lines(path):
+    for number, text, raw in read_lines(path, data):
         report.lines_read += 1
         result = "not UTF-8 text" if text is None else validate_line(text, today=today)
         if isinstance(result, str):
@@ -93,6 +117,7 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
             bad.append(
                 {
                     "file": str(path),
+                    "file_sha256": report.file_sha256,
                     "line_number": number,
                     "raw_text": raw_text,
                     "reason": result,
@@ -104,10 +129,25 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
         else:
             good.append({**result, "source_file": str(path), "line_number": number, "loaded_at": now})
 
-    warehouse.execute(create_tables_sql())
     events = pd.DataFrame(good, columns=list(EVENT_COLUMNS))
     quarantine = pd.DataFrame(bad, columns=list(QUARANTINE_COLUMNS))
     (before,) = warehouse.query(f"select count(*) from {table}")[0]
+    report.quarantined = len(bad)
+    ledger = pd.DataFrame(
+        [
+            {
+                "file": str(path),
+                "file_sha256": report.file_sha256,
+                "kind": kind,
+                "lines_read": report.lines_read,
+                "loaded": None,  # filled in below, once the insert has run in the same transaction
+                "duplicates": None,
+                "quarantined": report.quarantined,
+                "ingested_at": now,
+            }
+        ],
+        columns=list(INGESTED_FILES_COLUMNS),
+    )
     cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in EVENT_COLUMNS.items())
     warehouse.execute(
         [
@@ -119,17 +159,35 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
             select * from _quarantine as incoming
             where not exists (
                 select 1 from {QUARANTINE} as q
-                where q.file = incoming.file and q.line_number = incoming.line_number
+                where q.file_sha256 = incoming.file_sha256 and q.line_number = incoming.line_number
             )""",
+            f"""insert into {INGESTED_FILES} by name
+            select
+                file, file_sha256, kind, lines_read,
+                (select count(*) from {table}) - {int(before)} as loaded,
+                {len(good)} - ((select count(*) from {table}) - {int(before)}) as duplicates,
+                quarantined, ingested_at
+            from _ledger""",
         ],
-        frames={"_events": events, "_quarantine": quarantine},
+        frames={"_events": events, "_quarantine": quarantine, "_ledger": ledger},
     )
     (after,) = warehouse.query(f"select count(*) from {table}")[0]
     report.loaded = after - before
     report.duplicates = len(good) - report.loaded
-    report.quarantined = len(bad)
     report.preview = [
         {"event_id": row["event_id"], "email": mask_email(row["email"]), "occurred_at": str(row["occurred_at"])}
         for row in good[:5]
     ]
     return report
+
+
+def pending_files(warehouse: Warehouse, landing_dir: str | Path, kind: str) -> Iterator[str]:
+    """Landed ``kind`` files whose current content is not in `ops.ingested_files` yet (oldest change first)."""
+    done = ingested_versions(warehouse)
+    for landed in sorted(scan(landing_dir, (kind,)), key=lambda f: (f.ctime_ns, f.name)):
+        try:
+            sha = file_sha256(landed.path)
+        except FileNotFoundError:
+            continue
+        if (landed.path, sha) not in done:
+            yield landed.path

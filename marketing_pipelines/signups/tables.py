@@ -31,10 +31,24 @@ EVENT_COLUMNS: dict[str, str] = {
 QUARANTINE = "ops.quarantine"
 QUARANTINE_COLUMNS: dict[str, str] = {
     "file": "varchar",
+    "file_sha256": "varchar",
     "line_number": "bigint",
     "raw_text": "varchar",
     "reason": "varchar",
     "quarantined_at": "timestamp",
+}
+
+#: One row per landed file version loaded (path + SHA-256 of its content): what the daily catch-up skips.
+INGESTED_FILES = "ops.ingested_files"
+INGESTED_FILES_COLUMNS: dict[str, str] = {
+    "file": "varchar",
+    "file_sha256": "varchar",
+    "kind": "varchar",
+    "lines_read": "bigint",
+    "loaded": "bigint",
+    "duplicates": "bigint",
+    "quarantined": "bigint",
+    "ingested_at": "timestamp",
 }
 
 
@@ -43,9 +57,10 @@ def _columns(columns: dict[str, str]) -> str:
 
 
 def create_tables_sql() -> list[str]:
-    """Idempotent DDL for both raw event tables and the quarantine."""
+    """Idempotent DDL for both raw event tables, the quarantine and the ingested-files ledger."""
     statements = [f"create schema if not exists {RAW_SCHEMA}", "create schema if not exists ops"]
     for table in EVENT_TABLES.values():
         statements.append(f"create table if not exists {RAW_SCHEMA}.{table} ({_columns(EVENT_COLUMNS)})")
     statements.append(f"create table if not exists {QUARANTINE} ({_columns(QUARANTINE_COLUMNS)})")
+    statements.append(f"create table if not exists {INGESTED_FILES} ({_columns(INGESTED_FILES_COLUMNS)})")
     return statements

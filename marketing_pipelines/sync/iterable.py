@@ -42,6 +42,13 @@ TRIAL_EVENT_AUDIENCE = Audience(
     columns=("event_id", "email", "event_name", "created_at", "data_fields"),
 )
 
+#: The profile update of each signup event: the same rows, keyed by event, hashed on what the profile gets.
+SIGNUP_PROFILE_AUDIENCE = Audience(
+    table="audiences.iterable_trial_events",
+    key_column="event_id",
+    columns=("event_id", "email", "data_fields"),
+)
+
 MESSAGE_TYPE_GROUP = "messageType"
 #: Namespace of the Iterable event ids derived from landed `event_id`s (uuid5: same event, same id, always).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4f64-9d0e-2a8c4b1e7f30")
@@ -163,6 +170,50 @@ class IterableUnsubscribeDestination:
             payload["event_id"]: result.failed[payload["email"]]
             for payload in payloads
             if payload["email"] in result.failed
+        }
+        return BatchOutcome(rejected=rejected)
+
+    def counters(self) -> tuple[int, int]:
+        if self.client is None:
+            return 0, 0
+        return self.client.stats.requests, self.client.stats.retries
+
+
+class IterableSignupProfileDestination:
+    """`POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
+
+    Records are keyed by event (one profile update per landed event, sent once); Iterable answers per e-mail, so
+    a rejected e-mail rejects every event of that person in the request.
+    """
+
+    name = "iterable_signup_profiles"
+    endpoint = BULK_UPDATE_USERS
+    max_bytes = MAX_BODY_BYTES
+
+    def __init__(self, client: IterableClient | None, *, max_records: int = DEFAULT_USERS_PER_REQUEST) -> None:
+        self.client = client
+        self.max_records = max_records
+
+    def envelope_bytes(self) -> int:
+        return envelope_size({}, "users")
+
+    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        event_id = row.get("record_key", row.get("event_id"))
+        if event_id is None:
+            raise ValueError("no event_id")
+        return {"event_id": str(event_id), "user": user_payload(row)}
+
+    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"users": [payload["user"] for payload in payloads]}
+
+    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
+        if self.client is None:
+            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
+        result = self.client.bulk_update_users([payload["user"] for payload in payloads])
+        rejected = {
+            payload["event_id"]: result.failed[payload["user"]["email"]]
+            for payload in payloads
+            if payload["user"]["email"] in result.failed
         }
         return BatchOutcome(rejected=rejected)
 

@@ -4,7 +4,12 @@
   (`companyNamespace`) as `saasFreeRegistration`; personal free registrations are never sent. The event names are
   the dbt vars `trial_event_name` / `free_registration_event_name`. The sync derives the Iterable event `id` from
   `event_id`, so re-sending an event updates it instead of creating a second one.
+
+  A view: the signup sensor's runs load a file into `raw` and push straight from here, without a dbt build in
+  the minute between a signup and its welcome journey.
 #}
+{{ config(materialized='view') }}
+
 with trial_signups as (
     select * from {{ ref('stg_signups__trial_signup_events') }}
 ),

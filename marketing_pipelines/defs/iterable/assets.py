@@ -7,9 +7,11 @@ from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync import Audience, SyncReport, run_sync
 from marketing_pipelines.sync.iterable import (
+    SIGNUP_PROFILE_AUDIENCE,
     TRIAL_EVENT_AUDIENCE,
     UNSUBSCRIBE_AUDIENCE,
     USER_AUDIENCE,
+    IterableSignupProfileDestination,
     IterableTrackBulkDestination,
     IterableUnsubscribeDestination,
     IterableUserDestination,
@@ -20,7 +22,12 @@ UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
 TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
 
 
-IterableDestination = IterableUserDestination | IterableUnsubscribeDestination | IterableTrackBulkDestination
+IterableDestination = (
+    IterableUserDestination
+    | IterableUnsubscribeDestination
+    | IterableSignupProfileDestination
+    | IterableTrackBulkDestination
+)
 
 
 def push(
@@ -102,8 +109,31 @@ def iterable_unsubscribe_sync(
 
 
 @dg.asset(
-    name="iterable_trial_event_sync",
+    name="iterable_signup_profile_sync",
     deps=[TRIAL_EVENTS_KEY],
+    group_name="iterable",
+    owners=[OWNER],
+    kinds={"iterable"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Seed 000: updates the Iterable profile of every new `audiences.iterable_trial_events` row with its signup "
+        "fields (company, companyNamespace, country, employeeBucket, firstName, lastName, latest_trial_start_date, "
+        "signupReason, state, userRole) via `users/bulkUpdate`, once per event, before `iterable_trial_event_sync` "
+        "tracks the event, so a Journey started by the event sees the fields. Without ITERABLE_API_KEY it writes "
+        "`ops.outbox` instead."
+    ),
+)
+def iterable_signup_profile_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+) -> dg.MaterializeResult:
+    destination = IterableSignupProfileDestination(iterable.get_client(), max_records=iterable.users_per_request)
+    report = push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination)
+    return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
+
+
+@dg.asset(
+    name="iterable_trial_event_sync",
+    deps=[TRIAL_EVENTS_KEY, "iterable_signup_profile_sync"],
     group_name="iterable",
     owners=[OWNER],
     kinds={"iterable"},

@@ -7,9 +7,8 @@ import time
 
 import dagster as dg
 
-from marketing_pipelines.defs.signups.assets import FILE_TAG
+from marketing_pipelines.defs.signups.assets import FILE_TAG, landing_dir
 from marketing_pipelines.defs.signups.jobs import ingest_signups_job
-from marketing_pipelines.paths import DEFAULT_LANDING_DIR, resolve_project_path
 from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key, new_files, parse_cursor
 from marketing_pipelines.signups.tables import EVENT_TABLES
 
@@ -18,7 +17,7 @@ ASSET_OF_KIND = {kind: f"raw__{table}" for kind, table in EVENT_TABLES.items()}
 
 def run_config_for(kind: str, path: str) -> dict:
     """Run config that makes the ingestion asset of ``kind`` load ``path`` (the other loads nothing)."""
-    return {"ops": {ASSET_OF_KIND[kind]: {"config": {"files": [path]}}}}
+    return {"ops": {asset: {"config": {"files": [path] if k == kind else []}} for k, asset in ASSET_OF_KIND.items()}}
 
 
 @dg.sensor(
@@ -34,7 +33,7 @@ def run_config_for(kind: str, path: str) -> dict:
     ),
 )
 def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    landing = resolve_project_path(dg.EnvVar("LANDING_DIR").get_value(DEFAULT_LANDING_DIR) or DEFAULT_LANDING_DIR)
+    landing = landing_dir()
     cursor = parse_cursor(context.cursor)
     files, new_cursor = new_files(landing, cursor, time.time_ns())
     requests = []
