@@ -20,7 +20,8 @@ def main() -> int:
     placeholders = ", ".join("?" for _ in REPORTED_SCHEMAS)
     tables = warehouse.query(
         "select table_schema, table_name from information_schema.tables "
-        f"where table_schema in ({placeholders}) and table_type = 'BASE TABLE' order by 1, 2",
+        f"where table_schema in ({placeholders}) and (table_type = 'BASE TABLE' or table_schema = 'audiences') "
+        "order by 1, 2",
         list(REPORTED_SCHEMAS),
     )
     counts = warehouse.row_counts(tables)
