@@ -107,7 +107,10 @@ def prepare_warehouse(env: dict[str, str], users: int) -> None:
 
 def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, Any]:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="signup-latency-") as tmp, IterableEmulator(api_key=API_KEY) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="signup-latency-", ignore_cleanup_errors=True) as tmp,
+        IterableEmulator(api_key=API_KEY) as emulator,
+    ):
         root = Path(tmp)
         home = root / "dagster_home"
         home.mkdir()
