@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help install prepare sample-data run dev test lint format clean
+.PHONY: help install prepare sample-data run dev test bench bench-quick chaos lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ dev: prepare sample-data ## The Dagster UI on http://127.0.0.1:3000
 
 test: prepare ## Install and run the whole test suite
 	$(RUN) pytest
+
+bench: prepare ## Performance figures at 1M contacts + chaos run -> bench/results.{json,md} (BENCH_ARGS=...)
+	$(RUN) python -m marketing_pipelines.devtools.bench --with-chaos $(BENCH_ARGS)
+
+bench-quick: prepare ## The bench at 50,000 contacts, no chaos (minutes), written to bench/quick.{json,md}
+	$(RUN) python -m marketing_pipelines.devtools.bench --quick --out bench/quick.json $(BENCH_ARGS)
+
+chaos: prepare ## 100,000 users through 20% 429 / 5% 500 / 2% slow, SIGKILL, rerun -> bench/chaos.{json,md}
+	$(RUN) python -m marketing_pipelines.devtools.bench --chaos $(BENCH_ARGS)
 
 lint: install ## ruff lint and format check
 	$(RUN) ruff check .

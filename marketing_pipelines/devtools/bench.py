@@ -1,0 +1,470 @@
+"""`make bench` / `make chaos`: reproducible performance and reliability figures (DESIGN 8).
+
+    python -m marketing_pipelines.devtools.bench [--users 1000000 | --quick] [--out bench/results.json]
+    python -m marketing_pipelines.devtools.bench --chaos [--chaos-users 100000]
+
+The bench generates N contacts into a scratch DuckDB, builds the dbt project once with plain `dbt build` and once
+through Dagster (the daily `refresh_marketing_data_job`, live against the loopback Iterable emulator with
+Iterable's documented limits), then measures change-only reruns of `iterable_user_sync`, the sensor tick with
+10,000 seen files and the definitions load time. Every figure sits next to its goal in the JSON and Markdown
+written to ``--out``. Each measured process runs as a subprocess, so its peak memory is its own (``wait4``).
+
+The chaos run pushes ``--chaos-users`` users and as many events through an emulator answering 20% 429, 5% 500
+and 2% slow, SIGKILLs the sync process at a random point, reruns it, and counts records lost, events duplicated,
+retries and the final rejection backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from marketing_pipelines.paths import DBT_PROJECT_DIR, PROJECT_ROOT
+
+API_KEY = "bench-api-key"
+MESSAGE_TYPE_ID = "48213"
+BULK_UPDATE_CEILING = 5 * 1_000  # requests/s x users/request
+DEFAULT_USERS = 1_000_000
+QUICK_USERS = 50_000
+SEEN_FILES = 10_000
+
+GOALS = {
+    "orchestration_overhead_ratio": ("<=", 1.15),
+    "push_fraction_of_ceiling": (">=", 0.9),
+    "rerun_unchanged_requests": ("<=", 0),
+    "rerun_one_percent_sent_over_changed": ("<=", 1.05),
+    "pipeline_peak_rss_mb": ("<", 2048),
+    "sensor_tick_seconds": ("<", 1.0),
+    "definitions_load_ratio": ("<=", 1.3),
+    "chaos_records_lost": ("<=", 0),
+    "chaos_events_duplicated": ("<=", 0),
+}
+
+
+# -- processes ----------------------------------------------------------------------------------------------------
+
+
+def run_measured(args: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> tuple[float, int]:
+    """Run a command to completion; (wall seconds, peak resident MB of it and its children). Fails loudly."""
+    started = time.monotonic()
+    with log.open("ab") as out:
+        process = subprocess.Popen(list(args), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(args[:4])} ... exited {process.returncode}; last lines of {log}:\n{tail}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def tool(name: str) -> str:
+    """An executable of this virtual environment (dbt, dagster)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+# -- stages -------------------------------------------------------------------------------------------------------
+
+
+def generate(work: Path, users: int, env: dict[str, str], log: Path) -> dict[str, Any]:
+    seconds, rss = run_measured(
+        [sys.executable, "-m", "marketing_pipelines.sample_data", "--users", str(users), "--replace",
+         "--duckdb-path", str(work / "generated.duckdb"), "--landing-dir", str(work / "landing")],
+        env=env, cwd=PROJECT_ROOT, log=log,
+    )  # fmt: skip
+    return {"sample_data_seconds": round(seconds, 1), "sample_data_peak_rss_mb": rss}
+
+
+def plain_dbt_build(work: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    database = work / "plain.duckdb"
+    shutil.copyfile(work / "generated.duckdb", database)
+    seconds, rss = run_measured(
+        [tool("dbt"), "build", "--profiles-dir", "."],
+        env={**env, "DUCKDB_PATH": str(database)}, cwd=DBT_PROJECT_DIR, log=log,
+    )  # fmt: skip
+    database.unlink()
+    return {"plain_dbt_build_seconds": round(seconds, 1), "plain_dbt_peak_rss_mb": rss}
+
+
+def step_seconds(home: Path) -> dict[str, float]:
+    """Duration of every step of the latest run in the instance at ``home``."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs(limit=1)
+        started: dict[str, float] = {}
+        durations: dict[str, float] = {}
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                started[event.step_key] = record.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
+                durations[event.step_key] = record.timestamp - started[event.step_key]
+        return durations
+
+
+def dagster_pipeline(work: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """The daily job through Dagster, live against the emulator; dbt step time, wall time, peak memory, push pace."""
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    seconds, rss = run_measured(
+        [tool("dagster"), "job", "execute", "-m", "marketing_pipelines.definitions", "-a", "defs",
+         "-j", "refresh_marketing_data_job"],
+        env=env, cwd=PROJECT_ROOT, log=log,
+    )  # fmt: skip
+    steps = step_seconds(Path(env["DAGSTER_HOME"]))
+    dbt_seconds = sum(v for k, v in steps.items() if k in ("marketing_dbt_models", "audience_dbt_models"))
+    warehouse = DuckDBWarehouse(env["DUCKDB_PATH"])
+    ((accepted, push_seconds, requests, retries),) = warehouse.query(
+        "select accepted, seconds, requests, retries from ops.sync_runs where destination = 'iterable_users' "
+        "order by finished_at desc limit 1"
+    )
+    syncs = warehouse.query_df(
+        "select destination, mode, considered, sent, accepted, rejected, requests, retries, round(seconds, 1) as "
+        "seconds from ops.sync_runs order by destination"
+    ).to_dict("records")
+    return {
+        "pipeline_seconds": round(seconds, 1),
+        "pipeline_peak_rss_mb": rss,
+        "dagster_dbt_steps_seconds": round(dbt_seconds, 1),
+        "push_users_accepted": int(accepted),
+        "push_seconds": round(float(push_seconds), 2),
+        "push_requests": int(requests),
+        "push_retries": int(retries),
+        "push_accepted_per_second": round(accepted / push_seconds, 1) if push_seconds else None,
+        "push_ceiling_per_second": BULK_UPDATE_CEILING,
+        "push_fraction_of_ceiling": round(accepted / push_seconds / BULK_UPDATE_CEILING, 3) if push_seconds else None,
+        "syncs": syncs,
+        "slowest_steps": dict(sorted(((k, round(v, 1)) for k, v in steps.items()), key=lambda kv: -kv[1])[:8]),
+    }
+
+
+def change_only_reruns(env: dict[str, str], log: Path) -> dict[str, Any]:
+    """`iterable_user_sync` again with nothing changed, then with 1% of the audience changed."""
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(env["DUCKDB_PATH"])
+    materialize = [tool("dagster"), "asset", "materialize", "-m", "marketing_pipelines.definitions", "-a", "defs",
+                   "--select", "iterable_user_sync"]  # fmt: skip
+    latest = (
+        "select sent, requests from ops.sync_runs where destination = 'iterable_users' "
+        "order by finished_at desc limit 1"
+    )
+    run_measured(materialize, env=env, cwd=PROJECT_ROOT, log=log)
+    ((unchanged_sent, unchanged_requests),) = warehouse.query(latest)
+    ((audience,),) = warehouse.query("select count(*) from audiences.iterable_user_audience")
+    warehouse.execute(
+        "update audiences.iterable_user_audience set data_fields = "
+        "json_merge_patch(data_fields, '{\"benchChanged\": true}') where hash(email) % 100 = 0"
+    )
+    ((changed,),) = warehouse.query(
+        "select count(*) from audiences.iterable_user_audience where json_extract(data_fields, '$.benchChanged')"
+    )
+    run_measured(materialize, env=env, cwd=PROJECT_ROOT, log=log)
+    ((changed_sent, changed_requests),) = warehouse.query(latest)
+    return {
+        "audience_users": int(audience),
+        "rerun_unchanged_sent": int(unchanged_sent),
+        "rerun_unchanged_requests": int(unchanged_requests),
+        "rerun_one_percent_changed": int(changed),
+        "rerun_one_percent_sent": int(changed_sent),
+        "rerun_one_percent_requests": int(changed_requests),
+        "rerun_one_percent_sent_over_changed": round(changed_sent / changed, 4) if changed else None,
+    }
+
+
+def sensor_tick(work: Path, files: int = SEEN_FILES, repeats: int = 5) -> dict[str, Any]:
+    """Median seconds of a `trial_signup_sensor` tick that finds ``files`` landed files all already seen."""
+    import dagster as dg
+
+    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+
+    landing = work / "tick-landing"
+    for kind in ("trial_signups", "free_registrations"):
+        (landing / kind).mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (landing / ("trial_signups" if i % 2 else "free_registrations") / f"f{i:05d}.jsonl").write_text("{}\n")
+    previous = os.environ.get("LANDING_DIR")
+    os.environ["LANDING_DIR"] = str(landing)
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            first = trial_signup_sensor(dg.build_sensor_context(instance=instance))
+            assert len(first.run_requests) == files, "the first tick must request every file"
+            timings = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                result = trial_signup_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+                timings.append(time.perf_counter() - started)
+                assert not result.run_requests, "a tick over seen files must request nothing"
+    finally:
+        if previous is None:
+            os.environ.pop("LANDING_DIR", None)
+        else:
+            os.environ["LANDING_DIR"] = previous
+    shutil.rmtree(landing)
+    return {"sensor_seen_files": files, "sensor_tick_seconds": round(statistics.median(timings), 3)}
+
+
+def definitions_load(env: dict[str, str], repeats: int = 5) -> dict[str, Any]:
+    """Medians of loading the definitions vs a bare `import dagster, dagster_dbt`, alternating, in new processes."""
+    commands = {
+        "bare": "import dagster, dagster_dbt",
+        "definitions": "from marketing_pipelines.definitions import defs; defs().get_repository_def()",
+    }
+    timings: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, code in commands.items():
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, check=True)
+            timings[name].append(time.monotonic() - started)
+    bare, loaded = statistics.median(timings["bare"]), statistics.median(timings["definitions"])
+    return {
+        "bare_import_seconds": round(bare, 2),
+        "definitions_load_seconds": round(loaded, 2),
+        "definitions_load_ratio": round(loaded / bare, 2),
+    }
+
+
+# -- chaos --------------------------------------------------------------------------------------------------------
+
+
+def build_chaos_audiences(database: Path, users: int) -> None:
+    """`users` synthetic users and as many signup events, in the tables the Iterable syncs read."""
+    from marketing_pipelines.devtools.measure_iterable_push import build_audience
+    from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(database)
+    build_audience(warehouse, users)
+    warehouse.execute(
+        f"""create or replace table {TRIAL_EVENT_AUDIENCE.table} as
+        select
+            'evt-' || lpad(cast(i as varchar), 7, '0') as event_id,
+            'user' || lpad(cast(i as varchar), 7, '0') || '@example.com' as email,
+            'saasTrial' as event_name,
+            1763900000 + i as created_at,
+            json_object('company', 'Acme ' || cast(i % 97 as varchar), 'employeeBucket', '100-499') as data_fields
+        from range({users}) as t(i)"""
+    )
+
+
+def chaos_worker(database: Path, base_url: str) -> None:
+    """One sync process: users, then events, through the real client and engine (the chaos run kills it)."""
+    from marketing_pipelines.clients.iterable import IterableClient
+    from marketing_pipelines.sync import run_sync
+    from marketing_pipelines.sync.iterable import (
+        TRIAL_EVENT_AUDIENCE,
+        USER_AUDIENCE,
+        IterableTrackBulkDestination,
+        IterableUserDestination,
+    )
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(database)
+    run_id = f"chaos-{os.getpid()}"
+    with IterableClient(API_KEY, base_url) as client:
+        run_sync(warehouse, USER_AUDIENCE, IterableUserDestination(client), dry_run=False, run_id=run_id)
+    with IterableClient(API_KEY, base_url) as client:
+        run_sync(warehouse, TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client), dry_run=False, run_id=run_id)
+
+
+def chaos(work: Path, users: int, seed: int, log: Path) -> dict[str, Any]:
+    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from marketing_pipelines.sync.iterable import iterable_event_id
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    rng = random.Random(seed)
+    database = work / "chaos.duckdb"
+    build_chaos_audiences(database, users)
+    faults = {"429": 0.20, "500": 0.05, "slow": 0.02}
+    worker = [sys.executable, "-m", "marketing_pipelines.devtools.bench", "--chaos-worker", str(database)]
+    with IterableEmulator(api_key=API_KEY, fault_rates=faults, seed=seed, slow_seconds=2.0) as emulator:
+        env = {**os.environ, "CHAOS_BASE_URL": emulator.base_url}
+        # a point inside the expected run: users at 5 and events at 10 requests/s of 1,000, plus retries
+        kill_after = rng.uniform(1.0, max(2.0, 1.4 * (users / 5_000 + users / 10_000)))
+        with log.open("ab") as out:
+            first = subprocess.Popen(worker, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                first.wait(timeout=kill_after)
+                killed = False
+            except subprocess.TimeoutExpired:
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                killed = True
+        accepted_before_rerun = len(emulator.users) + len(emulator.events)
+        reruns = 0
+        while True:  # rerun until the sync finishes (a request can exhaust its retries under this fault rate)
+            reruns += 1
+            try:
+                run_measured(worker, env=env, cwd=PROJECT_ROOT, log=log)
+                break
+            except RuntimeError:
+                if reruns >= 5:
+                    raise
+        warehouse = DuckDBWarehouse(database)
+        ((backlog,),) = warehouse.query("select count(*) from ops.sync_rejections where not resolved")
+        ((retries,),) = warehouse.query("select coalesce(sum(retries), 0) from ops.sync_runs")
+        emails = {f"user{i:07d}@example.com" for i in range(users)}
+        event_ids = {iterable_event_id(f"evt-{i:07d}") for i in range(users)}
+        lost = len(emails - set(emulator.users)) + len(event_ids - set(emulator.events)) - int(backlog)
+        return {
+            "chaos_users": users,
+            "chaos_events": users,
+            "chaos_fault_rates": faults,
+            "chaos_killed_after_seconds": round(kill_after, 1) if killed else None,
+            "chaos_accepted_before_kill": accepted_before_rerun,
+            "chaos_reruns": reruns,
+            "chaos_records_lost": lost,
+            "chaos_events_duplicated": len(emulator.events) - len(event_ids & set(emulator.events)),
+            "chaos_event_redeliveries": sum(n - 1 for n in emulator.event_receipts.values() if n > 1),
+            "chaos_retries_recorded": int(retries),  # by runs that finished; a killed run records none
+            "chaos_faults_injected": dict(emulator.fault_counts),
+            "chaos_rejection_backlog": int(backlog),
+        }
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    checks: dict[str, Callable[[float, float], bool]] = {
+        "<=": lambda v, g: v <= g,
+        ">=": lambda v, g: v >= g,
+        "<": lambda v, g: v < g,
+    }
+    out = {}
+    for name, (op, goal) in GOALS.items():
+        if results.get(name) is not None:
+            out[name] = {"value": results[name], "goal": f"{op} {goal}", "met": checks[op](results[name], goal)}
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Bench of {results['generated_at']} on {results['machine']}: "
+        + (f"{results['users']:,} contacts." if "users" in results else f"chaos, {results['chaos_users']:,} users."),
+        "",
+        "| figure | value | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, verdict in results["verdicts"].items():
+        lines.append(f"| {name} | {verdict['value']} | {verdict['goal']} | {'yes' if verdict['met'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()} {os.cpu_count()} cores {memory_gb:.0f} GiB, Python {platform.python_version()}"
+
+
+def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: int, seed: int) -> dict[str, Any]:
+    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+
+    log = work / "bench.log"
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    results: dict[str, Any] = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "users": users,
+        "command": " ".join(["python -m marketing_pipelines.devtools.bench", *sys.argv[1:]]),
+    }
+    base_env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("ITERABLE_", "GAINSIGHT_", "DAGSTER_"))
+    }
+    base_env.update({"MARKETING_WAREHOUSE": "duckdb", "DAGSTER_HOME": str(home), "LANDING_DIR": str(work / "landing")})
+    stages: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        env = {
+            **base_env,
+            "DUCKDB_PATH": str(work / "pipeline.duckdb"),
+            "ITERABLE_API_KEY": API_KEY,
+            "ITERABLE_BASE_URL": emulator.base_url,
+            "ITERABLE_MARKETING_MESSAGE_TYPE_ID": MESSAGE_TYPE_ID,
+        }
+        stages = [
+            ("sample data", lambda: generate(work, users, base_env, log)),
+            ("plain dbt build", lambda: plain_dbt_build(work, base_env, log)),
+            ("pipeline through Dagster", lambda: _copy_then(work, env, log)),
+            ("change-only reruns", lambda: change_only_reruns(env, log)),
+        ]
+        for name, stage in stages:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            results.update(stage())
+    results["orchestration_overhead_ratio"] = round(
+        results["dagster_dbt_steps_seconds"] / results["plain_dbt_build_seconds"], 3
+    )
+    print("bench: sensor tick ...", file=sys.stderr, flush=True)
+    results.update(sensor_tick(work))
+    print("bench: definitions load ...", file=sys.stderr, flush=True)
+    results.update(definitions_load(base_env))
+    if with_chaos:
+        print("bench: chaos ...", file=sys.stderr, flush=True)
+        results.update(chaos(work, chaos_users, seed, log))
+    results["verdicts"] = verdicts(results)
+    write_results(results, out)
+    return results
+
+
+def _copy_then(work: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    shutil.copyfile(work / "generated.duckdb", env["DUCKDB_PATH"])
+    return dagster_pipeline(work, env, log)
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=None, help=f"contacts to generate (default {DEFAULT_USERS:,})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_USERS:,} contacts, no chaos: a CI smoke run")
+    parser.add_argument("--chaos", action="store_true", help="only the chaos run (make chaos)")
+    parser.add_argument("--with-chaos", action="store_true", help="the bench, then the chaos run")
+    parser.add_argument("--chaos-users", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--chaos-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.chaos_worker:
+        chaos_worker(args.chaos_worker, os.environ["CHAOS_BASE_URL"])
+        return 0
+    users = args.users or (QUICK_USERS if args.quick else DEFAULT_USERS)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir, ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)
+        if args.chaos:
+            results = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+            results.update(chaos(work, args.chaos_users, args.seed, work / "chaos.log"))
+            results["verdicts"] = verdicts(results)
+            out = args.out.with_name("chaos.json") if args.out.name == "results.json" else args.out
+            write_results(results, out)
+        else:
+            results = bench(
+                users, args.out, work, with_chaos=args.with_chaos, chaos_users=args.chaos_users, seed=args.seed
+            )
+            out = args.out
+    print(out.with_suffix(".md").read_text())
+    return 0 if all(v["met"] for v in results["verdicts"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
