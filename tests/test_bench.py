@@ -26,6 +26,7 @@ def test_quick_bench_with_chaos_writes_every_figure(tmp_path):
     assert results["chaos_records_lost"] == 0 and results["chaos_events_duplicated"] == 0
     assert results["chaos_rejection_backlog"] == 0
     assert {row["destination"] for row in results["syncs"]} >= {"iterable_users", "iterable_trial_events"}
-    assert all(row["mode"] == "live" and row["rejected"] == 0 for row in results["syncs"])
+    iterable = [row for row in results["syncs"] if row["destination"].startswith("iterable")]
+    assert all(row["mode"] == "live" and row["rejected"] == 0 for row in iterable)
     assert results["sensor_seen_files"] == 10_000 and results["sensor_tick_seconds"] > 0
     assert "| orchestration_overhead_ratio |" in out.with_suffix(".md").read_text()

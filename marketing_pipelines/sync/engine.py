@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -114,15 +115,13 @@ def run_sync(
     (report.considered,) = warehouse.query(f"select count(*) from {audience.table}")[0]
 
     batches = _batches(warehouse, audience, destination, report)
-    for keyed in batches:
-        report.sent += len(keyed)
-        payloads = [payload for _, payload, _ in keyed]
-        if dry_run:
-            _write_outbox(warehouse, destination, payloads, run_id)
+    if dry_run:
+        for keyed in batches:
+            report.sent += len(keyed)
+            _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
             report.requests += 1
-            continue
-        outcome = destination.send(payloads)
-        _record_outcome(warehouse, destination.name, keyed, outcome, run_id, report)
+    else:
+        _send_all(warehouse, destination, batches, run_id, report)
 
     report.unchanged = report.considered - report.candidates
     if not dry_run:
@@ -137,6 +136,24 @@ def run_sync(
 
 Keyed = tuple[str, dict[str, Any], str]
 """(record key, API payload, hash of the audience row)"""
+
+
+def _send_all(
+    warehouse: Warehouse, destination: Destination, batches: Iterator[list[Keyed]], run_id: str, report: SyncReport
+) -> None:
+    """Send batch after batch, one request in flight: while it is on the wire (and paced by the client's rate
+    limiter), the next batch is read from the warehouse and built. Each outcome is recorded before the next request
+    leaves, so only the in-flight batch can be sent without its outcome recorded: a run killed here resends at
+    most that batch."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{destination.name}") as sender:
+        in_flight: tuple[list[Keyed], Future[BatchOutcome]] | None = None
+        for keyed in batches:  # the next batch is read and built while the previous request is on the wire
+            if in_flight is not None:  # its outcome is recorded before the next request leaves (raises: stop)
+                _record_outcome(warehouse, destination.name, in_flight[0], in_flight[1].result(), run_id, report)
+            report.sent += len(keyed)
+            in_flight = (keyed, sender.submit(destination.send, [payload for _, payload, _ in keyed]))
+        if in_flight is not None:
+            _record_outcome(warehouse, destination.name, in_flight[0], in_flight[1].result(), run_id, report)
 
 
 def _records(warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport) -> Iterator[Keyed]:
