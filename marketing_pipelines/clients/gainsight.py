@@ -115,8 +115,18 @@ class GainsightClient(JsonApiClient):
 
     def upsert_companies(self, records: list[dict[str, Any]]) -> UpsertResult:
         """PUT /v1/data/objects/Company?keys=Name `{"records": records}`: update by name, insert when new."""
-        return self._upsert(COMPANY_UPSERT, {"records": records}, {"keys": COMPANY_KEY_FIELD})
+        return self._upsert(COMPANY_UPSERT, company_upsert_body(records), {"keys": COMPANY_KEY_FIELD})
 
     def upsert_people(self, records: list[dict[str, Any]]) -> UpsertResult:
         """PUT /v1.0/api/people `{"records": records, "lookups": ...}`: upsert by `Email` with associations."""
-        return self._upsert(PEOPLE_UPSERT, {"records": records, "lookups": COMPANY_LOOKUP}, None)
+        return self._upsert(PEOPLE_UPSERT, people_upsert_body(records), None)
+
+
+def company_upsert_body(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of a company upsert call."""
+    return {"records": records}
+
+
+def people_upsert_body(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of a people upsert call: the records and the lookup that resolves `Company_ID` by name."""
+    return {"records": records, "lookups": COMPANY_LOOKUP}
