@@ -47,7 +47,6 @@ MESSAGE_TYPE_GROUP = "messageType"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4f64-9d0e-2a8c4b1e7f30")
 
 
-
 @lru_cache(maxsize=1)
 def user_schema() -> dict[str, Any]:
     """JSON schema of one `bulkUpdate` user object, vendored from Iterable's API spec."""
