@@ -40,7 +40,11 @@ def violations_result(
             "failing_records": dg.MetadataValue.int(int(failing)),
             "sample_records": dg.MetadataValue.json(
                 [
-                    dict(zip(labels, (record_id, mask_email(name) if labels[1] == "email" else name, value), strict=True))
+                    {
+                        labels[0]: record_id,
+                        labels[1]: mask_email(name) if labels[1] == "email" else name,
+                        labels[2]: value,
+                    }
                     for record_id, name, value in samples
                 ]
             ),
