@@ -98,6 +98,12 @@ def person_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"Email": email, "companies": [association]}
 
 
+def program_of(record: Mapping[str, Any]) -> str | None:
+    """The Customer Programs journey a Company or People record (as sent) belongs to."""
+    association = (record.get("companies") or [{}])[0]
+    return record.get("Customer_Program__gc") or association.get("Customer_Program__gc")
+
+
 @dataclass(frozen=True)
 class GainsightObject:
     """One Gainsight write endpoint as the engine sees it."""

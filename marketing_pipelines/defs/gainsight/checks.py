@@ -117,7 +117,7 @@ def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.As
     return violations_result(
         warehouse.get_warehouse(),
         """
-        select account_id, account_name, program as value
+        select account_id as person_id, account_name as email, program as value
         from audiences.gainsight_program_companies
         where admin_contact_count = 0 and sold_to_contact_count = 0
         """,

@@ -21,7 +21,7 @@ def violations_result(
     """Evaluate a rule from a query returning one row per violation: ``person_id, email, value``.
 
     The result carries the number of violations, up to 20 sample records (e-mails masked) and the values
-    involved with their counts, so a reader can find and fix each record at the source. ``labels`` names the
+    involved with their counts, so a reader can find and fix each record at the source. ``labels`` renames the
     three columns in the samples (e.g. ``account_id, account_name, value``); only an ``email`` is masked.
     """
     (failing,) = warehouse.query(f"select count(*) from ({violations_sql}) as violations")[0]
