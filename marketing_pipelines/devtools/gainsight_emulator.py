@@ -18,8 +18,6 @@ in `invalid_company_names` / `invalid_emails`. Faults (429, 500, slow) come from
 from __future__ import annotations
 
 import argparse
-import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,9 +25,7 @@ from functools import partial
 from typing import Any
 
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT
-from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route
-
-logger = logging.getLogger(__name__)
+from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
 
 TENANT_WINDOW = "*"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -164,21 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-429", type=float, default=0.0, help="probability of an injected 429")
     parser.add_argument("--fault-500", type=float, default=0.0, help="probability of an injected 500")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     emulator = GainsightEmulator(
         access_key=args.access_key,
         port=args.port,
         calls_per_window=args.calls_per_minute,
         fault_rates={"429": args.fault_429, "500": args.fault_500},
     )
-    with emulator:
-        print(f"Gainsight emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True)
-        try:
-            while True:
-                time.sleep(5)
-                logger.info("records: %s statuses: %s", dict(emulator.records_received), dict(emulator.status_counts))
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(emulator, "Gainsight")
 
 
 if __name__ == "__main__":

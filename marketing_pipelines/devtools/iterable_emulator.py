@@ -18,9 +18,7 @@ only. Response bodies have the spec's shapes (`UserBulkUpdateListResponse`, `Bul
 from __future__ import annotations
 
 import argparse
-import logging
 import re
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -28,9 +26,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route
-
-logger = logging.getLogger(__name__)
+from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
 
 DEFAULT_RATE_LIMITS: dict[str, float] = {
     "/api/users/bulkUpdate": 5,
@@ -357,7 +353,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--invalid-email", action="append", default=[], help="an email to reject (repeatable)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     emulator = IterableEmulator(
         api_key=args.api_key,
         port=args.port,
@@ -366,14 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         slow_seconds=args.slow_seconds,
         invalid_emails=args.invalid_email,
     )
-    with emulator:
-        print(f"Iterable emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True)
-        try:
-            while True:
-                time.sleep(5)
-                logger.info("requests: %s statuses: %s", dict(emulator.requests_by_path), dict(emulator.status_counts))
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(emulator, "Iterable")
 
 
 if __name__ == "__main__":

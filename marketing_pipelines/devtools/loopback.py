@@ -178,6 +178,19 @@ class LoopbackEmulator:
         return most
 
 
+def serve_until_interrupted(emulator: LoopbackEmulator, name: str) -> None:
+    """Run an emulator in the foreground (the `python -m ...` entry points), logging its counters every 5 s."""
+    logging.basicConfig(level=logging.INFO)
+    with emulator:
+        print(f"{name} emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(5)
+                logger.info("requests: %s statuses: %s", dict(emulator.requests_by_path), dict(emulator.status_counts))
+        except KeyboardInterrupt:
+            pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: LoopbackEmulator
     protocol_version = "HTTP/1.1"
