@@ -21,14 +21,14 @@ def push(
         report = run_sync(
             warehouse.get_warehouse(),
             audience,
-            destination,  # type: ignore[arg-type]  # every ClientDestination subclass implements Destination
+            destination,  # every ClientDestination subclass implements the Destination protocol
             dry_run=client is None,
             run_id=context.run_id,
         )
     finally:
         if client is not None:
             client.close()
-    context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")  # type: ignore[attr-defined]
+    context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")
     return report
 
 

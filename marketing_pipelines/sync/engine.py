@@ -89,6 +89,7 @@ ClientT = TypeVar("ClientT", bound=JsonApiClient)
 class ClientDestination(Generic[ClientT]):
     """The parts every API-backed destination shares: a client (None = dry-run only) and its counters."""
 
+    name: str
     client: ClientT | None
 
     def require_client(self) -> ClientT:

@@ -9,9 +9,9 @@ an unknown deployment type) is never sent: it is recorded in `ops.sync_rejection
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from marketing_pipelines.clients._http import envelope_size
@@ -67,11 +67,15 @@ PERSON_AUDIENCE = Audience(
 
 
 def _json_value(value: Any) -> Any:
-    """A warehouse value as JSON: NULL/NaN/NaT → None, dates as YYYY-MM-DD, numpy scalars as Python ones."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "NaT":
+    """A warehouse value as JSON: NULL/NaN/NaT/NA → None, dates as YYYY-MM-DD, numbers and booleans as Python's."""
+    import pandas as pd  # rows come from pandas frames, so it is loaded already
+
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     if isinstance(value, dt.datetime | dt.date):
         return value.strftime("%Y-%m-%d")
+    if isinstance(value, Decimal):
+        return float(value)
     return value.item() if hasattr(value, "item") else value
 
 
