@@ -230,3 +230,27 @@ def test_the_built_audiences_reach_the_emulator_and_bad_rows_only_reach_the_reje
     assert {"invalid record: contact has no e-mail address", "invalid record: CARR is not a number: lots"} <= {
         reason for (reason,) in reasons
     }
+
+
+def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):
+    from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
+    from marketing_pipelines.defs.gainsight.resources import GainsightResource
+
+    path = tmp_path / "assets.duckdb"
+    shutil.copy(built.path, path)
+    with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
+        result = dg.materialize(
+            [gainsight_company_sync, gainsight_person_sync],
+            resources={
+                "warehouse": WarehouseResource(duckdb_path=str(path)),
+                "gainsight": GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1),
+            },
+        )
+    assert result.success
+    person = result.asset_materializations_for_node("gainsight_person_sync")[0].metadata
+    assert person["mode"].value == "live" and person["accepted"].value == len(emu.people) == 7
+    assert person["by_program"].value == {
+        "enablement": {"rows": 9, "skipped": 6},
+        "onboarding": {"rows": 1, "skipped": 0},
+        "retention": {"rows": 3, "skipped": 0},
+    }

@@ -252,5 +252,6 @@ def test_resource_reads_its_settings_when_the_run_starts(monkeypatch):
     monkeypatch.setenv("GAINSIGHT_BASE_URL", "http://127.0.0.1:9")
     client = resource.get_client()
     assert client is not None and client.base_url == "http://127.0.0.1:9" and client.limiter.capacity == 100
+    assert resource.get_client().limiter is client.limiter, "both syncs of a run share the tenant's call budget"
     with pytest.raises(ValueError):
         GainsightResource(records_per_call=51)

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -83,7 +84,9 @@ class GainsightClient(JsonApiClient):
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        """`limiter` lets several clients of one tenant share its call budget (see `tenant_limiter`)."""
         if not access_key:
             raise ValueError("a Gainsight access key is required")
         if not base_url:
@@ -98,7 +101,7 @@ class GainsightClient(JsonApiClient):
             sleep=sleep,
             log=logger,
         )
-        self.limiter = RateLimiter(
+        self.limiter = limiter or RateLimiter(
             calls_per_window,
             clock=clock,
             sleep=sleep,
@@ -120,6 +123,17 @@ class GainsightClient(JsonApiClient):
     def upsert_people(self, records: list[dict[str, Any]]) -> UpsertResult:
         """PUT /v1.0/api/people `{"records": records, "lookups": ...}`: upsert by `Email` with associations."""
         return self._upsert(PEOPLE_UPSERT, people_upsert_body(records), None)
+
+
+@lru_cache(maxsize=16)
+def tenant_limiter(base_url: str, calls_per_window: int, window_seconds: float) -> RateLimiter:
+    """The one limiter of a tenant in this process: Gainsight's call limit is per tenant, not per endpoint, so
+    the company and person syncs of a run (one process, steps in sequence) draw on the same budget."""
+    return RateLimiter(
+        calls_per_window,
+        window_seconds=window_seconds,
+        safety_margin=PACING_SAFETY_MARGIN * min(window_seconds, 1.0),
+    )
 
 
 def company_upsert_body(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,12 @@
 import dagster as dg
 from pydantic import Field
 
-from marketing_pipelines.clients.gainsight import DEFAULT_CALLS_PER_MINUTE, MAX_RECORDS_PER_CALL, GainsightClient
+from marketing_pipelines.clients.gainsight import (
+    DEFAULT_CALLS_PER_MINUTE,
+    MAX_RECORDS_PER_CALL,
+    GainsightClient,
+    tenant_limiter,
+)
 
 
 class GainsightResource(dg.ConfigurableResource):
@@ -13,7 +18,8 @@ class GainsightResource(dg.ConfigurableResource):
     ``access_key`` and ``base_url`` left unset are read from ``GAINSIGHT_ACCESS_KEY`` / ``GAINSIGHT_BASE_URL``
     through ``dagster.EnvVar`` when a run starts; the key never reaches logs, metadata or the outbox.
     ``calls_per_window`` calls in any ``window_seconds`` (default: 100 a minute, Gainsight's documented tenant
-    limit) pace every call; ``records_per_call`` is capped at Gainsight's 50.
+    limit) pace every call of both syncs together (one limiter per tenant and process); ``records_per_call`` is
+    capped at Gainsight's 50.
     """
 
     access_key: str | None = None
@@ -45,5 +51,7 @@ class GainsightResource(dg.ConfigurableResource):
                 metadata={"missing_setting": "GAINSIGHT_BASE_URL"},
             )
         return GainsightClient(
-            access_key, base_url, calls_per_window=self.calls_per_window, window_seconds=self.window_seconds
+            access_key,
+            base_url,
+            limiter=tenant_limiter(base_url.rstrip("/"), self.calls_per_window, self.window_seconds),
         )
