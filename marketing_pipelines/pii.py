@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+#: A plausible e-mail address: something, one @, a domain with a dot; no whitespace.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
 
 def mask_email(email: str | None) -> str | None:
     """``jane.doe@example.com`` → ``j***@example.com``; values without an ``@`` are fully masked."""

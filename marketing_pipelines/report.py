@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections import Counter
 
 from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 REPORTED_SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
+
+
+def print_program_counts(warehouse: DuckDBWarehouse) -> None:
+    """Customer Programs per lifecycle program: accounts, recipients, skipped rows, and what the last syncs sent."""
+    from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, program_of
+
+    accounts = dict(warehouse.query("select program, count(*) from audiences.gainsight_program_companies group by 1"))
+    recipients = {
+        program: (n, skipped)
+        for program, n, skipped in warehouse.query(
+            "select program, count(*), count(skip_reason) from audiences.gainsight_program_recipients group by 1"
+        )
+    }
+    sent: dict[str, Counter[str]] = {COMPANIES.name: Counter(), PEOPLE.name: Counter()}
+    if warehouse.table_exists("ops", "outbox"):
+        bodies = warehouse.query(
+            "select destination, body from ops.outbox where run_id in ("
+            "  select run_id from ops.sync_runs where destination in (?, ?)"
+            "  qualify row_number() over (partition by destination order by finished_at desc) = 1"
+            ") and destination in (?, ?)",
+            [COMPANIES.name, PEOPLE.name] * 2,
+        )
+        for destination, body in bodies:
+            sent[destination].update(program_of(record) or "?" for record in json.loads(body)["records"])
+    print("Customer Programs (audiences.gainsight_program_*), per program; sent = latest dry-run (ops.outbox):")
+    for program in sorted(accounts):
+        people, skipped = recipients.get(program, (0, 0))
+        print(
+            f"  {program:<12} {accounts[program]:>6,} accounts, {people:>7,} recipients ({skipped:,} skipped); "
+            f"dry-run sent {sent[COMPANIES.name][program]:,} companies, {sent[PEOPLE.name][program]:,} people"
+        )
 
 
 def main() -> int:
@@ -42,6 +75,8 @@ def main() -> int:
             )
         if any(mode == "dry-run" for _, mode, *_ in latest):
             print("  dry-run: no API key set; the request bodies are in ops.outbox")
+    if warehouse.table_exists("audiences", "gainsight_program_companies"):
+        print_program_counts(warehouse)
     print(
         "Dagster runs and check results: `make dev`, then http://127.0.0.1:3000 "
         f"(DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')})"

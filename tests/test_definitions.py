@@ -36,6 +36,10 @@ EXPECTED_ASSETS = {
     "audiences/iterable_trial_events",
     "iterable_signup_profile_sync",
     "iterable_trial_event_sync",
+    "audiences/gainsight_program_recipients",
+    "audiences/gainsight_program_companies",
+    "gainsight_company_sync",
+    "gainsight_person_sync",
 }
 
 
@@ -64,6 +68,18 @@ def test_every_asset_has_description_owner_group_and_kinds(repository):
         assert node.owners, f"{key.to_user_string()} has no owner"
         assert node.group_name in {"raw", "staging", "marts", "audiences", "iterable", "gainsight", "signups"}, key
         assert node.kinds, f"{key.to_user_string()} has no kinds"
+
+
+def test_gainsight_syncs_sit_behind_the_blocking_recipient_checks(repository):
+    graph = repository.asset_graph
+    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert checks["sold_to_never_surveyed"].blocking and checks["recipient_roles_valid"].blocking
+    assert not checks["every_program_account_has_a_recipient"].blocking
+    recipients = dg.AssetKey(["audiences", "gainsight_program_recipients"])
+    assert checks["sold_to_never_surveyed"].asset_key == recipients
+    for sync in ("gainsight_company_sync", "gainsight_person_sync"):
+        assert recipients in graph.get(dg.AssetKey(sync)).parent_keys, f"{sync} must depend on the recipients"
+    assert dg.AssetKey("gainsight_company_sync") in graph.get(dg.AssetKey("gainsight_person_sync")).parent_keys
 
 
 def test_daily_schedule_targets_the_refresh_job(repository):

@@ -110,3 +110,24 @@ def test_iterable_unsubscribe_sync_runs_in_dry_run_for_every_unsubscribe_event(p
         "select sum(record_count) from ops.outbox where destination = 'iterable_unsubscribes'"
     )[0]
     assert outboxed == valid
+
+
+def test_gainsight_syncs_run_in_dry_run_and_seeded_bad_input_lands_in_the_rejections(pipeline):
+    result, warehouse = pipeline
+    events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    for sync, table in (("gainsight_company_sync", "companies"), ("gainsight_person_sync", "recipients")):
+        metadata = events[sync].materialization.metadata
+        sql = f"select count(*), count(skip_reason) from audiences.gainsight_program_{table}"
+        (rows, skipped) = warehouse.query(sql)[0]
+        assert metadata["mode"].value == "dry-run"
+        assert (metadata["considered"].value, metadata["sent"].value, metadata["rejected"].value) == (
+            rows,
+            rows - skipped,
+            skipped,
+        )
+        assert set(metadata["by_program"].value) <= {"onboarding", "enablement", "retention"}
+    reasons = {reason for (reason,) in warehouse.query("select reason from ops.sync_rejections")}
+    assert {"invalid record: CARR is negative: -1250.00", "invalid record: CARR is not a number: n/a",
+            "invalid record: unknown deployment type: Dedicated"} <= reasons  # fmt: skip
+    assert any("ambiguous Sold-To fallback" in reason for reason in reasons)
+    assert "invalid record: contact has no e-mail address" in reasons

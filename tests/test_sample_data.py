@@ -45,7 +45,7 @@ REQUIRED_COLUMNS = {
     "marketo_unsubscribes": {"event_id", "email", "unsubscribed_at"},
     "cs_accounts": {
         "account_id", "account_name", "carr", "technical_account_manager", "account_owner_team",
-        "products_purchased", "deployment_type", "support_level", "namespace_id",
+        "products_purchased", "deployment_type", "support_level", "namespace_id", "created_at", "renewal_date",
     },
     "cs_contacts": {"account_id", "person_id", "email", "gitlab_role"},
 }  # fmt: skip

@@ -73,6 +73,8 @@ class RateLimiter:
 
     Keeps the start times of the last N requests and waits until the oldest is more than one window old.
     A fractional rate below 1 becomes one request per `1 / rate` seconds; above 1 it is rounded down.
+    `window_seconds` widens the window for per-minute limits: `RateLimiter(100, window_seconds=60)` allows
+    100 starts in any 60 s (which also keeps a server's fixed 60 s windows at 100).
     `safety_margin` widens the window to absorb clock/latency skew between client and server. Thread-safe.
     """
 
@@ -83,14 +85,15 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         *,
         safety_margin: float = 0.0,
+        window_seconds: float = 1.0,
     ) -> None:
-        if max_per_second <= 0:
-            raise ValueError("max_per_second must be positive")
-        self.max_per_second = max_per_second
+        if max_per_second <= 0 or window_seconds <= 0:
+            raise ValueError("max_per_second and window_seconds must be positive")
+        self.max_per_second = max_per_second / window_seconds
         if max_per_second >= 1:
-            self.capacity, window = int(max_per_second), 1.0
+            self.capacity, window = int(max_per_second), window_seconds
         else:
-            self.capacity, window = 1, 1.0 / max_per_second
+            self.capacity, window = 1, window_seconds / max_per_second
         self.window = window + safety_margin
         self._clock = clock
         self._sleep = sleep

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from marketing_pipelines.defs.gainsight.resources import GainsightResource
 from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
@@ -52,4 +53,5 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "iterable": IterableResource(),
+        "gainsight": GainsightResource(),
     }

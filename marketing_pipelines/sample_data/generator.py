@@ -60,12 +60,21 @@ CASE_VARIANT_INITIAL_SOURCES: tuple[str, ...] = (
     "TRIAL - ENTERPRISE",
 )
 UNKNOWN_STATUSES: tuple[str, ...] = ("Working", "Recycled", "Contacted", "Open")
+#: Customer-programs bad input (seed 002/004 data): one account or contact each, skipped from the Gainsight push.
+CS_VIOLATION_KINDS: tuple[str, ...] = (
+    "cs_negative_carr",
+    "cs_text_carr",
+    "cs_unknown_deployment_type",
+    "cs_two_sold_to_contacts",
+    "cs_contact_without_email",
+)
 VIOLATION_KINDS: tuple[str, ...] = (
     "initial_source_changed",
     "unknown_initial_source",
     "initial_source_case_variant",
     "unknown_status",
     "null_email",
+    *CS_VIOLATION_KINDS,
 )
 VIOLATIONS_PER_KIND = 6
 NULL_EMAIL_ROWS = 2
@@ -166,7 +175,7 @@ class SampleData:
     trial_signups: list[EventFile]
     free_registrations: list[EventFile]
     violations: dict[str, list[int]] = field(default_factory=dict)
-    """Violation kind -> affected crm person_ids (see ``VIOLATION_KINDS``)."""
+    """Violation kind -> affected crm person_ids (see ``VIOLATION_KINDS``); ``cs_*`` account kinds: account ids."""
     malformed_events: dict[str, dict[str, int]] = field(default_factory=dict)
     """Event kind -> malformation kind -> number of malformed lines seeded into that kind's files."""
 
@@ -265,6 +274,42 @@ def _source_weights(sources: pd.DataFrame) -> np.ndarray:
     bucket_weight = sources["source_bucket"].map(SOURCE_BUCKET_WEIGHTS).fillna(0.01)
     weights = (bucket_weight / bucket_sizes).to_numpy(dtype=float)
     return weights / weights.sum()
+
+
+def _seed_cs_violations(accounts: pd.DataFrame, contacts: pd.DataFrame) -> dict[str, list[int]]:
+    """Break a few accounts without a TAM (so they are in a digital program) in place; returns their ids.
+
+    Account kinds list account ids, `cs_contact_without_email` lists the person id. Selection is by position,
+    not by the random generator, so the rest of the data set stays as it was.
+    """
+    admins = contacts.groupby("account_id")["gitlab_role"].agg(lambda roles: int((roles == "GitLab Admin").sum()))
+    sold_to = contacts.groupby("account_id")["gitlab_role"].agg(lambda roles: int((roles == "Sold-To").sum()))
+    others = contacts.groupby("account_id")["gitlab_role"].agg(
+        lambda roles: int((~roles.isin(["GitLab Admin", "Sold-To"])).sum())
+    )
+    digital = accounts.loc[accounts["technical_account_manager"].isna(), "account_id"].tolist()
+    with_admin = [a for a in digital if admins.get(a, 0) > 0]
+    fallback = [a for a in digital if admins.get(a, 0) == 0 and sold_to.get(a, 0) == 1 and others.get(a, 0) > 0]
+    chosen: dict[str, list[int]] = {kind: [] for kind in CS_VIOLATION_KINDS}
+    if fallback:  # a second Sold-To on an account without a GitLab Admin: the fallback recipient is ambiguous
+        account = fallback[0]
+        row = contacts.index[(contacts["account_id"] == account) & ~contacts["gitlab_role"].isin(["Sold-To"])][0]
+        contacts.loc[row, "gitlab_role"] = "Sold-To"
+        chosen["cs_two_sold_to_contacts"] = [int(account)]
+    spare = [a for a in with_admin if a not in chosen["cs_two_sold_to_contacts"]]
+    edits = (
+        ("cs_negative_carr", "carr", "-1250.00"),
+        ("cs_text_carr", "carr", "n/a"),
+        ("cs_unknown_deployment_type", "deployment_type", "Dedicated"),
+    )
+    for (kind, column, value), account in zip(edits, spare[:3], strict=False):
+        accounts.loc[accounts["account_id"] == account, column] = value
+        chosen[kind] = [int(account)]
+    if len(spare) > 3:  # a GitLab Admin contact without an e-mail address
+        row = contacts.index[(contacts["account_id"] == spare[3]) & (contacts["gitlab_role"] == "GitLab Admin")][0]
+        contacts.loc[row, "email"] = None
+        chosen["cs_contact_without_email"] = [int(contacts.loc[row, "person_id"])]
+    return chosen
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -576,7 +621,7 @@ def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) ->
         {
             "account_id": account_id,
             "account_name": account_names,
-            "carr": carr,
+            "carr": np.char.mod("%.2f", carr).astype(object),  # lands as text, as CS exports do
             "technical_account_manager": tam,
             "account_owner_team": _pick(rng, {"AMER": 0.45, "EMEA": 0.30, "APAC": 0.15, "PUBSEC": 0.10}, n_acc),
             "products_purchased": _cat(a_deploy, " - ", a_tier),
@@ -647,6 +692,7 @@ def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) ->
             "gitlab_role": c_role,
         }
     )
+    cs_violations = _seed_cs_violations(cs_accounts, cs_contacts)
 
     # ---- crm_persons: explode into record versions ----
     rows = np.repeat(np.arange(n_p), n_versions)
@@ -721,6 +767,7 @@ def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) ->
     del rows, ver, last, u, span, updated, loser_last, first_status, later_status, status, forced, source
     del changed_rows, score, special, email, account, merged_into
     violations = {
+        **cs_violations,
         "initial_source_changed": person_id[np.sort(v_changed)].tolist(),
         "unknown_initial_source": person_id[np.sort(v_unknown)].tolist(),
         "initial_source_case_variant": person_id[np.sort(v_case)].tolist(),

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from marketing_pipelines.clients._http import batches_by_size
+from marketing_pipelines.clients._http import JsonApiClient, batches_by_size
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
 
@@ -40,9 +40,21 @@ class Audience:
 
 @dataclass
 class BatchOutcome:
-    """What the destination said about one request: rejected keys with reasons; the rest were accepted."""
+    """What the destination said about one request: rejected records with reasons; the rest were accepted.
+
+    Rejections are keyed like the audience key (`rejected`) or, for APIs that answer by position, by the index of
+    the record in the request (`rejected_at`); the engine maps positions back to keys.
+    """
 
     rejected: dict[str, str] = field(default_factory=dict)
+    rejected_at: dict[int, str] = field(default_factory=dict)
+
+    def by_key(self, keys: Sequence[str]) -> dict[str, str]:
+        """Every rejection keyed by record key, given the keys of the request's records in order."""
+        rejected = dict(self.rejected)
+        for index, reason in self.rejected_at.items():
+            rejected.setdefault(keys[index], reason)
+        return rejected
 
 
 class Destination(Protocol):
@@ -70,6 +82,26 @@ class Destination(Protocol):
 
     def counters(self) -> tuple[int, int]:
         """HTTP requests and retries made so far."""
+
+
+ClientT = TypeVar("ClientT", bound=JsonApiClient)
+
+
+class ClientDestination(Generic[ClientT]):
+    """The parts every API-backed destination shares: a client (None = dry-run only) and its counters."""
+
+    name: str
+    client: ClientT | None
+
+    def require_client(self) -> ClientT:
+        if self.client is None:
+            raise RuntimeError(f"no API client: {getattr(self, 'name', 'this destination')} runs in dry-run only")
+        return self.client
+
+    def counters(self) -> tuple[int, int]:
+        if self.client is None:
+            return 0, 0
+        return self.client.stats.requests, self.client.stats.retries
 
 
 @dataclass
@@ -240,8 +272,9 @@ def _record_outcome(
     """In one transaction: mark accepted records synced and resolve their rejections; record new rejections."""
     import pandas as pd
 
-    accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in outcome.rejected]
-    rejected = [(key, payload, outcome.rejected[key]) for key, payload, _ in keyed if key in outcome.rejected]
+    reasons = outcome.by_key([key for key, _, _ in keyed])
+    accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in reasons]
+    rejected = [(key, payload, reasons[key]) for key, payload, _ in keyed if key in reasons]
     report.accepted += len(accepted)
     now = _sql_timestamp(_now())
     statements = [

@@ -5,7 +5,6 @@ free registration events → `events/trackBulk` events with deterministic ids.""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from functools import lru_cache
 from importlib import resources
@@ -22,7 +21,8 @@ from marketing_pipelines.clients.iterable import (
     IterableClient,
     subscription_action_path,
 )
-from marketing_pipelines.sync.engine import Audience, BatchOutcome
+from marketing_pipelines.pii import EMAIL_PATTERN
+from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestination
 
 USER_AUDIENCE = Audience(
     table="audiences.iterable_user_audience",
@@ -53,8 +53,6 @@ MESSAGE_TYPE_GROUP = "messageType"
 #: Namespace of the Iterable event ids derived from landed `event_id`s (uuid5: same event, same id, always).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4f64-9d0e-2a8c4b1e7f30")
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
 
 @lru_cache(maxsize=1)
 def user_schema() -> dict[str, Any]:
@@ -78,7 +76,7 @@ def user_payload(row: dict[str, Any]) -> dict[str, Any]:
     return {"email": email, "dataFields": fields, "mergeNestedObjects": False}
 
 
-class IterableUserDestination:
+class IterableUserDestination(ClientDestination[IterableClient]):
     """`POST /api/users/bulkUpdate`: 1,000 users and 4 MB a request, paced by the client (5 requests/s)."""
 
     name = "iterable_users"
@@ -99,15 +97,8 @@ class IterableUserDestination:
         return {"users": payloads}
 
     def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        if self.client is None:
-            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
-        result = self.client.bulk_update_users(payloads)
+        result = self.require_client().bulk_update_users(payloads)
         return BatchOutcome(rejected=dict(result.failed))
-
-    def counters(self) -> tuple[int, int]:
-        if self.client is None:
-            return 0, 0
-        return self.client.stats.requests, self.client.stats.retries
 
 
 def unsubscribe_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +112,7 @@ def unsubscribe_payload(row: dict[str, Any]) -> dict[str, Any]:
     return {"email": email, "event_id": str(event_id)}
 
 
-class IterableUnsubscribeDestination:
+class IterableUnsubscribeDestination(ClientDestination[IterableClient]):
     """`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`: opts each person out of ONE message type.
 
     Unlike `users/updateSubscriptions` / `bulkUpdateSubscriptions`, which overwrite a user's whole
@@ -161,9 +152,7 @@ class IterableUnsubscribeDestination:
         return {"users": self.emails(payloads)}
 
     def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        if self.client is None:
-            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
-        result = self.client.bulk_subscription_action(
+        result = self.require_client().bulk_subscription_action(
             MESSAGE_TYPE_GROUP, self.message_type_id, "unsubscribe", self.emails(payloads)
         )
         rejected = {
@@ -173,13 +162,8 @@ class IterableUnsubscribeDestination:
         }
         return BatchOutcome(rejected=rejected)
 
-    def counters(self) -> tuple[int, int]:
-        if self.client is None:
-            return 0, 0
-        return self.client.stats.requests, self.client.stats.retries
 
-
-class IterableSignupProfileDestination:
+class IterableSignupProfileDestination(ClientDestination[IterableClient]):
     """`POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
 
     Records are keyed by event (one profile update per landed event, sent once); Iterable answers per e-mail, so
@@ -207,20 +191,13 @@ class IterableSignupProfileDestination:
         return {"users": [payload["user"] for payload in payloads]}
 
     def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        if self.client is None:
-            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
-        result = self.client.bulk_update_users([payload["user"] for payload in payloads])
+        result = self.require_client().bulk_update_users([payload["user"] for payload in payloads])
         rejected = {
             payload["event_id"]: result.failed[payload["user"]["email"]]
             for payload in payloads
             if payload["user"]["email"] in result.failed
         }
         return BatchOutcome(rejected=rejected)
-
-    def counters(self) -> tuple[int, int]:
-        if self.client is None:
-            return 0, 0
-        return self.client.stats.requests, self.client.stats.retries
 
 
 def iterable_event_id(event_id: str) -> str:
@@ -257,7 +234,7 @@ def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class IterableTrackBulkDestination:
+class IterableTrackBulkDestination(ClientDestination[IterableClient]):
     """`POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s).
 
     Keyed by the landed `event_id`; the event `id` sent is derived from it, so a retried batch updates the same
@@ -285,16 +262,9 @@ class IterableTrackBulkDestination:
         return {"events": payloads}
 
     def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        if self.client is None:
-            raise RuntimeError("no Iterable client: this destination runs in dry-run only")
-        result = self.client.track_bulk(payloads)
+        result = self.require_client().track_bulk(payloads)
         # the client keys failures by the Iterable event id; the engine keys records by the landed event_id
         rejected = {self._record_keys.get(event_id, event_id): reason for event_id, reason in result.failed.items()}
         for payload in payloads:
             self._record_keys.pop(payload["id"], None)
         return BatchOutcome(rejected=rejected)
-
-    def counters(self) -> tuple[int, int]:
-        if self.client is None:
-            return 0, 0
-        return self.client.stats.requests, self.client.stats.retries

@@ -52,13 +52,15 @@ RAW_TABLES: dict[str, dict[str, str]] = {
     "cs_accounts": {
         "account_id": "bigint",
         "account_name": "varchar",
-        "carr": "double",
+        "carr": "varchar",  # as the CS platform exports it: usually a number, sometimes text (see stg_cs__accounts)
         "technical_account_manager": "varchar",
         "account_owner_team": "varchar",
         "products_purchased": "varchar",
         "deployment_type": "varchar",
         "support_level": "varchar",
         "namespace_id": "bigint",
+        "created_at": "timestamp",
+        "renewal_date": "date",
     },
     "cs_contacts": {"account_id": "bigint", "person_id": "bigint", "email": "varchar", "gitlab_role": "varchar"},
 }

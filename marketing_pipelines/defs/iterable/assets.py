@@ -1,11 +1,13 @@
 """Destination assets that push audiences to Iterable through the shared sync engine."""
 
+from typing import Any
+
 import dagster as dg
 
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
+from marketing_pipelines.defs.destinations import push, sync_result
 from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.sync import Audience, SyncReport, run_sync
 from marketing_pipelines.sync.iterable import (
     SIGNUP_PROFILE_AUDIENCE,
     TRIAL_EVENT_AUDIENCE,
@@ -20,33 +22,6 @@ from marketing_pipelines.sync.iterable import (
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
 UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
 TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
-
-
-IterableDestination = (
-    IterableUserDestination
-    | IterableUnsubscribeDestination
-    | IterableSignupProfileDestination
-    | IterableTrackBulkDestination
-)
-
-
-def push(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    audience: Audience,
-    destination: IterableDestination,
-) -> SyncReport:
-    """Run the sync engine for one destination (dry-run when it has no client), then close its client."""
-    client = destination.client
-    try:
-        report = run_sync(
-            warehouse.get_warehouse(), audience, destination, dry_run=client is None, run_id=context.run_id
-        )
-    finally:
-        if client is not None:
-            client.close()
-    context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")
-    return report
 
 
 @dg.asset(
@@ -67,8 +42,7 @@ def iterable_user_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableUserDestination(client, max_records=iterable.users_per_request)
-    report = push(context, warehouse, USER_AUDIENCE, destination)
-    return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
+    return sync_result(push(context, warehouse, USER_AUDIENCE, destination))
 
 
 @dg.asset(
@@ -92,9 +66,7 @@ def iterable_unsubscribe_sync(
     client = iterable.get_client()
     destination = IterableUnsubscribeDestination(client, message_type_id=message_type_id)
     report = push(context, warehouse, UNSUBSCRIBE_AUDIENCE, destination)
-    metadata = {
-        **report.as_metadata(),
-        "dagster/row_count": report.considered,
+    metadata: dict[str, Any] = {
         "endpoint": destination.endpoint,
         "message_type_id": message_type_id,
         "message_type_id_configured": configured,
@@ -104,8 +76,8 @@ def iterable_unsubscribe_sync(
             f"dry-run without a message type id: the outbox path uses {message_type_id} as a placeholder; "
             "set ITERABLE_MARKETING_MESSAGE_TYPE_ID to the opt-in GitLab Marketing type's id"
         )
-    context.log.info(f"iterable_unsubscribe_sync {report.mode}: {metadata}")
-    return dg.MaterializeResult(metadata=metadata)
+        context.log.info(metadata["note"])
+    return sync_result(report, **metadata)
 
 
 @dg.asset(
@@ -127,8 +99,7 @@ def iterable_signup_profile_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     destination = IterableSignupProfileDestination(iterable.get_client(), max_records=iterable.users_per_request)
-    report = push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination)
-    return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
+    return sync_result(push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination))
 
 
 @dg.asset(
@@ -150,5 +121,4 @@ def iterable_trial_event_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableTrackBulkDestination(client)
-    report = push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination)
-    return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered})
+    return sync_result(push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination))

@@ -16,11 +16,13 @@ def violations_result(
     *,
     severity: dg.AssetCheckSeverity,
     what: str,
+    labels: tuple[str, str, str] = ("person_id", "email", "value"),
 ) -> dg.AssetCheckResult:
     """Evaluate a rule from a query returning one row per violation: ``person_id, email, value``.
 
     The result carries the number of violations, up to 20 sample records (e-mails masked) and the values
-    involved with their counts, so a reader can find and fix each record at the source.
+    involved with their counts, so a reader can find and fix each record at the source. ``labels`` renames the
+    three columns in the samples (e.g. ``account_id, account_name, value``); only an ``email`` is masked.
     """
     (failing,) = warehouse.query(f"select count(*) from ({violations_sql}) as violations")[0]
     samples = warehouse.query(
@@ -38,8 +40,12 @@ def violations_result(
             "failing_records": dg.MetadataValue.int(int(failing)),
             "sample_records": dg.MetadataValue.json(
                 [
-                    {"person_id": person_id, "email": mask_email(email), "value": value}
-                    for person_id, email, value in samples
+                    {
+                        labels[0]: record_id,
+                        labels[1]: mask_email(name) if labels[1] == "email" else name,
+                        labels[2]: value,
+                    }
+                    for record_id, name, value in samples
                 ]
             ),
             "values": dg.MetadataValue.json({str(value): int(n) for value, n in values}),

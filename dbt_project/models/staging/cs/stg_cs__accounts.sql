@@ -1,3 +1,8 @@
+{#-
+  CARR lands as text, as the customer-success platform exports it: a number almost always, but sometimes text
+  ("n/a"). `carr` is the number (NULL when the text is not one); `carr_text` keeps what arrived, so the program
+  models can say which accounts were skipped and why.
+-#}
 with source as (
     select * from {{ source('cs', 'cs_accounts') }}
 ),
@@ -6,13 +11,16 @@ renamed as (
     select
         cast(account_id as bigint) as account_id,
         account_name,
-        {{ dbt.safe_cast('carr', api.Column.translate_type('float')) }} as carr,
+        nullif(trim(cast(carr as {{ dbt.type_string() }})), '') as carr_text,
+        {{ dbt.safe_cast("nullif(trim(cast(carr as " ~ dbt.type_string() ~ ")), '')", 'double') }} as carr,
         nullif(trim(technical_account_manager), '') as technical_account_manager,
         account_owner_team,
         products_purchased,
         trim(deployment_type) as deployment_type,
         support_level,
-        cast(namespace_id as bigint) as namespace_id
+        cast(namespace_id as bigint) as namespace_id,
+        cast(created_at as timestamp) as account_created_at,
+        cast(renewal_date as date) as renewal_date
     from source
     where account_id is not null
 )

@@ -1,0 +1,73 @@
+{#-
+  One row per customer account with its Customer Programs lifecycle stage (seeds 002, 004) and, when it cannot be
+  pushed, why. Program by lifecycle, first match wins:
+    onboarding  - the account became a customer fewer than `gainsight_onboarding_days` (90) days ago;
+    retention   - its renewal date is within `gainsight_renewal_window_days` (120) days, or already past;
+    enablement  - everything else (and accounts without dates).
+  TAM-managed accounts are served one-to-one and stay out of the digital programs unless
+  `gainsight_include_tam_accounts` is true.
+-#}
+with accounts as (
+    select * from {{ ref('stg_cs__accounts') }}
+),
+
+contacts as (
+    select * from {{ ref('stg_cs__contacts') }}
+),
+
+contact_roles as (
+    select
+        account_id,
+        cast(sum(case when gitlab_role = 'GitLab Admin' then 1 else 0 end) as integer) as admin_contact_count,
+        cast(sum(case when gitlab_role = 'Sold-To' then 1 else 0 end) as integer) as sold_to_contact_count
+    from contacts
+    group by account_id
+),
+
+lifecycle as (
+    select
+        accounts.*,
+        cast(accounts.account_created_at as date) as account_created_on,
+        {{ dbt.datediff('cast(accounts.account_created_at as date)', as_of_date(), 'day') }} as account_age_days,
+        {{ dbt.datediff(as_of_date(), 'accounts.renewal_date', 'day') }} as days_to_renewal
+    from accounts
+),
+
+final as (
+    select
+        lifecycle.account_id,
+        lifecycle.account_name,
+        lifecycle.carr,
+        lifecycle.carr_text,
+        lifecycle.technical_account_manager,
+        lifecycle.account_owner_team,
+        lifecycle.products_purchased,
+        lifecycle.deployment_type,
+        lifecycle.support_level,
+        lifecycle.namespace_id,
+        lifecycle.account_created_on,
+        lifecycle.renewal_date,
+        lifecycle.account_age_days,
+        lifecycle.days_to_renewal,
+        coalesce(contact_roles.admin_contact_count, 0) as admin_contact_count,
+        coalesce(contact_roles.sold_to_contact_count, 0) as sold_to_contact_count,
+        lifecycle.technical_account_manager is not null as is_tam_managed,
+        {% if var('gainsight_include_tam_accounts') %}true{% else %}lifecycle.technical_account_manager is null{% endif %}
+            as is_in_digital_programs,
+        case
+            when lifecycle.account_age_days < {{ var('gainsight_onboarding_days') }} then 'onboarding'
+            when lifecycle.days_to_renewal <= {{ var('gainsight_renewal_window_days') }} then 'retention'
+            else 'enablement'
+        end as program,
+        case
+            when lifecycle.carr_text is not null and lifecycle.carr is null
+                then 'CARR is not a number: ' || lifecycle.carr_text
+            when lifecycle.carr < 0 then 'CARR is negative: ' || lifecycle.carr_text
+            when lifecycle.deployment_type is null or lifecycle.deployment_type not in ('SaaS', 'Self-Managed')
+                then 'unknown deployment type: ' || coalesce(lifecycle.deployment_type, 'NULL')
+        end as account_skip_reason
+    from lifecycle
+    left join contact_roles on lifecycle.account_id = contact_roles.account_id
+)
+
+select * from final

@@ -1,0 +1,79 @@
+"""Destination assets that push the Customer Programs audiences to Gainsight through the shared sync engine."""
+
+import dagster as dg
+
+from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
+from marketing_pipelines.defs.destinations import push, sync_result
+from marketing_pipelines.defs.gainsight.resources import GainsightResource
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.sync import Audience
+from marketing_pipelines.sync.gainsight import (
+    COMPANIES,
+    COMPANY_AUDIENCE,
+    PEOPLE,
+    PERSON_AUDIENCE,
+    GainsightDestination,
+    GainsightObject,
+)
+
+RECIPIENTS_KEY = dg.AssetKey(["audiences", "gainsight_program_recipients"])
+COMPANIES_KEY = dg.AssetKey(["audiences", "gainsight_program_companies"])
+
+
+def push_to_gainsight(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    gainsight: GainsightResource,
+    audience: Audience,
+    target: GainsightObject,
+) -> dg.MaterializeResult:
+    """Sync one audience to one Gainsight object; metadata adds the audience's rows and skips per program."""
+    destination = GainsightDestination(gainsight.get_client(), target, max_records=gainsight.records_per_call)
+    report = push(context, warehouse, audience, destination)
+    rows = warehouse.get_warehouse().query(
+        f"select program, count(*), count(skip_reason) from {audience.table} group by program order by program"
+    )
+    by_program = {program: {"rows": int(n), "skipped": int(skipped)} for program, n, skipped in rows}
+    return sync_result(report, by_program=dg.MetadataValue.json(by_program))
+
+
+@dg.asset(
+    name="gainsight_company_sync",
+    deps=[COMPANIES_KEY, RECIPIENTS_KEY],
+    group_name="gainsight",
+    owners=[OWNER],
+    kinds={"gainsight"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Seeds 002/004: upserts every new or changed account of `audiences.gainsight_program_companies` as a "
+        "Gainsight Company (`PUT /v1/data/objects/Company?keys=Name`, 50 records a call, ~100 calls a minute) "
+        "with the program filter fields and its lifecycle program. Accounts with bad input (negative or text "
+        "CARR, unknown deployment type) are recorded in `ops.sync_rejections`. Runs after the recipients' "
+        "blocking checks; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."
+    ),
+)
+def gainsight_company_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
+) -> dg.MaterializeResult:
+    return push_to_gainsight(context, warehouse, gainsight, COMPANY_AUDIENCE, COMPANIES)
+
+
+@dg.asset(
+    name="gainsight_person_sync",
+    deps=[RECIPIENTS_KEY, "gainsight_company_sync"],
+    group_name="gainsight",
+    owners=[OWNER],
+    kinds={"gainsight"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Seeds 002/004: upserts every new or changed `audiences.gainsight_program_recipients` row as a Gainsight "
+        "Person (`PUT /v1.0/api/people`, 50 records a call) associated with its company: role, reason "
+        "(gitlab_admin, sold_to_fallback, saas_owner, saas_maintainer), program and whether surveys may go to it. "
+        "After the company sync (associations need the company). Rows with bad input are recorded in "
+        "`ops.sync_rejections`; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."
+    ),
+)
+def gainsight_person_sync(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
+) -> dg.MaterializeResult:
+    return push_to_gainsight(context, warehouse, gainsight, PERSON_AUDIENCE, PEOPLE)

@@ -1,0 +1,159 @@
+"""Gainsight as sync-engine destinations: program accounts → Company upserts, program recipients → People upserts
+with a Company Person association (role, reason, program, surveys). Mostly configuration: which audience columns
+become which Gainsight fields; the engine does the diffing, batching, rejections, run history and dry-run.
+
+A row the audience marks with a `skip_reason` (bad input: no e-mail, two Sold-To contacts, a negative or text CARR,
+an unknown deployment type) is never sent: it is recorded in `ops.sync_rejections` with that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from marketing_pipelines.clients._http import envelope_size
+from marketing_pipelines.clients.gainsight import (
+    COMPANY_KEY_FIELD,
+    COMPANY_UPSERT,
+    MAX_RECORDS_PER_CALL,
+    PEOPLE_UPSERT,
+    GainsightClient,
+    UpsertResult,
+    company_upsert_body,
+    people_upsert_body,
+)
+from marketing_pipelines.pii import EMAIL_PATTERN
+from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestination
+
+#: Gainsight documents no body limit for these calls; 50 records stay far below this guard.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+#: Company field -> column of `audiences.gainsight_program_companies` (seed 002's filter fields and the program).
+COMPANY_FIELDS: Mapping[str, str] = {
+    COMPANY_KEY_FIELD: "account_name",
+    "GitLab_Account_ID__gc": "account_id",
+    "Arr": "carr",
+    "Technical_Account_Manager__gc": "technical_account_manager",
+    "Account_Owner_Team__gc": "account_owner_team",
+    "Products_Purchased__gc": "products_purchased",
+    "Deployment_Type__gc": "deployment_type",
+    "Support_Level__gc": "support_level",
+    "Customer_Program__gc": "program",
+    "OriginalContractDate": "account_created_on",
+    "RenewalDate": "renewal_date",
+}
+#: Company Person association field -> column of `audiences.gainsight_program_recipients`.
+COMPANY_PERSON_FIELDS: Mapping[str, str] = {
+    "Company_ID": "account_name",
+    "Role__gc": "role",
+    "Recipient_Reason__gc": "recipient_reason",
+    "Receives_Surveys__gc": "receives_surveys",
+    "Customer_Program__gc": "program",
+}
+
+COMPANY_AUDIENCE = Audience(
+    table="audiences.gainsight_program_companies",
+    key_column="account_id",
+    columns=(*dict.fromkeys(COMPANY_FIELDS.values()), "skip_reason"),
+)
+PERSON_AUDIENCE = Audience(
+    table="audiences.gainsight_program_recipients",
+    key_column="recipient_key",
+    columns=("email", *COMPANY_PERSON_FIELDS.values(), "skip_reason"),
+)
+
+
+def _json_value(value: Any) -> Any:
+    """A warehouse value as JSON: NULL/NaN/NaT/NA → None, dates as YYYY-MM-DD, numbers and booleans as Python's."""
+    import pandas as pd  # rows come from pandas frames, so it is loaded already
+
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, dt.datetime | dt.date):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, Decimal):
+        return float(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def _mapped(row: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    if row.get("skip_reason"):
+        raise ValueError(str(row["skip_reason"]))
+    return {field: _json_value(row.get(column)) for field, column in fields.items()}
+
+
+def company_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The Company record for one program account."""
+    record = _mapped(row, COMPANY_FIELDS)
+    if not record[COMPANY_KEY_FIELD]:
+        raise ValueError("account has no name (Gainsight matches companies by Name)")
+    return record
+
+
+def person_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The People record for one recipient: the person by e-mail, with its association to the program account."""
+    association = _mapped(row, COMPANY_PERSON_FIELDS)
+    email = row.get("email")
+    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
+        raise ValueError(f"not an e-mail address: {email!r}")
+    return {"Email": email, "companies": [association]}
+
+
+def program_of(record: Mapping[str, Any]) -> str | None:
+    """The Customer Programs journey a Company or People record (as sent) belongs to."""
+    association = (record.get("companies") or [{}])[0]
+    return record.get("Customer_Program__gc") or association.get("Customer_Program__gc")
+
+
+@dataclass(frozen=True)
+class GainsightObject:
+    """One Gainsight write endpoint as the engine sees it."""
+
+    name: str
+    endpoint: str
+    to_payload: Callable[[Mapping[str, Any]], dict[str, Any]]
+    body: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    upsert: Callable[[GainsightClient, list[dict[str, Any]]], UpsertResult]
+
+
+COMPANIES = GainsightObject(
+    "gainsight_companies",
+    f"{COMPANY_UPSERT}?keys={COMPANY_KEY_FIELD}",
+    company_payload,
+    company_upsert_body,
+    GainsightClient.upsert_companies,
+)
+PEOPLE = GainsightObject(
+    "gainsight_people", PEOPLE_UPSERT, person_payload, people_upsert_body, GainsightClient.upsert_people
+)
+
+
+class GainsightDestination(ClientDestination[GainsightClient]):
+    """A Gainsight upsert endpoint: at most 50 records a call, paced by the client (about 100 calls a minute)."""
+
+    max_bytes = MAX_BODY_BYTES
+
+    def __init__(
+        self, client: GainsightClient | None, target: GainsightObject, *, max_records: int = MAX_RECORDS_PER_CALL
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.name = target.name
+        self.endpoint = target.endpoint
+        self.max_records = min(max_records, MAX_RECORDS_PER_CALL)
+
+    def envelope_bytes(self) -> int:
+        return envelope_size(self.target.body([]), "records")
+
+    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self.target.to_payload(row)
+
+    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.target.body(payloads)
+
+    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
+        result = self.target.upsert(self.require_client(), payloads)
+        return BatchOutcome(rejected_at=result.failed)

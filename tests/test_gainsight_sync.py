@@ -1,0 +1,257 @@
+"""The Gainsight syncs end to end: the shared sync engine + Gainsight client against the loopback emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from marketing_pipelines.clients._http import ApiError, RetryPolicy
+from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, PEOPLE_UPSERT, GainsightClient
+from marketing_pipelines.defs.gainsight.resources import GainsightResource
+from marketing_pipelines.devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
+from marketing_pipelines.sync import run_sync
+from marketing_pipelines.sync.gainsight import (
+    COMPANIES,
+    COMPANY_AUDIENCE,
+    PEOPLE,
+    PERSON_AUDIENCE,
+    GainsightDestination,
+    GainsightObject,
+)
+from marketing_pipelines.warehouse import DuckDBWarehouse
+
+ACCESS_KEY = "gs-access-0123456789abcdef"
+ACCOUNTS = 120
+#: A small tenant limit so pacing shows in a second or two: 4 calls in any 0.5 s.
+CALLS, WINDOW = 4, 0.5
+FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+def companies(n: int, *, program: str = "enablement", skip: dict[int, str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "account_id": 60_000_000 + i,
+                "account_name": f"Company {i:04d}",
+                "carr": 1000.0 * i,
+                "technical_account_manager": None,
+                "account_owner_team": "EMEA",
+                "products_purchased": "SaaS - Premium",
+                "deployment_type": "SaaS",
+                "support_level": "Standard",
+                "program": program,
+                "account_created_on": pd.Timestamp("2025-01-01") + pd.Timedelta(days=i),
+                "renewal_date": pd.Timestamp("2027-01-01"),
+                "skip_reason": (skip or {}).get(i),
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def recipients(n: int) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        for email, role, reason in (
+            (f"admin{i}@example.com", "GitLab Admin", "gitlab_admin"),
+            (f"owner{i}@example.com", "Owner", "saas_owner"),
+        ):
+            rows.append(
+                {
+                    "recipient_key": f"{60_000_000 + i}:{email}",
+                    "account_id": 60_000_000 + i,
+                    "account_name": f"Company {i:04d}",
+                    "email": email,
+                    "role": role,
+                    "recipient_reason": reason,
+                    "receives_surveys": reason == "gitlab_admin",
+                    "program": "enablement",
+                    "skip_reason": None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> DuckDBWarehouse:
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    warehouse.write_frame("audiences", "gainsight_program_companies", companies(ACCOUNTS), replace=True)
+    warehouse.write_frame("audiences", "gainsight_program_recipients", recipients(ACCOUNTS), replace=True)
+    return warehouse
+
+
+def emulator(**kwargs) -> GainsightEmulator:
+    return GainsightEmulator(access_key=ACCESS_KEY, calls_per_window=CALLS, window_seconds=WINDOW, **kwargs)
+
+
+def sync(warehouse: DuckDBWarehouse, emu: GainsightEmulator | None, target: GainsightObject = COMPANIES, **kw):
+    client = (
+        GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=CALLS, window_seconds=WINDOW, retry=FAST_RETRY)
+        if emu
+        else None
+    )
+    audience = COMPANY_AUDIENCE if target is COMPANIES else PERSON_AUDIENCE
+    destination = GainsightDestination(client, target, **kw)
+    try:
+        return run_sync(warehouse, audience, destination, dry_run=client is None, run_id="test-run")
+    finally:
+        if client is not None:
+            client.close()
+
+
+def test_companies_go_out_in_calls_of_at_most_fifty_records(warehouse):
+    with emulator() as emu:
+        report = sync(warehouse, emu)
+    assert (report.considered, report.sent, report.accepted, report.rejected) == (ACCOUNTS, ACCOUNTS, ACCOUNTS, 0)
+    assert emu.records_per_call == [50, 50, 20]
+    assert emu.records_received[COMPANY_UPSERT] == ACCOUNTS == len(emu.companies)
+    stored = emu.companies["Company 0007"]
+    assert stored["GitLab_Account_ID__gc"] == 60_000_007 and stored["Arr"] == 7000.0
+    assert stored["Customer_Program__gc"] == "enablement" and stored["OriginalContractDate"] == "2025-01-08"
+
+
+def test_the_tenant_call_rate_holds_over_many_calls_and_the_emulator_never_throttles(warehouse):
+    with emulator() as emu:
+        report = sync(warehouse, emu, max_records=10)
+        busiest = emu.max_accepted_in_any_window(TENANT_WINDOW)
+    assert report.requests == 12 and report.accepted == ACCOUNTS
+    assert busiest <= CALLS
+    assert emu.status_counts[429] == 0 and report.retries == 0
+
+
+def test_a_client_that_ignores_the_limit_gets_plain_text_429s_from_the_emulator(warehouse):
+    with emulator() as emu:
+        greedy = GainsightClient(
+            ACCESS_KEY, emu.base_url, calls_per_window=1000, window_seconds=WINDOW, retry=RetryPolicy(max_retries=0)
+        )
+        with pytest.raises(ApiError) as raised:
+            for _ in range(CALLS + 1):
+                greedy.upsert_companies([{"Name": "Acme"}])
+    assert raised.value.status_code == 429 and "Too Many Requests" in raised.value.body_excerpt
+
+
+def test_a_call_of_more_than_fifty_records_is_refused_by_client_and_emulator():
+    with emulator() as emu:
+        client = GainsightClient(ACCESS_KEY, emu.base_url)
+        with pytest.raises(ValueError, match="at most 50"):
+            client.upsert_companies([{"Name": f"C{i}"} for i in range(51)])
+        with pytest.raises(ApiError) as raised:
+            client.request_json("PUT", COMPANY_UPSERT, {"records": [{"Name": f"C{i}"} for i in range(51)]},
+                                params={"keys": "Name"})  # fmt: skip
+    assert raised.value.status_code == 400 and "at most 50" in raised.value.body_excerpt
+    assert emu.companies == {}
+
+
+def test_throttling_and_server_errors_are_retried_until_every_company_is_written_once(warehouse):
+    with emulator(fault_rates={"429": 0.3, "500": 0.2}, seed=5) as emu:
+        report = sync(warehouse, emu, max_records=10)
+    assert report.accepted == ACCOUNTS and report.rejected == 0
+    assert report.retries == emu.fault_counts["429"] + emu.fault_counts["500"] > 0
+    assert len(emu.companies) == ACCOUNTS
+
+
+def test_rejected_records_are_recorded_with_gainsights_reason_and_retried_next_run(warehouse):
+    invalid = {"Company 0003", "Company 0077"}
+    with emulator(invalid_company_names=invalid) as emu:
+        first = sync(warehouse, emu)
+        rejections = warehouse.query("select record_key, reason, resolved from ops.sync_rejections order by 1")
+        emu.invalid_company_names.clear()
+        emu.reset()
+        second = sync(warehouse, emu)
+    assert (first.accepted, first.rejected) == (ACCOUNTS - 2, 2)
+    assert [(key, resolved) for key, _, resolved in rejections] == [("60000003", False), ("60000077", False)]
+    assert all(reason.startswith("GS_2502: company 'Company 00") for _, reason, _ in rejections)
+    assert (second.sent, second.accepted) == (2, 2) and set(emu.companies) == invalid
+    assert warehouse.query("select count(*) from ops.sync_rejections where not resolved") == [(0,)]
+
+
+def test_a_rerun_with_nothing_changed_sends_nothing_and_a_change_sends_only_it(warehouse):
+    with emulator() as emu:
+        sync(warehouse, emu)
+        sync(warehouse, emu, PEOPLE)
+        calls = sum(emu.requests_by_path.values())
+        quiet = [sync(warehouse, emu), sync(warehouse, emu, PEOPLE)]
+        assert sum(emu.requests_by_path.values()) == calls
+        changed = companies(ACCOUNTS)
+        changed.loc[5, "program"] = "retention"
+        warehouse.write_frame("audiences", "gainsight_program_companies", changed, replace=True)
+        again = sync(warehouse, emu)
+    assert [(r.sent, r.requests) for r in quiet] == [(0, 0), (0, 0)]
+    assert quiet[1].unchanged == 2 * ACCOUNTS
+    assert (again.sent, again.requests) == (1, 1)
+    assert emu.companies["Company 0005"]["Customer_Program__gc"] == "retention"
+
+
+def test_people_are_associated_with_their_company_and_need_it_to_exist_first(warehouse):
+    with emulator() as emu:
+        early = sync(warehouse, emu, PEOPLE)
+        sync(warehouse, emu)
+        late = sync(warehouse, emu, PEOPLE)
+    assert early.rejected == 2 * ACCOUNTS and early.accepted == 0
+    reason = warehouse.query("select reason from ops.sync_rejections where destination = 'gainsight_people' limit 1")
+    assert reason[0][0].startswith("GS_3503: no Company named")
+    assert late.accepted == 2 * ACCOUNTS
+    association = emu.company_people[("admin4@example.com", "Company 0004")]
+    assert association == {
+        "Company_ID": "Company 0004",
+        "Role__gc": "GitLab Admin",
+        "Recipient_Reason__gc": "gitlab_admin",
+        "Receives_Surveys__gc": True,
+        "Customer_Program__gc": "enablement",
+    }
+    assert emu.company_people[("owner4@example.com", "Company 0004")]["Receives_Surveys__gc"] is False
+
+
+def test_rows_with_a_skip_reason_are_rejected_with_it_and_the_rest_are_sent(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "skips.duckdb")
+    skips = {2: "CARR is negative: -5", 9: "unknown deployment type: Dedicated"}
+    warehouse.write_frame("audiences", "gainsight_program_companies", companies(20, skip=skips), replace=True)
+    with emulator() as emu:
+        report = sync(warehouse, emu)
+    assert (report.accepted, report.rejected) == (18, 2)
+    rejections = dict(warehouse.query("select record_key, reason from ops.sync_rejections"))
+    assert rejections == {"60000002": "invalid record: CARR is negative: -5",
+                          "60000009": "invalid record: unknown deployment type: Dedicated"}  # fmt: skip
+    assert "Company 0002" not in emu.companies and len(emu.companies) == 18
+
+
+def test_dry_run_writes_bodies_of_at_most_fifty_records_to_the_outbox_and_marks_nothing_synced(warehouse):
+    report = sync(warehouse, None, PEOPLE)
+    assert report.mode == "dry-run" and report.sent == 2 * ACCOUNTS and report.requests == 5
+    rows = warehouse.query("select endpoint, body from ops.outbox")
+    bodies = [json.loads(body) for _, body in rows]
+    assert {endpoint for endpoint, _ in rows} == {PEOPLE_UPSERT}
+    assert max(len(body["records"]) for body in bodies) == 50
+    assert all(body["lookups"]["Company_ID"]["objectName"] == "Company" for body in bodies)
+    assert warehouse.query("select count(*) from ops.sync_state") == [(0,)]
+
+
+def test_the_access_key_never_appears_in_errors_logs_or_the_outbox(warehouse, caplog):
+    caplog.set_level(logging.DEBUG)
+    with GainsightEmulator(access_key="another-key") as emu, pytest.raises(ApiError) as raised:
+        sync(warehouse, emu)
+    assert raised.value.status_code == 401 and emu.requests_by_path[COMPANY_UPSERT] == 1, "a 401 is not retried"
+    sync(warehouse, None)
+    assert ACCESS_KEY not in str(raised.value) + repr(raised.value) + caplog.text
+    assert ACCESS_KEY not in warehouse.query("select string_agg(body, '') from ops.outbox")[0][0]
+
+
+def test_resource_reads_its_settings_when_the_run_starts(monkeypatch):
+    monkeypatch.delenv("GAINSIGHT_ACCESS_KEY", raising=False)
+    resource = GainsightResource()
+    assert resource.is_dry_run and resource.get_client() is None
+    monkeypatch.setenv("GAINSIGHT_ACCESS_KEY", ACCESS_KEY)
+    monkeypatch.delenv("GAINSIGHT_BASE_URL", raising=False)
+    with pytest.raises(dg.Failure, match="GAINSIGHT_BASE_URL"):
+        resource.get_client()
+    monkeypatch.setenv("GAINSIGHT_BASE_URL", "http://127.0.0.1:9")
+    client = resource.get_client()
+    assert client is not None and client.base_url == "http://127.0.0.1:9" and client.limiter.capacity == 100
+    assert resource.get_client().limiter is client.limiter, "both syncs of a run share the tenant's call budget"
+    with pytest.raises(ValueError):
+        GainsightResource(records_per_call=51)
