@@ -89,14 +89,24 @@ def generate(work: Path, users: int, env: dict[str, str], log: Path) -> dict[str
 
 
 def plain_dbt_build(work: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Plain dbt on copies of the generated warehouse: one `dbt build`, and the same two builds the pipeline runs
+    (marts, then audiences; the blocking rule checks sit between them in Dagster)."""
+    from marketing_pipelines.defs.transform.assets import AUDIENCES_SELECTION
+
     database = work / "plain.duckdb"
+    build = [tool("dbt"), "build", "--profiles-dir", "."]
+    db_env = {**env, "DUCKDB_PATH": str(database)}
     shutil.copyfile(work / "generated.duckdb", database)
-    seconds, rss = run_measured(
-        [tool("dbt"), "build", "--profiles-dir", "."],
-        env={**env, "DUCKDB_PATH": str(database)}, cwd=DBT_PROJECT_DIR, log=log,
-    )  # fmt: skip
+    single, rss = run_measured(build, env=db_env, cwd=DBT_PROJECT_DIR, log=log)
+    shutil.copyfile(work / "generated.duckdb", database)
+    marts, _ = run_measured([*build, "--exclude", AUDIENCES_SELECTION], env=db_env, cwd=DBT_PROJECT_DIR, log=log)
+    audiences, _ = run_measured([*build, "--select", AUDIENCES_SELECTION], env=db_env, cwd=DBT_PROJECT_DIR, log=log)
     database.unlink()
-    return {"plain_dbt_build_seconds": round(seconds, 1), "plain_dbt_peak_rss_mb": rss}
+    return {
+        "plain_dbt_build_seconds": round(single, 1),
+        "plain_dbt_two_builds_seconds": round(marts + audiences, 1),
+        "plain_dbt_peak_rss_mb": rss,
+    }
 
 
 def step_seconds(home: Path) -> dict[str, float]:
@@ -407,7 +417,11 @@ def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: i
         for name, stage in stages:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             results.update(stage())
+    # Dagster's two dbt steps over the same two plain builds; and over one plain build (the cost of the split too)
     results["orchestration_overhead_ratio"] = round(
+        results["dagster_dbt_steps_seconds"] / results["plain_dbt_two_builds_seconds"], 3
+    )
+    results["dagster_dbt_over_single_build_ratio"] = round(
         results["dagster_dbt_steps_seconds"] / results["plain_dbt_build_seconds"], 3
     )
     print("bench: sensor tick ...", file=sys.stderr, flush=True)
