@@ -302,7 +302,7 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
     from marketing_pipelines.sample_data import generate, write_sample_data
 
     warehouse_path = tmp_path / "warehouse.duckdb"
-    write_sample_data(generate(users=300, seed=3), warehouse_path, tmp_path / "unused-landing")
+    write_sample_data(generate(users=300, seed=3), DuckDBWarehouse(warehouse_path), tmp_path / "unused-landing")
     landing = tmp_path / "landing"
     lines = [line(event("e2e-1")), "{broken", line(event("e2e-2", companyNamespace=False))]
     write(landing, "free_registrations", "f.jsonl", "\n".join(lines) + "\n")

@@ -109,14 +109,15 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
     quarantine = pd.DataFrame(bad, columns=list(QUARANTINE_COLUMNS))
     (before,) = warehouse.query(f"select count(*) from {table}")[0]
     cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in EVENT_COLUMNS.items())
+    quarantine_columns = ", ".join(QUARANTINE_COLUMNS)
     warehouse.execute(
         [
-            f"""insert into {table} by name
+            f"""insert into {table} ({", ".join(EVENT_COLUMNS)})
             select {cast_columns} from _events as incoming
             where not exists (select 1 from {table} as loaded where loaded.event_id = incoming.event_id)
-            qualify row_number() over (partition by event_id order by line_number) = 1""",
-            f"""insert into {QUARANTINE} by name
-            select * from _quarantine as incoming
+            qualify row_number() over (partition by incoming.event_id order by incoming.line_number) = 1""",
+            f"""insert into {QUARANTINE} ({quarantine_columns})
+            select {quarantine_columns} from _quarantine as incoming
             where not exists (
                 select 1 from {QUARANTINE} as q
                 where q.file = incoming.file and q.line_number = incoming.line_number

@@ -6,7 +6,8 @@ renamed as (
     select
         cast(account_id as bigint) as account_id,
         account_name,
-        {{ dbt.safe_cast('carr', api.Column.translate_type('float')) }} as carr,
+        {#- Snowflake's TRY_CAST only takes strings: cast to text first (a no-op for text, valid everywhere). -#}
+        {{ dbt.safe_cast(dbt.cast('carr', dbt.type_string()), api.Column.translate_type('float')) }} as carr,
         nullif(trim(technical_account_manager), '') as technical_account_manager,
         account_owner_team,
         products_purchased,
