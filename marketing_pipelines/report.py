@@ -7,13 +7,12 @@ import os
 import sys
 from collections import Counter
 
-from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
-from marketing_pipelines.warehouse import DuckDBWarehouse
+from marketing_pipelines.warehouse import Warehouse
 
 REPORTED_SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
 
 
-def print_program_counts(warehouse: DuckDBWarehouse) -> None:
+def print_program_counts(warehouse: Warehouse) -> None:
     """Customer Programs per lifecycle program: accounts, recipients, skipped rows, and what the last syncs sent."""
     from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, program_of
 
@@ -45,20 +44,26 @@ def print_program_counts(warehouse: DuckDBWarehouse) -> None:
 
 
 def main() -> int:
-    path = resolve_project_path(os.environ.get("DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
-    warehouse = DuckDBWarehouse(path)
-    if not warehouse.path.exists():
-        print(f"No warehouse at {warehouse.path}: run `make run` first.", file=sys.stderr)
+    from marketing_pipelines.defs.resources import WarehouseResource
+
+    with WarehouseResource().get_warehouse() as warehouse:
+        return report(warehouse)
+
+
+def report(warehouse: Warehouse) -> int:
+    """Print every table of the project's schemas with its row count, and the latest destination syncs."""
+    if not warehouse.table_exists("raw", "crm_persons"):
+        print(f"No raw data in {warehouse.describe()}: run `make run` first.", file=sys.stderr)
         return 1
     placeholders = ", ".join("?" for _ in REPORTED_SCHEMAS)
-    tables = warehouse.query(
-        "select table_schema, table_name from information_schema.tables "
-        f"where table_schema in ({placeholders}) and (table_type = 'BASE TABLE' or table_schema = 'audiences') "
-        "order by 1, 2",
+    tables = warehouse.query(  # lower(): Snowflake stores unquoted names upper-case
+        "select lower(table_schema), lower(table_name) from information_schema.tables "
+        f"where lower(table_schema) in ({placeholders}) "
+        "and (table_type = 'BASE TABLE' or lower(table_schema) = 'audiences') order by 1, 2",
         list(REPORTED_SCHEMAS),
     )
     counts = warehouse.row_counts(tables)
-    print(f"\nWarehouse: {warehouse.path.resolve()} (DuckDB)")
+    print(f"\nWarehouse: {warehouse.describe()}")
     for schema, table in tables:
         print(f"  {schema}.{table:<42} {counts[(schema, table)]:>10,} rows")
     if warehouse.table_exists("ops", "sync_runs"):

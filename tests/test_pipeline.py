@@ -15,7 +15,7 @@ from marketing_pipelines.warehouse import DuckDBWarehouse
 def pipeline(tmp_path_factory: pytest.TempPathFactory):
     root: Path = tmp_path_factory.mktemp("pipeline")
     warehouse = DuckDBWarehouse(root / "warehouse.duckdb")
-    write_sample_data(generate(users=600, seed=7), warehouse.path, root / "landing")
+    write_sample_data(generate(users=600, seed=7), warehouse, root / "landing")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DUCKDB_PATH", str(warehouse.path))
         patch.setenv("MARKETING_WAREHOUSE", "duckdb")

@@ -23,6 +23,7 @@ from marketing_pipelines.sample_data.generator import (
     load_initial_sources,
 )
 from marketing_pipelines.sample_data.loader import warehouse_is_empty
+from marketing_pipelines.warehouse import DuckDBWarehouse
 
 AS_OF = dt.date(2026, 11, 20)
 USERS = 500
@@ -192,9 +193,9 @@ def test_event_files_contain_valid_and_malformed_lines(data: SampleData) -> None
 
 def test_write_sample_data_creates_raw_tables_with_the_returned_counts(data: SampleData, tmp_path: Path) -> None:
     db, landing = tmp_path / "warehouse.duckdb", tmp_path / "landing"
-    assert warehouse_is_empty(db)
-    counts = write_sample_data(data, db, landing)
-    assert not warehouse_is_empty(db)
+    assert warehouse_is_empty(DuckDBWarehouse(db))
+    counts = write_sample_data(data, DuckDBWarehouse(db), landing)
+    assert not warehouse_is_empty(DuckDBWarehouse(db))
     with duckdb.connect(str(db), read_only=True) as con:
         for name in TABLE_NAMES:
             [(rows,)] = con.execute(f"select count(*) from raw.{name}").fetchall()
@@ -217,11 +218,11 @@ def test_write_sample_data_creates_raw_tables_with_the_returned_counts(data: Sam
 
 
 def test_write_sample_data_refuses_to_overwrite_without_replace(data: SampleData, tmp_path: Path) -> None:
-    db, landing = tmp_path / "warehouse.duckdb", tmp_path / "landing"
-    write_sample_data(data, db, landing)
+    warehouse, landing = DuckDBWarehouse(tmp_path / "warehouse.duckdb"), tmp_path / "landing"
+    write_sample_data(data, warehouse, landing)
     with pytest.raises(FileExistsError):
-        write_sample_data(data, db, landing)
-    assert write_sample_data(data, db, landing, replace=True)["crm_persons"] == len(data.crm_persons)
+        write_sample_data(data, warehouse, landing)
+    assert write_sample_data(data, warehouse, landing, replace=True)["crm_persons"] == len(data.crm_persons)
 
 
 def test_cli_with_if_empty_does_not_rewrite_an_existing_warehouse(
@@ -247,5 +248,5 @@ def test_cli_reads_default_paths_from_the_environment(tmp_path: Path, monkeypatc
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "env.duckdb"))
     monkeypatch.setenv("LANDING_DIR", str(tmp_path / "env_landing"))
     assert main(["--users", "200", "--as-of", "2026-11-20"]) == 0
-    assert not warehouse_is_empty(tmp_path / "env.duckdb")
+    assert not warehouse_is_empty(DuckDBWarehouse(tmp_path / "env.duckdb"))
     assert any((tmp_path / "env_landing" / "trial_signups").glob("*.jsonl"))

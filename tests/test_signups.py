@@ -305,7 +305,7 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
     from marketing_pipelines.sample_data import generate, write_sample_data
 
     warehouse_path = tmp_path / "warehouse.duckdb"
-    write_sample_data(generate(users=300, seed=3), warehouse_path, tmp_path / "unused-landing")
+    write_sample_data(generate(users=300, seed=3), DuckDBWarehouse(warehouse_path), tmp_path / "unused-landing")
     run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
     landing = tmp_path / "landing"
     trials = [line(event(f"e2e-t{i}")) for i in range(3)]

@@ -140,28 +140,26 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
                 "file_sha256": report.file_sha256,
                 "kind": kind,
                 "lines_read": report.lines_read,
-                "loaded": None,  # filled in below, once the insert has run in the same transaction
-                "duplicates": None,
                 "quarantined": report.quarantined,
                 "ingested_at": now,
             }
-        ],
-        columns=list(INGESTED_FILES_COLUMNS),
-    )
+        ]
+    )  # loaded and duplicates are counted by the insert itself, in the same transaction
     cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in EVENT_COLUMNS.items())
+    quarantine_columns = ", ".join(QUARANTINE_COLUMNS)
     warehouse.execute(
         [
-            f"""insert into {table} by name
+            f"""insert into {table} ({", ".join(EVENT_COLUMNS)})
             select {cast_columns} from _events as incoming
             where not exists (select 1 from {table} as loaded where loaded.event_id = incoming.event_id)
-            qualify row_number() over (partition by event_id order by line_number) = 1""",
-            f"""insert into {QUARANTINE} by name
-            select * from _quarantine as incoming
+            qualify row_number() over (partition by incoming.event_id order by incoming.line_number) = 1""",
+            f"""insert into {QUARANTINE} ({quarantine_columns})
+            select {quarantine_columns} from _quarantine as incoming
             where not exists (
                 select 1 from {QUARANTINE} as q
                 where q.file_sha256 = incoming.file_sha256 and q.line_number = incoming.line_number
             )""",
-            f"""insert into {INGESTED_FILES} by name
+            f"""insert into {INGESTED_FILES} ({", ".join(INGESTED_FILES_COLUMNS)})
             select
                 file, file_sha256, kind, lines_read,
                 (select count(*) from {table}) - {int(before)} as loaded,

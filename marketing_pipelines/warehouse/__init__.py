@@ -2,5 +2,6 @@
 
 from marketing_pipelines.warehouse.base import Warehouse
 from marketing_pipelines.warehouse.duckdb import DuckDBWarehouse
+from marketing_pipelines.warehouse.snowflake import SnowflakeWarehouse
 
-__all__ = ["DuckDBWarehouse", "Warehouse"]
+__all__ = ["DuckDBWarehouse", "SnowflakeWarehouse", "Warehouse"]

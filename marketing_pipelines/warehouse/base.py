@@ -13,10 +13,26 @@ if TYPE_CHECKING:  # pandas is imported where it is used: loading the definition
 class Warehouse(abc.ABC):
     """Read and write access to the warehouse behind the dbt project.
 
-    Implementations open connections lazily: constructing one never touches the network or a file.
+    Implementations open connections lazily: constructing one never touches the network or a file. Result
+    columns are lower-case and unquoted names resolve the same way on every engine. ``close()`` (or ``with``)
+    releases a session an implementation keeps open.
     """
 
     kind: str
+
+    def describe(self) -> str:
+        """Where the data lives, for people (a file path, an account and database)."""
+        return self.kind
+
+    def close(self) -> None:
+        """Release any open session (a no-op for engines that connect per call)."""
+        return None
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -51,3 +67,24 @@ class Warehouse(abc.ABC):
             f"select '{s}' as schema_name, '{t}' as table_name, count(*) as n from {s}.{t}" for s, t in existing
         )
         return {(s, t): int(n) for s, t, n in self.query(sql)}
+
+
+def frame_columns_sql(frame: pd.DataFrame) -> str:
+    """Column definitions (``name type, ...``) for a table that holds ``frame``, from its Arrow types."""
+    import pyarrow as pa
+
+    def sql_type(arrow_type: pa.DataType) -> str:
+        if pa.types.is_boolean(arrow_type):
+            return "boolean"
+        if pa.types.is_integer(arrow_type):
+            return "bigint"
+        if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+            return "double"
+        if pa.types.is_timestamp(arrow_type):
+            return "timestamp"
+        if pa.types.is_date(arrow_type):
+            return "date"
+        return "varchar"
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    return ", ".join(f"{field.name} {sql_type(field.type)}" for field in schema)

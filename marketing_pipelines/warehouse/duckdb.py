@@ -31,6 +31,9 @@ class DuckDBWarehouse(Warehouse):
         self.path = Path(path)
         self.lock_wait_seconds = lock_wait_seconds
 
+    def describe(self) -> str:
+        return f"{self.path.resolve()} (DuckDB)"
+
     @contextlib.contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting (with jittered backoff) while another process holds its lock."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
+from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_KINDS, WAREHOUSE_POOL
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.paths import DEFAULT_LANDING_DIR, resolve_project_path
 from marketing_pipelines.signups.tables import EVENT_TABLES
@@ -101,7 +101,7 @@ _DESCRIPTION = (
     key=TRIAL_SIGNUP_EVENTS_KEY,
     group_name="signups",
     owners=[OWNER],
-    kinds={"duckdb"},
+    kinds=WAREHOUSE_KINDS,
     pool=WAREHOUSE_POOL,
     description=_DESCRIPTION.format(what="trial signup events", kind="trial_signups", table="trial_signup_events"),
 )
@@ -115,7 +115,7 @@ def trial_signup_events(
     key=FREE_REGISTRATION_EVENTS_KEY,
     group_name="signups",
     owners=[OWNER],
-    kinds={"duckdb"},
+    kinds=WAREHOUSE_KINDS,
     pool=WAREHOUSE_POOL,
     description=_DESCRIPTION.format(
         what="free registration events", kind="free_registrations", table="free_registration_events"

@@ -12,7 +12,8 @@ renamed as (
         cast(account_id as bigint) as account_id,
         account_name,
         nullif(trim(cast(carr as {{ dbt.type_string() }})), '') as carr_text,
-        {{ dbt.safe_cast("nullif(trim(cast(carr as " ~ dbt.type_string() ~ ")), '')", 'double') }} as carr,
+        {#- Snowflake's TRY_CAST only takes strings: the argument is text on every engine. -#}
+        {{ dbt.safe_cast("nullif(trim(cast(carr as " ~ dbt.type_string() ~ ")), '')", api.Column.translate_type('float')) }} as carr,
         nullif(trim(technical_account_manager), '') as technical_account_manager,
         account_owner_team,
         products_purchased,
