@@ -84,10 +84,13 @@ def read_lines(path: str | Path, data: bytes) -> list[tuple[int, str | None, byt
     return lines
 
 
-def ingested_versions(warehouse: Warehouse) -> set[tuple[str, str]]:
-    """(path, SHA-256) of every file version already loaded."""
+def ingested_versions(warehouse: Warehouse, sha256: str | None = None) -> set[tuple[str, str]]:
+    """(path, SHA-256) of every file version already loaded (only those with content ``sha256``, when given)."""
     warehouse.execute(create_tables_sql())
-    return {(file, sha) for file, sha in warehouse.query(f"select file, file_sha256 from {INGESTED_FILES}")}
+    sql = f"select file, file_sha256 from {INGESTED_FILES}"
+    if sha256 is not None:
+        sql += f" where file_sha256 = '{int(sha256, 16):064x}'"  # a hex digest: never text to escape
+    return {(file, sha) for file, sha in warehouse.query(sql)}
 
 
 def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None = None) -> IngestReport:
@@ -103,7 +106,7 @@ def ingest_file(warehouse: Warehouse, path: str | Path, *, today: dt.date | None
     table = f"{RAW_SCHEMA}.{EVENT_TABLES[kind]}"
     data = path.read_bytes()
     report = IngestReport(file=str(path), table=table, file_sha256=hashlib.sha256(data).hexdigest())
-    if (str(path), report.file_sha256) in ingested_versions(warehouse):
+    if (str(path), report.file_sha256) in ingested_versions(warehouse, report.file_sha256):
         report.already_ingested = True
         return report
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
