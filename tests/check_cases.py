@@ -42,6 +42,8 @@ class Breakage:
     raw: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     tamper: Tamper | None = None
     stage: Literal["raw", "config", "python", "dbt"] = "raw"
+    unreachable: str = ""
+    """Why no raw row can break the rule (required for a tampering or a configuration breakage)."""
 
 
 @dataclass(frozen=True)
@@ -174,28 +176,30 @@ BREAKAGES: dict[str, Breakage] = {
         },
     ),
     "merged_contact_loses_oldest_source": Breakage(
-        "the merged contact 8 carries Demo instead of its set's oldest value Webcast. From raw rows in one build the "
-        "model and the check derive the same oldest value; they part only across builds (a version older than the "
-        "recorded one arriving later), so the built contact is changed instead",
+        "the merged contact 8 carries Demo instead of its set's oldest value Webcast",
         tamper=sql("update marts.marketing_contacts set initial_source = 'Demo' where person_id = 8"),
         stage="python",
+        unreachable=(
+            "within one build the model and the check derive the same oldest value from the same versions; they part "
+            "only across builds (a version older than the recorded one landing later), which one build cannot show"
+        ),
     ),
     "history_rewritten": Breakage(
         "after a passing evaluation recorded person 13's Initial Source (Partner), the history table is rewritten to "
-        "Webcast, as a hand-made full refresh would. The model appends only and never rewrites a row: raw rows "
-        "cannot do this",
+        "Webcast, as a hand-made full refresh would",
         raw={"crm_persons": [person(13, source="Partner")]},
         tamper=sql("update marts.initial_source_history set initial_source = 'Webcast' where person_id = 13"),
         stage="python",
+        unreachable="the history model appends only and never rewrites a row",
     ),
     "contact_outside_dimensions": Breakage(
-        "contact 2 carries the Initial Source Linkedin Ads and the status Recycled. The model takes both from the "
-        "dimension tables (unknown values become NULL), so no raw row reaches the mart with them",
+        "contact 2 carries the Initial Source Linkedin Ads and the status Recycled",
         tamper=sql(
             "update marts.marketing_contacts set initial_source = 'Linkedin Ads', lead_status = 'Recycled' "
             "where person_id = 2"
         ),
         stage="python",
+        unreachable="the model takes both values from the dimension tables (an unknown value becomes NULL)",
     ),
     # Iterable users
     "shared_email_one_opted_out": Breakage(
@@ -221,14 +225,16 @@ BREAKAGES: dict[str, Breakage] = {
         },
     ),
     "stale_as_of_date": Breakage(
-        f"the warehouse is built with as_of_date {AS_OF}, five months ago: the users of its two-month window are "
-        "older than two months today. No raw row can do it (the model keeps only users of the window)",
+        f"the warehouse is built with as_of_date {AS_OF}, five months ago (a backfill): the users of its two-month "
+        "window are older than two months today",
         stage="config",
+        unreachable="the model keeps only users created within two months of its reference date",
     ),
     "iterable_rejections": Breakage(
         "a real dry-run sync of the audience records the invalid e-mail as rejected in ops.sync_rejections",
         tamper=record_iterable_rejections,
         stage="python",
+        unreachable="the backlog is written by the sync, not landed: the real sync engine writes it here",
     ),
     # GitLab, Marketo raw keys
     "gitlab_bad_keys": Breakage(
@@ -277,22 +283,24 @@ BREAKAGES: dict[str, Breakage] = {
         },
     ),
     "sold_to_surveyed": Breakage(
-        "account 2's Sold-To fallback recipient is allowed surveys. The model allows surveys to GitLab Admins only, "
-        "and a GitLab Admin recipient always has an Admin contact with its e-mail: raw rows cannot do this",
+        "account 2's Sold-To fallback recipient is allowed surveys",
         tamper=sql(
             "update audiences.gainsight_program_recipients set receives_surveys = true "
             "where recipient_reason = 'sold_to_fallback'"
         ),
         stage="python",
+        unreachable=(
+            "the model allows surveys to GitLab Admin recipients only, and each has an Admin contact with its e-mail"
+        ),
     ),
     "recipient_reason_unknown": Breakage(
-        "account 1's GitLab Admin is listed for the reason 'marketing_lead'. The model sets the reason from the role "
-        "it selected the contact by: raw rows cannot do this",
+        "account 1's GitLab Admin is listed for the reason 'marketing_lead'",
         tamper=sql(
             "update audiences.gainsight_program_recipients set recipient_reason = 'marketing_lead' "
             "where person_id = 101"
         ),
         stage="python",
+        unreachable="the model sets the reason from the role or access level it selected the person by",
     ),
     # Signups
     "signup_bad_rows": Breakage(
@@ -305,8 +313,8 @@ BREAKAGES: dict[str, Breakage] = {
         },
     ),
     "personal_registration_sent": Breakage(
-        "a personal free registration (f5) lands; then the trial events view sends it, as if the model lost its "
-        "team-or-company filter. The view filters it out, so raw rows cannot put it there",
+        "a personal free registration (f5) lands, and the trial events view sends it as if it lost its "
+        "team-or-company filter",
         raw={"free_registration_events": [event("f5", company_namespace=False)]},
         tamper=append(
             "audiences.iterable_trial_events",
@@ -314,6 +322,7 @@ BREAKAGES: dict[str, Breakage] = {
             "from staging.stg_signups__free_registration_events where not is_company_namespace",
         ),
         stage="python",
+        unreachable="the view keeps only free registrations set up for a team or company",
     ),
 }
 
@@ -391,9 +400,10 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
 
 for _relation, (_why, _rows) in APPENDED_ROWS.items():
     BREAKAGES[f"appended:{_relation}"] = Breakage(
-        f"NULL, duplicate or out-of-range rows appended to {_relation}: {_why}",
+        f"NULL, duplicate or out-of-range rows appended to {_relation}",
         tamper=append(_relation, _rows),
         stage="dbt",
+        unreachable=_why,
     )
 
 

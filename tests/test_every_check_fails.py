@@ -152,6 +152,8 @@ def test_every_case_names_known_breakages_and_every_breakage_is_used():
     for name, breakage in BREAKAGES.items():
         assert breakage.why, name
         assert breakage.raw or breakage.tamper or breakage.stage == "config", f"{name} breaks nothing"
+        if breakage.tamper or breakage.stage == "config":
+            assert breakage.unreachable, f"{name} changes the built warehouse: say why no raw row can break the rule"
 
 
 def test_the_history_audit_was_recorded_by_a_passing_evaluation(evaluations):
