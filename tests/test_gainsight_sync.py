@@ -187,7 +187,8 @@ def test_a_rerun_with_nothing_changed_sends_nothing_and_a_change_sends_only_it(w
         again = sync(warehouse, emu)
     assert [(r.sent, r.requests) for r in quiet] == [(0, 0), (0, 0)]
     assert quiet[1].unchanged == 2 * ACCOUNTS
-    assert (again.sent, again.requests) == (1, 1)
+    # one request (a new client does not know the previous sync's calls in the tenant window: a 429 may be retried)
+    assert (again.sent, again.requests - again.retries) == (1, 1)
     assert emu.companies["Company 0005"]["Customer_Program__gc"] == "retention"
 
 
