@@ -75,6 +75,15 @@ def test_gainsight_syncs_sit_behind_the_blocking_recipient_checks(repository):
     checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
     assert checks["sold_to_never_surveyed"].blocking and checks["recipient_roles_valid"].blocking
     assert not checks["every_program_account_has_a_recipient"].blocking
+    companies = dg.AssetKey(["audiences", "gainsight_program_companies"])
+    for name, blocking in (
+        ("every_customer_account_in_a_program", True),
+        ("company_carr_matches_source", True),
+        ("account_has_several_sold_to_contacts", False),
+        ("account_carr_not_an_amount", False),
+    ):
+        assert checks[name].asset_key == companies and checks[name].blocking == blocking, name
+    assert companies in graph.get(dg.AssetKey("gainsight_company_sync")).parent_keys
     recipients = dg.AssetKey(["audiences", "gainsight_program_recipients"])
     assert checks["sold_to_never_surveyed"].asset_key == recipients
     for sync in ("gainsight_company_sync", "gainsight_person_sync"):

@@ -126,8 +126,28 @@ def test_gainsight_syncs_run_in_dry_run_and_seeded_bad_input_lands_in_the_reject
             skipped,
         )
         assert set(metadata["by_program"].value) <= {"onboarding", "enablement", "retention"}
+        assert set(metadata["by_segment"].value) == {"Tech Touch", "Scale", "CSM-Managed"}
     reasons = {reason for (reason,) in warehouse.query("select reason from ops.sync_rejections")}
-    assert {"invalid record: CARR is negative: -1250.00", "invalid record: CARR is not a number: n/a",
-            "invalid record: unknown deployment type: Dedicated"} <= reasons  # fmt: skip
-    assert any("ambiguous Sold-To fallback" in reason for reason in reasons)
-    assert "invalid record: contact has no e-mail address" in reasons
+    assert reasons == {"invalid record: unknown deployment type: Dedicated",
+                       "invalid record: contact has no e-mail address"}  # fmt: skip
+
+
+def test_every_customer_is_served_and_seeded_cs_problems_are_named_by_warn_checks(pipeline):
+    result, warehouse = pipeline
+    (accounts,) = warehouse.query("select count(*) from staging.stg_cs__accounts")[0]
+    (companies, tam) = warehouse.query(
+        "select count(*), count(technical_account_manager) from audiences.gainsight_program_companies"
+    )[0]
+    assert companies == accounts and tam > 0, "TAM accounts are served too (CSM-Managed)"
+    evaluations = {
+        event.event_specific_data.check_name: event.event_specific_data
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    for name in ("every_customer_account_in_a_program", "company_carr_matches_source"):
+        assert evaluations[name].passed, name
+    carr = evaluations["account_carr_not_an_amount"]
+    assert not carr.passed and carr.severity == dg.AssetCheckSeverity.WARN
+    assert {r["value"] for r in carr.metadata["sample_records"].value} == {"-1250.00", "n/a"}
+    several = evaluations["account_has_several_sold_to_contacts"]
+    assert not several.passed and several.metadata["failing_records"].value >= 1

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
+from decimal import Decimal
 from typing import Any, Self
 
 import httpx
@@ -33,9 +34,46 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+class _HasDecimal(Exception):
+    """Raised by the fast encoder on a Decimal: the body is encoded again by `_encode_exact`."""
+
+
+def _no_decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        raise _HasDecimal
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encode_exact(obj: Any) -> Iterator[str]:
+    """JSON text of `obj` with each Decimal written as a number with exactly its digits (never through a float)."""
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"{obj} is not a JSON number")
+        yield format(obj, "f")
+    elif isinstance(obj, Mapping):
+        yield "{"
+        for i, (key, value) in enumerate(obj.items()):
+            yield ("," if i else "") + json.dumps(str(key), ensure_ascii=False) + ":"
+            yield from _encode_exact(value)
+        yield "}"
+    elif isinstance(obj, list | tuple):
+        yield "["
+        for i, value in enumerate(obj):
+            yield "," if i else ""
+            yield from _encode_exact(value)
+        yield "]"
+    else:
+        yield json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps_compact(obj: Any) -> bytes:
-    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is. A Decimal (money)
+    is a JSON number with exactly its digits: `Decimal("972765.41")` is sent as `972765.41`."""
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_no_decimal)
+    except _HasDecimal:
+        text = "".join(_encode_exact(obj))
+    return text.encode("utf-8")
 
 
 class ApiError(Exception):

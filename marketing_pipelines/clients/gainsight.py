@@ -4,7 +4,7 @@
 - People upsert: `PUT /v1.0/api/people` with `{"records": [...], "lookups": {...}}`; each person carries its
   Company Person associations in `companies`, the company resolved by name through `lookups`.
 
-Gainsight documents (DESIGN 6a): header `Accesskey`, at most 50 records a write call, about 100 synchronous calls
+Gainsight documents: header `Accesskey`, at most 50 records a write call, about 100 synchronous calls
 a minute per tenant (a fixed window; one shared limiter paces every endpoint). Response shapes are assumed from
 Gainsight's public docs, which do not show partial failures in full: every reply is the envelope
 `{"result": bool, "errorCode", "errorDesc", "requestId", "data": {"count", "records": [...], "errors": [...]}}`,

@@ -7,12 +7,14 @@
 
 Standalone: `python -m marketing_pipelines.devtools.gainsight_emulator --port 8766 --access-key test`.
 
-What it enforces, as Gainsight documents it (DESIGN 6a): the `Accesskey` header (401 otherwise), at most 50 records
-a write call (400 otherwise), about 100 calls a minute per tenant across every path (429 with a plain-text body
-beyond; a sliding window, which is stricter than Gainsight's fixed one). Partial failures use the reply shape the
-client assumes (`data.errors[]` with the record `index`): a company without a `Name`, a non-numeric `Arr`, a person
-without a valid `Email`, a person whose company association names no known company, and any name or e-mail listed
-in `invalid_company_names` / `invalid_emails`. Faults (429, 500, slow) come from the shared loopback machinery.
+What it enforces, as Gainsight documents it: the `Accesskey` header (401 otherwise), at most 50 records a write call
+(400 otherwise), about 100 calls a minute per tenant across every path (429 with a plain-text body beyond; a
+sliding window, which is stricter than Gainsight's fixed one). Partial failures use the reply shape the client
+assumes (`data.errors[]` with the record `index`): a company without a `Name`, a non-numeric `Arr`, a
+`Customer_Segment__gc` outside its picklist (Tech Touch, Scale, CSM-Managed), a person without a valid `Email`, a
+person whose company association names no known company, and any name or e-mail listed in `invalid_company_names` /
+`invalid_emails`. Numbers are parsed as Decimal, so `companies` holds exactly the digits that were sent (`Arr`
+972765.41 is `Decimal("972765.41")`). Faults (429, 500, slow) come from the shared loopback machinery.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import argparse
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT
 from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
+from marketing_pipelines.sync.gainsight import SEGMENTS
 
 TENANT_WINDOW = "*"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -38,6 +42,7 @@ class GainsightEmulator(LoopbackEmulator):
 
     key_header = "Accesskey"
     server_name = "GainsightEmulator"
+    parse_float = Decimal
 
     def __init__(
         self,
@@ -126,8 +131,11 @@ class GainsightEmulator(LoopbackEmulator):
         if name in self.invalid_company_names:
             raise BadRequest(f"GS_2502 company {name!r} failed validation")
         arr = record.get("Arr")
-        if arr is not None and (isinstance(arr, bool) or not isinstance(arr, int | float)):
+        if arr is not None and (isinstance(arr, bool) or not isinstance(arr, int | float | Decimal)):
             raise BadRequest(f"GS_2503 Arr must be a number, not {arr!r}")
+        segment = record.get("Customer_Segment__gc")
+        if segment is not None and segment not in SEGMENTS:
+            raise BadRequest(f"GS_2504 Customer_Segment__gc {segment!r} is not a picklist value")
         gsid = str(uuid.uuid5(GSID_NAMESPACE, f"Company:{name}"))
         self.companies[name] = {**self.companies.get(name, {}), **record, "Gsid": gsid}
         return {"Name": name, "Gsid": gsid}

@@ -42,6 +42,8 @@ class LoopbackEmulator:
 
     key_header = "Api-Key"
     server_name = "LoopbackEmulator"
+    #: How JSON numbers with a fraction are parsed (`Decimal` keeps exactly the digits the client sent).
+    parse_float: Any = float
 
     def __init__(
         self,
@@ -261,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(emu.slow_seconds)
 
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_float=emu.parse_float)
         except ValueError:
             self._error(400, "BadJsonBody", "could not parse the request body as JSON")
             return

@@ -60,7 +60,9 @@ CASE_VARIANT_INITIAL_SOURCES: tuple[str, ...] = (
     "TRIAL - ENTERPRISE",
 )
 UNKNOWN_STATUSES: tuple[str, ...] = ("Working", "Recycled", "Contacted", "Open")
-#: Customer-programs bad input (seed 002/004 data): one account or contact each, skipped from the Gainsight push.
+#: Customer Programs bad input: one account or contact each. A CARR that is not a usable amount is left out (the
+#: account is still served) and named by a WARN check, as are two Sold-To contacts without an Admin (both receive);
+#: an unknown deployment type and a contact without an e-mail are skipped from the Gainsight push.
 CS_VIOLATION_KINDS: tuple[str, ...] = (
     "cs_negative_carr",
     "cs_text_carr",
@@ -277,7 +279,7 @@ def _source_weights(sources: pd.DataFrame) -> np.ndarray:
 
 
 def _seed_cs_violations(accounts: pd.DataFrame, contacts: pd.DataFrame) -> dict[str, list[int]]:
-    """Break a few accounts without a TAM (so they are in a digital program) in place; returns their ids.
+    """Break a few accounts without a TAM (Tech Touch or Scale) in place; returns their ids.
 
     Account kinds list account ids, `cs_contact_without_email` lists the person id. Selection is by position,
     not by the random generator, so the rest of the data set stays as it was.
@@ -291,7 +293,7 @@ def _seed_cs_violations(accounts: pd.DataFrame, contacts: pd.DataFrame) -> dict[
     with_admin = [a for a in digital if admins.get(a, 0) > 0]
     fallback = [a for a in digital if admins.get(a, 0) == 0 and sold_to.get(a, 0) == 1 and others.get(a, 0) > 0]
     chosen: dict[str, list[int]] = {kind: [] for kind in CS_VIOLATION_KINDS}
-    if fallback:  # a second Sold-To on an account without a GitLab Admin: the fallback recipient is ambiguous
+    if fallback:  # a second Sold-To on an account without a GitLab Admin: both receive, the account is named
         account = fallback[0]
         row = contacts.index[(contacts["account_id"] == account) & ~contacts["gitlab_role"].isin(["Sold-To"])][0]
         contacts.loc[row, "gitlab_role"] = "Sold-To"

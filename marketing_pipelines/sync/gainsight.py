@@ -2,8 +2,9 @@
 with a Company Person association (role, reason, program, surveys). Mostly configuration: which audience columns
 become which Gainsight fields; the engine does the diffing, batching, rejections, run history and dry-run.
 
-A row the audience marks with a `skip_reason` (bad input: no e-mail, two Sold-To contacts, a negative or text CARR,
-an unknown deployment type) is never sent: it is recorded in `ops.sync_rejections` with that reason.
+A row the audience marks with a `skip_reason` (bad input: no e-mail, an unknown deployment type) is never sent: it
+is recorded in `ops.sync_rejections` with that reason. Money is exact: CARR is sent as a JSON number with exactly its
+digits (a Decimal, encoded by `dumps_compact`), never through a binary float.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestin
 #: Gainsight documents no body limit for these calls; 50 records stay far below this guard.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-#: Company field -> column of `audiences.gainsight_program_companies` (seed 002's filter fields and the program).
+#: Company field -> column of `audiences.gainsight_program_companies` (the filter fields of the Customer Digital
+#: Journey handbook, the segment and the program).
 COMPANY_FIELDS: Mapping[str, str] = {
     COMPANY_KEY_FIELD: "account_name",
     "GitLab_Account_ID__gc": "account_id",
     "Arr": "carr",
+    "Customer_Segment__gc": "segment",
     "Technical_Account_Manager__gc": "technical_account_manager",
     "Account_Owner_Team__gc": "account_owner_team",
     "Products_Purchased__gc": "products_purchased",
@@ -45,6 +48,10 @@ COMPANY_FIELDS: Mapping[str, str] = {
     "OriginalContractDate": "account_created_on",
     "RenewalDate": "renewal_date",
 }
+#: Company fields holding an amount of money (decimal(18,2) in the warehouse).
+MONEY_FIELDS = frozenset({"Arr"})
+#: The segments program creators filter on (Customer Programs handbook: "Tech Touch | Scale | CSM-Managed").
+SEGMENTS = ("Tech Touch", "Scale", "CSM-Managed")
 #: Company Person association field -> column of `audiences.gainsight_program_recipients`.
 COMPANY_PERSON_FIELDS: Mapping[str, str] = {
     "Company_ID": "account_name",
@@ -75,8 +82,24 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.strftime("%Y-%m-%d")
     if isinstance(value, Decimal):
-        return float(value)
+        return value
     return value.item() if hasattr(value, "item") else value
+
+
+def exact_money(value: Any) -> Decimal | None:
+    """An amount as an exact Decimal in cents, for a JSON number with exactly its digits.
+
+    A Decimal (DuckDB, or Snowflake with decimal fetching) keeps its digits. A float, from a driver that returns
+    NUMBER(18,2) as a double, goes through its shortest repr, which gives back the stored cents for amounts of up to
+    15 significant digits (below 10^13).
+    """
+    value = _json_value(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"not an amount: {value!r}")
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return amount.quantize(Decimal("0.01"))
 
 
 def _mapped(row: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
@@ -88,6 +111,8 @@ def _mapped(row: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]
 def company_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     """The Company record for one program account."""
     record = _mapped(row, COMPANY_FIELDS)
+    for field in MONEY_FIELDS:
+        record[field] = exact_money(record[field])
     if not record[COMPANY_KEY_FIELD]:
         raise ValueError("account has no name (Gainsight matches companies by Name)")
     return record

@@ -1,11 +1,12 @@
 {#-
-  The Gainsight Company records of the Customer Programs: one per account in the digital programs, with the seed
-  002 filter fields (CARR, TAM, account owner team, products purchased, deployment type, support level), the
-  lifecycle program and dates, and how many recipients it has. `skip_reason` marks bad input the sync rejects.
+  The Gainsight Company records of the Customer Programs: one per customer account (every customer is served), with
+  the filter fields program creators use (CARR, TAM, account owner team, products purchased, deployment type, support
+  level), the segment (Tech Touch, Scale, CSM-Managed), the lifecycle program and dates, and how many recipients it
+  has. CARR is exact (decimal(18,2)); NULL when the source value is not a usable amount (`carr_problem` says why).
+  `skip_reason` marks bad input the sync rejects.
 -#}
 with accounts as (
     select * from {{ ref('int_cs_program_accounts') }}
-    where is_in_digital_programs
 ),
 
 recipients as (
@@ -21,7 +22,9 @@ final as (
     select
         accounts.account_id,
         accounts.account_name,
+        accounts.segment,
         accounts.carr,
+        accounts.carr_problem,
         accounts.technical_account_manager,
         accounts.account_owner_team,
         accounts.products_purchased,

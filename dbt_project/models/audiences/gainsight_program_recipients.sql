@@ -1,18 +1,19 @@
 {#-
-  Who receives which Customer Programs e-mail journey (seeds 002, 004): one row per program account x person
-  (each account is in exactly one lifecycle program), with the reason the person was chosen:
+  Who receives which Customer Programs e-mail journey (Customer Programs handbook): one row per customer account x
+  person (every customer account is in exactly one lifecycle program and one segment), with the reason the person
+  was chosen:
     gitlab_admin      - the account's `GitLab Admin` contacts (there can be several): the primary recipients;
-    sold_to_fallback  - the `Sold-To` contact, only when the account has no GitLab Admin (web-direct purchases);
-                        never surveyed (no NPS/CSAT);
+    sold_to_fallback  - the `Sold-To` contacts, only when the account has no GitLab Admin (web-direct purchases);
+                        each of them when there are several (the `account_has_several_sold_to_contacts` check names
+                        those accounts); never surveyed (no NPS/CSAT);
     saas_owner        - on SaaS accounts, Owners of the account's namespace;
     saas_maintainer   - on SaaS accounts, Maintainers of it (Developers and below are not added).
   A person chosen for several reasons is listed once, with the first reason above. Only the GitLab Admin receives
-  surveys. Rows with bad input stay in the model with `skip_reason` (the sync records them as rejected):
-  no e-mail address, an ambiguous Sold-To fallback (two Sold-To contacts, no Admin), or an account-level problem.
+  surveys. Rows with bad input stay in the model with `skip_reason` (the sync records them as rejected): no e-mail
+  address, or an account-level problem (unknown deployment type).
 -#}
 with accounts as (
     select * from {{ ref('int_cs_program_accounts') }}
-    where is_in_digital_programs
 ),
 
 contacts as (
@@ -96,6 +97,7 @@ final as (
         ranked.recipient_reason,
         ranked.recipient_reason = 'gitlab_admin' as receives_surveys,
         accounts.program,
+        accounts.segment,
         accounts.carr,
         accounts.technical_account_manager,
         accounts.account_owner_team,
@@ -105,10 +107,6 @@ final as (
         case
             when accounts.account_skip_reason is not null then accounts.account_skip_reason
             when ranked.email is null then 'contact has no e-mail address'
-            when ranked.recipient_reason = 'sold_to_fallback' and accounts.sold_to_contact_count > 1
-                then 'ambiguous Sold-To fallback: the account has '
-                    || cast(accounts.sold_to_contact_count as {{ dbt.type_string() }})
-                    || ' Sold-To contacts and no GitLab Admin'
         end as skip_reason
     from ranked
     inner join accounts on ranked.account_id = accounts.account_id

@@ -1,11 +1,16 @@
 {#-
-  One row per customer account with its Customer Programs lifecycle stage (seeds 002, 004) and, when it cannot be
-  pushed, why. Program by lifecycle, first match wins:
+  One row per customer account with its Customer Programs segment and lifecycle stage (Customer Programs handbook,
+  Customer Digital Journey handbook) and, when it cannot be pushed, why. Every customer is in a program.
+  Segment ("segment specific journey - Tech Touch | Scale | CSM-Managed"), first match wins:
+    CSM-Managed - a TAM is assigned (`technical_account_manager` not empty);
+    Scale       - CARR >= `gainsight_scale_carr_threshold` (50000);
+    Tech Touch  - everything else, including accounts whose CARR is missing, not a number or negative.
+  Program by lifecycle, first match wins:
     onboarding  - the account became a customer fewer than `gainsight_onboarding_days` (90) days ago;
     retention   - its renewal date is within `gainsight_renewal_window_days` (120) days, or already past;
     enablement  - everything else (and accounts without dates).
-  TAM-managed accounts are served one-to-one and stay out of the digital programs unless
-  `gainsight_include_tam_accounts` is true.
+  A CARR that is not a number or negative is left out (`carr` NULL, `carr_problem` says why): the account is still
+  served; the `account_carr_not_an_amount` check names it.
 -#}
 with accounts as (
     select * from {{ ref('stg_cs__accounts') }}
@@ -37,8 +42,13 @@ final as (
     select
         lifecycle.account_id,
         lifecycle.account_name,
-        lifecycle.carr,
+        case when lifecycle.carr >= 0 then lifecycle.carr end as carr,
         lifecycle.carr_text,
+        case
+            when lifecycle.carr_text is not null and lifecycle.carr is null
+                then 'CARR is not a number: ' || lifecycle.carr_text
+            when lifecycle.carr < 0 then 'CARR is negative: ' || lifecycle.carr_text
+        end as carr_problem,
         lifecycle.technical_account_manager,
         lifecycle.account_owner_team,
         lifecycle.products_purchased,
@@ -52,17 +62,17 @@ final as (
         coalesce(contact_roles.admin_contact_count, 0) as admin_contact_count,
         coalesce(contact_roles.sold_to_contact_count, 0) as sold_to_contact_count,
         lifecycle.technical_account_manager is not null as is_tam_managed,
-        {% if var('gainsight_include_tam_accounts') %}true{% else %}lifecycle.technical_account_manager is null{% endif %}
-            as is_in_digital_programs,
+        case
+            when lifecycle.technical_account_manager is not null then 'CSM-Managed'
+            when lifecycle.carr >= {{ var('gainsight_scale_carr_threshold') }} then 'Scale'
+            else 'Tech Touch'
+        end as segment,
         case
             when lifecycle.account_age_days < {{ var('gainsight_onboarding_days') }} then 'onboarding'
             when lifecycle.days_to_renewal <= {{ var('gainsight_renewal_window_days') }} then 'retention'
             else 'enablement'
         end as program,
         case
-            when lifecycle.carr_text is not null and lifecycle.carr is null
-                then 'CARR is not a number: ' || lifecycle.carr_text
-            when lifecycle.carr < 0 then 'CARR is negative: ' || lifecycle.carr_text
             when lifecycle.deployment_type is null or lifecycle.deployment_type not in ('SaaS', 'Self-Managed')
                 then 'unknown deployment type: ' || coalesce(lifecycle.deployment_type, 'NULL')
         end as account_skip_reason

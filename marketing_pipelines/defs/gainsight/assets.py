@@ -27,14 +27,24 @@ def push_to_gainsight(
     audience: Audience,
     target: GainsightObject,
 ) -> dg.MaterializeResult:
-    """Sync one audience to one Gainsight object; metadata adds the audience's rows and skips per program."""
+    """Sync one audience to one Gainsight object; metadata adds the audience's rows and skips per program and
+    per segment."""
     destination = GainsightDestination(gainsight.get_client(), target, max_records=gainsight.records_per_call)
     report = push(context, warehouse, audience, destination)
-    rows = warehouse.get_warehouse().query(
-        f"select program, count(*), count(skip_reason) from {audience.table} group by program order by program"
+    counts = {
+        column: {
+            str(value): {"rows": int(n), "skipped": int(skipped)}
+            for value, n, skipped in warehouse.get_warehouse().query(
+                f"select {column}, count(*), count(skip_reason) from {audience.table} group by {column} order by 1"
+            )
+        }
+        for column in ("program", "segment")
+    }
+    return sync_result(
+        report,
+        by_program=dg.MetadataValue.json(counts["program"]),
+        by_segment=dg.MetadataValue.json(counts["segment"]),
     )
-    by_program = {program: {"rows": int(n), "skipped": int(skipped)} for program, n, skipped in rows}
-    return sync_result(report, by_program=dg.MetadataValue.json(by_program))
 
 
 @dg.asset(
@@ -45,11 +55,13 @@ def push_to_gainsight(
     kinds={"gainsight"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seeds 002/004: upserts every new or changed account of `audiences.gainsight_program_companies` as a "
-        "Gainsight Company (`PUT /v1/data/objects/Company?keys=Name`, 50 records a call, ~100 calls a minute) "
-        "with the program filter fields and its lifecycle program. Accounts with bad input (negative or text "
-        "CARR, unknown deployment type) are recorded in `ops.sync_rejections`. Runs after the recipients' "
-        "blocking checks; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."
+        "Customer Programs handbook: upserts every new or changed account of "
+        "`audiences.gainsight_program_companies` (every customer account) as a Gainsight Company "
+        "(`PUT /v1/data/objects/Company?keys=Name`, 50 records a call, ~100 calls a minute) with the program "
+        "filter fields, its segment (`Customer_Segment__gc`: Tech Touch, Scale, CSM-Managed) and lifecycle program. "
+        "CARR (`Arr`) is sent with exactly its digits; NULL when the source is not a usable amount. Accounts with an "
+        "unknown deployment type are recorded in `ops.sync_rejections`. Runs after the blocking checks of both "
+        "audiences; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."
     ),
 )
 def gainsight_company_sync(
@@ -66,8 +78,8 @@ def gainsight_company_sync(
     kinds={"gainsight"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seeds 002/004: upserts every new or changed `audiences.gainsight_program_recipients` row as a Gainsight "
-        "Person (`PUT /v1.0/api/people`, 50 records a call) associated with its company: role, reason "
+        "Customer Programs handbook: upserts every new or changed `audiences.gainsight_program_recipients` row as "
+        "a Gainsight Person (`PUT /v1.0/api/people`, 50 records a call) associated with its company: role, reason "
         "(gitlab_admin, sold_to_fallback, saas_owner, saas_maintainer), program and whether surveys may go to it. "
         "After the company sync (associations need the company). Rows with bad input are recorded in "
         "`ops.sync_rejections`; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."

@@ -1,19 +1,35 @@
-"""Checks that guard the Customer Programs push (seed 004; DESIGN 6, rule 6).
+"""Checks that guard the Customer Programs push (Customer Programs handbook).
 
-`sold_to_never_surveyed` and `recipient_roles_valid` are ERROR and blocking on the recipients: both Gainsight syncs
-depend on that asset directly, so a failure stops every push. `every_program_account_has_a_recipient` only warns.
+Each check reaches its verdict from staging (`stg_cs__accounts`, `stg_cs__contacts`, `stg_gitlab__members`) with its
+own SQL, never by re-reading the expression of the model it guards. ERROR checks are blocking: on the recipients they
+stop both Gainsight syncs (both depend on that asset); on the companies they stop the company sync and, through it,
+the person sync. WARN checks name the accounts CS Ops should fix at the source; the push goes on.
 """
 
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
 import dagster as dg
+import yaml
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.paths import DBT_PROJECT_DIR
 
 SOLD_TO_NEVER_SURVEYED = "sold_to_never_surveyed"
 RECIPIENT_ROLES_VALID = "recipient_roles_valid"
 EVERY_PROGRAM_ACCOUNT_HAS_A_RECIPIENT = "every_program_account_has_a_recipient"
+ACCOUNT_HAS_SEVERAL_SOLD_TO_CONTACTS = "account_has_several_sold_to_contacts"
+ACCOUNT_CARR_NOT_AN_AMOUNT = "account_carr_not_an_amount"
+EVERY_CUSTOMER_ACCOUNT_IN_A_PROGRAM = "every_customer_account_in_a_program"
+COMPANY_CARR_MATCHES_SOURCE = "company_carr_matches_source"
+
+ACCOUNT_LABELS = ("account_id", "account_name", "value")
+#: The source's CARR text as an exact amount, cast here rather than read from a model (portable: DuckDB, Snowflake).
+SOURCE_CARR = "try_cast(accounts.carr_text as decimal(18, 2))"
 
 #: The only reasons a person may receive a program, and the contact role or access level each one requires.
 REASON_ROLES = {
@@ -24,15 +40,25 @@ REASON_ROLES = {
 }
 
 
+def scale_carr_threshold() -> Decimal:
+    """The dbt var `gainsight_scale_carr_threshold` as `dbt_project.yml` sets it (the value every run builds with)."""
+    text = (DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
+    value = yaml.safe_load(text)["vars"]["gainsight_scale_carr_threshold"]
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"gainsight_scale_carr_threshold is not a number: {value!r}") from None
+
+
 @dg.asset_check(
     asset=RECIPIENTS_KEY,
     name=SOLD_TO_NEVER_SURVEYED,
     blocking=True,
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 004: a Sold-To contact gets program communications but never NPS or CSAT surveys. Fails on any "
-        "recipient allowed surveys who was chosen as the Sold-To fallback, or who is a Sold-To (and not a GitLab "
-        "Admin) contact of the account. Blocks both Gainsight syncs."
+        "Customer Programs handbook: a Sold-To contact gets program communications but never NPS or CSAT surveys. "
+        "Fails on any recipient allowed surveys who was chosen as the Sold-To fallback, or who is a Sold-To (and "
+        "not a GitLab Admin) contact of the account in `stg_cs__contacts`. Blocks both Gainsight syncs."
     ),
 )
 def sold_to_never_surveyed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -69,9 +95,10 @@ def sold_to_never_surveyed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     blocking=True,
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 004: every recipient was chosen for one of four reasons, with the matching role: gitlab_admin "
-        "(GitLab Admin contact), sold_to_fallback (Sold-To contact, only on accounts without a GitLab Admin), "
-        "saas_owner / saas_maintainer (Owner / Maintainer of a SaaS account's namespace). Blocks both syncs."
+        "Customer Programs handbook: every recipient was chosen for one of four reasons, with the matching role, "
+        "and staging confirms it: gitlab_admin (a GitLab Admin contact of the account in `stg_cs__contacts`), "
+        "sold_to_fallback (a Sold-To contact of an account without any GitLab Admin), saas_owner / saas_maintainer "
+        "(Owner / Maintainer of the SaaS account's namespace in `stg_gitlab__members`). Blocks both syncs."
     ),
 )
 def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -92,15 +119,38 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
            or recipients.recipient_reason not in ({reasons})
            or {role_mismatch}
            or (
+               recipients.recipient_reason in ('gitlab_admin', 'sold_to_fallback')
+               and not exists (
+                   select 1 from staging.stg_cs__contacts as contacts
+                   where contacts.account_id = recipients.account_id
+                     and contacts.person_id = recipients.person_id
+                     and contacts.gitlab_role
+                         = case when recipients.recipient_reason = 'gitlab_admin' then 'GitLab Admin' else 'Sold-To' end
+               )
+           )
+           or (
                recipients.recipient_reason = 'sold_to_fallback'
                and exists (
                    select 1 from staging.stg_cs__contacts as admins
                    where admins.account_id = recipients.account_id and admins.gitlab_role = 'GitLab Admin'
                )
            )
+           or (
+               recipients.recipient_reason in ('saas_owner', 'saas_maintainer')
+               and not exists (
+                   select 1
+                   from staging.stg_cs__accounts as accounts
+                   inner join staging.stg_gitlab__members as members on accounts.namespace_id = members.namespace_id
+                   where accounts.account_id = recipients.account_id
+                     and accounts.deployment_type = 'SaaS'
+                     and members.user_id = recipients.user_id
+                     and members.access_level
+                         = case when recipients.recipient_reason = 'saas_owner' then 50 else 40 end
+               )
+           )
         """,
         severity=dg.AssetCheckSeverity.ERROR,
-        what="recipients have a reason outside the four allowed, or a role that does not match it",
+        what="recipients have a reason outside the four allowed, or a role staging does not confirm",
     )
 
 
@@ -109,19 +159,167 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     name=EVERY_PROGRAM_ACCOUNT_HAS_A_RECIPIENT,
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 004: configuring a GitLab Admin contact is a required step of the sales process. Warns on program "
-        "accounts that have neither a GitLab Admin nor a Sold-To contact, naming them, so CS Ops can add one."
+        "Customer Programs handbook: configuring a GitLab Admin contact is a required step of the sales process. "
+        "Warns on program accounts with neither a GitLab Admin nor a Sold-To contact in `stg_cs__contacts`, naming "
+        "them, so CS Ops can add one."
     ),
 )
 def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
         """
-        select account_id as person_id, account_name as email, program as value
-        from audiences.gainsight_program_companies
-        where admin_contact_count = 0 and sold_to_contact_count = 0
+        select companies.account_id as person_id, companies.account_name as email, companies.program as value
+        from audiences.gainsight_program_companies as companies
+        where not exists (
+            select 1 from staging.stg_cs__contacts as contacts
+            where contacts.account_id = companies.account_id
+              and contacts.gitlab_role in ('GitLab Admin', 'Sold-To')
+        )
         """,
         severity=dg.AssetCheckSeverity.WARN,
         what="program accounts have neither a GitLab Admin nor a Sold-To contact",
-        labels=("account_id", "account_name", "value"),
+        labels=ACCOUNT_LABELS,
+    )
+
+
+@dg.asset_check(
+    asset=COMPANIES_KEY,
+    name=ACCOUNT_HAS_SEVERAL_SOLD_TO_CONTACTS,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Customer Programs handbook: without a GitLab Admin, the Sold-To contact receives the programs. Warns on "
+        "accounts with no GitLab Admin and two or more Sold-To contacts in `stg_cs__contacts`, naming them: each "
+        "Sold-To receives the programs (never surveys) until CS Ops configures a GitLab Admin."
+    ),
+)
+def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        """
+        select
+            accounts.account_id as person_id,
+            accounts.account_name as email,
+            cast(count(*) as varchar) || ' Sold-To contacts, no GitLab Admin' as value
+        from staging.stg_cs__accounts as accounts
+        inner join staging.stg_cs__contacts as sold_to
+            on sold_to.account_id = accounts.account_id and sold_to.gitlab_role = 'Sold-To'
+        where not exists (
+            select 1 from staging.stg_cs__contacts as admins
+            where admins.account_id = accounts.account_id and admins.gitlab_role = 'GitLab Admin'
+        )
+        group by accounts.account_id, accounts.account_name
+        having count(*) > 1
+        """,
+        severity=dg.AssetCheckSeverity.WARN,
+        what="accounts have several Sold-To contacts and no GitLab Admin",
+        labels=ACCOUNT_LABELS,
+    )
+
+
+@dg.asset_check(
+    asset=COMPANIES_KEY,
+    name=ACCOUNT_CARR_NOT_AN_AMOUNT,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Customer Digital Journey handbook: program creators filter on CARR. Warns on accounts whose CARR in "
+        "`stg_cs__accounts.carr_text` is not a number or is negative, naming them with the text that arrived: the "
+        "account is still served (Tech Touch unless it has a TAM) and its CARR is left out (NULL)."
+    ),
+)
+def account_carr_not_an_amount(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        f"""
+        select accounts.account_id as person_id, accounts.account_name as email, accounts.carr_text as value
+        from staging.stg_cs__accounts as accounts
+        where accounts.carr_text is not null and ({SOURCE_CARR} is null or {SOURCE_CARR} < 0)
+        """,
+        severity=dg.AssetCheckSeverity.WARN,
+        what="accounts have a CARR that is not a number or is negative",
+        labels=ACCOUNT_LABELS,
+    )
+
+
+@dg.asset_check(
+    asset=COMPANIES_KEY,
+    name=EVERY_CUSTOMER_ACCOUNT_IN_A_PROGRAM,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Customer Programs handbook: all customers are served, with segment-specific journeys. Recomputes each "
+        "customer account's segment from `stg_cs__accounts` (CSM-Managed with a TAM; else Scale when CARR >= dbt var "
+        "`gainsight_scale_carr_threshold`; else Tech Touch) and fails on an account missing from the companies, "
+        "with another segment, or a company that is not a customer account. Blocks both Gainsight syncs."
+    ),
+)
+def every_customer_account_in_a_program(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    threshold = scale_carr_threshold()
+    return violations_result(
+        warehouse.get_warehouse(),
+        f"""
+        with expected as (
+            select
+                accounts.account_id,
+                accounts.account_name,
+                case
+                    when trim(coalesce(accounts.technical_account_manager, '')) <> '' then 'CSM-Managed'
+                    when {SOURCE_CARR} >= cast('{threshold}' as decimal(18, 2)) then 'Scale'
+                    else 'Tech Touch'
+                end as segment
+            from staging.stg_cs__accounts as accounts
+        )
+        select
+            coalesce(expected.account_id, companies.account_id) as person_id,
+            coalesce(expected.account_name, companies.account_name) as email,
+            case
+                when companies.account_id is null then 'not in a program (expected ' || expected.segment || ')'
+                when expected.account_id is null then 'not a customer account'
+                else coalesce(companies.segment, 'no segment') || ' instead of ' || expected.segment
+            end as value
+        from expected
+        full outer join audiences.gainsight_program_companies as companies
+            on expected.account_id = companies.account_id
+        where companies.account_id is null
+           or expected.account_id is null
+           or companies.segment is null
+           or companies.segment <> expected.segment
+        """,
+        severity=dg.AssetCheckSeverity.ERROR,
+        what="customer accounts are missing from the programs or have another segment than their source implies",
+        labels=ACCOUNT_LABELS,
+    )
+
+
+@dg.asset_check(
+    asset=COMPANIES_KEY,
+    name=COMPANY_CARR_MATCHES_SOURCE,
+    blocking=True,
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Exact money: every company's CARR equals the source text read as decimal(18,2) (NULL when it is not a "
+        "number or negative), compared with `stg_cs__accounts.carr_text`; a float on the way (972765.41 becoming "
+        "972765.4375) fails it. Blocks both Gainsight syncs."
+    ),
+)
+def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    expected = f"case when {SOURCE_CARR} >= 0 then {SOURCE_CARR} end"
+    # Compared in cents at full precision: a float must not be compared as a float (the source would be rounded to
+    # the same float and match), nor overflow decimal(18,2) (a double of the largest amount is 1e16).
+    carr = "cast(companies.carr as decimal(38, 2))"
+    return violations_result(
+        warehouse.get_warehouse(),
+        f"""
+        select
+            companies.account_id as person_id,
+            companies.account_name as email,
+            coalesce(cast(companies.carr as varchar), 'NULL') || ' instead of ' || coalesce(accounts.carr_text, 'NULL')
+                as value
+        from audiences.gainsight_program_companies as companies
+        inner join staging.stg_cs__accounts as accounts on companies.account_id = accounts.account_id
+        where ({expected} is null and companies.carr is not null)
+           or ({expected} is not null and (companies.carr is null or {carr} <> cast({expected} as decimal(38, 2))))
+        """,
+        severity=dg.AssetCheckSeverity.ERROR,
+        what="companies carry another CARR than the source",
+        labels=ACCOUNT_LABELS,
     )

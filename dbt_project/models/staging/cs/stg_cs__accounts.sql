@@ -1,7 +1,7 @@
 {#-
   CARR lands as text, as the customer-success platform exports it: a number almost always, but sometimes text
-  ("n/a"). `carr` is the number (NULL when the text is not one); `carr_text` keeps what arrived, so the program
-  models can say which accounts were skipped and why.
+  ("n/a"). `carr` is the exact amount, decimal(18,2) (NULL when the text is not a number); `carr_text` keeps what
+  arrived, so the program models and checks can name the accounts whose CARR is not a usable amount.
 -#}
 with source as (
     select * from {{ source('cs', 'cs_accounts') }}
@@ -12,8 +12,7 @@ renamed as (
         cast(account_id as bigint) as account_id,
         account_name,
         nullif(trim(cast(carr as {{ dbt.type_string() }})), '') as carr_text,
-        {#- Snowflake's TRY_CAST only takes strings: the argument is text on every engine. -#}
-        {{ dbt.safe_cast("nullif(trim(cast(carr as " ~ dbt.type_string() ~ ")), '')", api.Column.translate_type('float')) }} as carr,
+        {{ safe_money("nullif(trim(cast(carr as " ~ dbt.type_string() ~ ")), '')") }} as carr,
         nullif(trim(technical_account_manager), '') as technical_account_manager,
         account_owner_team,
         products_purchased,
