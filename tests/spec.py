@@ -19,7 +19,7 @@ import pytest
 
 SPEC_PATH = Path(
     os.environ.get(
-        "ITERABLE_SPEC_PATH", Path(__file__).resolve().parents[2] / "shared" / "reference" / "iterable-api-docs.json"
+        "ITERABLE_SPEC_PATH", Path(__file__).resolve().parents[1] / "docs" / "reference" / "iterable-api-docs.json"
     )
 )
 
