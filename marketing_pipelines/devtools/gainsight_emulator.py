@@ -120,9 +120,7 @@ class GainsightEmulator(LoopbackEmulator):
         for index, record in enumerate(records):
             if record.get("Name") in self.poison_company_names or record.get("Email") in self.poison_emails:
                 key = "Name" if path == COMPANY_UPSERT else "Email"
-                raise BadRequest(
-                    f"records[{index}].{key} {record.get(key)!r} failed payload validation; nothing written"
-                )
+                raise BadRequest(f"records[{index}].{key} {record.get(key)!r} failed validation; nothing written")
         written, errors = [], []
         with self._lock:
             self.records_received[path] += len(records)
