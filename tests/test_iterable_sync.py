@@ -18,13 +18,24 @@ import pandas as pd
 import pytest
 
 from marketing_pipelines.clients._http import ApiError
-from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, IterableClient
+from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK, IterableClient
+from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination, user_schema
+from marketing_pipelines.sync.iterable import (
+    SIGNUP_PROFILE_AUDIENCE,
+    TRIAL_EVENT_AUDIENCE,
+    UNSUBSCRIBE_AUDIENCE,
+    USER_AUDIENCE,
+    IterableSignupProfileDestination,
+    IterableTrackBulkDestination,
+    IterableUnsubscribeDestination,
+    IterableUserDestination,
+    user_schema,
+)
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import load_spec, validate_request
 
@@ -318,3 +329,57 @@ def test_throttling_and_server_errors_never_split_a_batch(warehouse):
     ) as emulator:
         report = sync(warehouse, emulator)
     assert (report.accepted, report.bisected_requests, report.retries, report.requests) == (USERS, 0, 3, 6)
+
+
+def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_their_checks_name_it(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "events.duckdb")
+    emails = [f"signup{i:03d}@example.com" for i in range(120)]
+    poison = "signup077@example.com"
+    warehouse.write_frame(
+        "staging",
+        "stg_marketo__unsubscribes",
+        pd.DataFrame({"event_id": [f"unsub-{i:03d}" for i in range(120)], "email": emails}),
+        replace=True,
+    )
+    events = pd.DataFrame(
+        {
+            "event_id": [f"evt-{i:03d}" for i in range(120)],
+            "email": emails,
+            "event_name": "saasTrial",
+            "created_at": 1_790_000_000,
+            "data_fields": json.dumps({"company": "Acme", "country": "Germany"}),
+        }
+    )
+    warehouse.write_frame("audiences", "iterable_trial_events", events, replace=True)
+    with IterableEmulator(api_key=API_KEY, rate_limits={}, poison_emails={poison}) as emulator:
+        client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=100, track_bulk_per_second=100,
+                                subscriptions_per_second=100)  # fmt: skip
+        destinations = [
+            (UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination(client, message_type_id=4321, max_records=50)),
+            (SIGNUP_PROFILE_AUDIENCE, IterableSignupProfileDestination(client, max_records=50)),
+            (TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client, max_records=50)),
+        ]
+        reports = [run_sync(warehouse, a, d, dry_run=False, run_id="events") for a, d in destinations]
+        bodies = list(emulator.received_bodies)
+        events_received = Counter(emulator.event_receipts)
+    assert [(r.accepted, r.rejected, r.isolated_records) for r in reports] == [(119, 1, 1)] * 3
+    assert len(events_received) == 119 and set(events_received.values()) == {1}, "each good event tracked once"
+    for path, body in bodies:
+        if path == TRACK_BULK:
+            validate_request(TRACK_BULK, body)
+        elif path == BULK_UPDATE_USERS:
+            validate_request(BULK_UPDATE_USERS, body)
+        else:
+            validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
+    resource = WarehouseResource(duckdb_path=str(warehouse.path))
+    for check, key in (
+        (checks.iterable_unsubscribe_rejection_backlog, "unsub-077"),
+        (checks.iterable_signup_profile_rejection_backlog, "evt-077"),
+        (checks.iterable_trial_event_rejection_backlog, "evt-077"),
+    ):
+        result = check(warehouse=resource)
+        assert not result.passed and result.severity.value == "WARN"
+        ((sample,),) = [result.metadata["sample_records"].value]
+        assert sample["event_id"] == key and sample["email"] == "s***@example.com"
+        assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
+    assert iterable_rejection_backlog(warehouse=resource).passed, "each check watches its own destination"
