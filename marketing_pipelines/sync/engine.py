@@ -274,7 +274,7 @@ class _Delivery:
             raise IsolationLimitError(
                 f"{self.destination.name}: more than {self.max_isolated} records refused alone in one run, so the "
                 f"request itself is probably wrong (endpoint, setting or API change), not the records; stopped. "
-                f"Last refusal: {error}"
+                f"Last refusal: {mask_emails_in(str(error))}"
             )
         self.report.isolated_records += 1
         reason = refusal_reason(error)
