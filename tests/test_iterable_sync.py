@@ -286,14 +286,19 @@ def test_a_field_of_the_wrong_type_fails_its_request_and_only_that_user_is_rejec
         api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, field_types={"leadStatus": "string"}
     ) as emulator:
         report = sync(warehouse, emulator)
+        ((key, reason),) = warehouse.query("select record_key, reason from ops.sync_rejections")
+        assert len(emulator.users) == USERS - 1
+        emulator.field_types.clear()  # the project's field type changed: the record is accepted on the next run
+        retried = sync(warehouse, emulator)
     assert (report.accepted, report.rejected, report.isolated_records) == (USERS - 1, 1, 1)
-    ((key, reason),) = warehouse.query("select record_key, reason from ops.sync_rejections")
     assert key == "user00042@example.com"
     assert reason == (
         "refused alone with HTTP 400: RequestFieldsTypesMismatched: "
         "users[0].dataFields.leadStatus is int, the project field is string"
     )
-    assert len(emulator.users) == USERS - 1
+    assert (retried.sent, retried.accepted, retried.requests) == (1, 1, 1)
+    assert warehouse.query("select resolved from ops.sync_rejections") == [(True,)]
+    assert emulator.users["user00042@example.com"]["leadStatus"] == 7
 
 
 def test_a_request_over_the_body_limit_is_split_and_a_record_too_large_alone_is_rejected(warehouse):
