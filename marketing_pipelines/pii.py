@@ -16,3 +16,12 @@ def mask_email(email: str | None) -> str | None:
     if not at:
         return "***"
     return f"{local[:1]}***@{domain}"
+
+
+#: An e-mail address inside free text (an API's error message, for instance).
+EMAIL_IN_TEXT = re.compile(r"[^@\s'\"<>(),;:\[\]]+@[^@\s'\"<>(),;:\[\]]+\.[A-Za-z]{2,}")
+
+
+def mask_emails_in(text: str) -> str:
+    """Every e-mail address in ``text`` masked like ``mask_email`` (``jane@x.com`` → ``j***@x.com``)."""
+    return EMAIL_IN_TEXT.sub(lambda match: mask_email(match.group(0)) or "***", text)

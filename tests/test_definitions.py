@@ -141,3 +141,16 @@ def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):
     # no dbt step in the minute between a signup and Iterable: the audiences it reads are views
     assert not any(name.endswith("dbt_models") for name in job.graph.node_dict)
     assert {"iterable_signup_profile_sync", "iterable_trial_event_sync"} <= set(job.graph.node_dict)
+
+
+def test_every_sync_asset_has_a_warn_rejection_backlog_check(repository):
+    graph = repository.asset_graph
+    syncs = {key.to_user_string() for key in graph.get_all_asset_keys() if key.to_user_string().endswith("_sync")}
+    backlog = {
+        key.asset_key.to_user_string(): graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+        if key.name.endswith("rejection_backlog")
+    }
+    assert syncs == set(backlog) and len(syncs) == 6, "one rejection backlog check on every destination sync"
+    assert backlog["iterable_user_sync"].name == "iterable_rejection_backlog"
+    assert not any(spec.blocking for spec in backlog.values()), "a backlog warns; it never stops a push"

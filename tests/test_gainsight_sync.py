@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +15,12 @@ import pytest
 
 from marketing_pipelines.clients._http import ApiError, RetryPolicy, dumps_compact
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, PEOPLE_UPSERT, GainsightClient
+from marketing_pipelines.defs.gainsight.checks import (
+    gainsight_company_rejection_backlog,
+    gainsight_person_rejection_backlog,
+)
 from marketing_pipelines.defs.gainsight.resources import GainsightResource
+from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.gainsight import (
@@ -290,3 +297,67 @@ def test_a_segment_outside_the_picklist_is_rejected_by_the_emulator(tmp_path):
     assert (report.accepted, report.rejected) == (2, 1)
     (reason,) = warehouse.query("select reason from ops.sync_rejections")[0]
     assert reason == "GS_2504: Customer_Segment__gc 'Enterprise' is not a picklist value"
+
+
+#: Two poison companies in the first call of 50, one in the second; one poison person. Each fails its whole call.
+POISON_COMPANIES = {"Company 0003", "Company 0010", "Company 0077"}
+POISON_PERSON = "owner5@example.com"
+REFUSED = "refused alone with HTTP 400: GS_1004: BadParams: "
+
+
+def test_poison_records_are_isolated_and_every_other_company_and_person_is_written_in_the_same_run(warehouse):
+    resource = WarehouseResource(duckdb_path=str(warehouse.path))
+    with emulator(poison_company_names=POISON_COMPANIES, poison_emails={POISON_PERSON}) as emu:
+        companies_run = sync(warehouse, emu)
+        people_run = sync(warehouse, emu, PEOPLE)
+        writes = Counter(emu.writes)
+        company_check = gainsight_company_rejection_backlog(warehouse=resource)
+        person_check = gainsight_person_rejection_backlog(warehouse=resource)
+        emu.reset()
+        rerun = sync(warehouse, emu)
+        rerun_names = {
+            r["Name"] for path, body in emu.received_bodies if path == COMPANY_UPSERT for r in body["records"]
+        }
+
+    assert (companies_run.accepted, companies_run.rejected, companies_run.isolated_records) == (ACCOUNTS - 3, 3, 3)
+    assert 0 < companies_run.bisected_requests <= 2 * 3 * math.ceil(math.log2(50))
+    assert companies_run.requests == 3 + companies_run.bisected_requests
+    rejected = warehouse.query(
+        "select record_key, reason from ops.sync_rejections where destination = 'gainsight_companies' order by 1"
+    )
+    assert rejected == [
+        (f"6000{i:04d}", f"{REFUSED}records[0].Name 'Company {i:04d}' failed validation; nothing written")
+        for i in (3, 10, 77)
+    ]
+    # people: the poison person is isolated; the people of the three missing companies fail one by one (data.errors)
+    assert (people_run.accepted, people_run.rejected, people_run.isolated_records) == (2 * ACCOUNTS - 7, 7, 1)
+    written = {name for kind, name in writes if kind == "Company"}
+    assert written == {f"Company {i:04d}" for i in range(ACCOUNTS)} - POISON_COMPANIES
+    assert sum(kind == "Person" for kind, _ in writes) == 2 * ACCOUNTS - 7 and ("Person", POISON_PERSON) not in writes
+    assert set(writes.values()) == {1}, "every record written once"
+    # the runs succeeded; the WARN checks name the rejected records (e-mails masked) with Gainsight's reason
+    assert not company_check.passed and company_check.severity == dg.AssetCheckSeverity.WARN
+    assert [r["account_name"] for r in company_check.metadata["sample_records"].value] == sorted(POISON_COMPANIES)
+    assert not person_check.passed and person_check.metadata["failing_records"].value == 7
+    assert {
+        "account_id": "60000005",
+        "email": "o***@example.com",
+        "reason": f"{REFUSED}records[0].Email 'o***@example.com' failed validation; nothing written",
+    } in person_check.metadata["sample_records"].value
+    # the rerun sends only the rejected companies, still refused
+    assert rerun_names == POISON_COMPANIES and (rerun.sent, rerun.accepted, rerun.rejected) == (3, 0, 3)
+
+
+def test_a_call_over_the_body_limit_is_split_and_a_company_too_large_alone_is_rejected(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "large.duckdb")
+    rows = companies(ACCOUNTS)
+    rows.loc[42, "support_level"] = "x" * 9_000
+    warehouse.write_frame("audiences", "gainsight_program_companies", rows, replace=True)
+    # calls of 50 companies (about 20 kB) go over this emulator's 8 kB limit; quarters of 12 or 13 fit
+    with emulator(max_body_bytes=8_000) as emu:
+        report = sync(warehouse, emu)
+    assert (report.accepted, report.rejected, report.isolated_records) == (ACCOUNTS - 1, 1, 1)
+    assert dict(warehouse.query("select record_key, reason from ops.sync_rejections")) == {
+        "60000042": "refused alone with HTTP 413: GS_1005: BatchTooLarge: request body over 8000 bytes"
+    }
+    assert len(emu.companies) == ACCOUNTS - 1 and set(emu.writes.values()) == {1}

@@ -216,6 +216,24 @@ def test_client_errors_are_not_retried_and_raise_api_error(status: int):
     assert "BadParams" in info.value.body_excerpt
 
 
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (httpx.Response(400, json={"code": "BadParams", "msg": "users[3] invalid", "params": None}),
+         "BadParams: users[3] invalid"),
+        (httpx.Response(400, json={"result": False, "errorCode": "GS_1004", "errorDesc": "Name is required"}),
+         "GS_1004: Name is required"),
+        (httpx.Response(413, text="  Request Entity Too Large\n"), "Request Entity Too Large"),
+        (httpx.Response(422, json={"msg": f"bad key {API_KEY}"}), "bad key [REDACTED]"),
+    ],
+)  # fmt: skip
+def test_an_api_error_carries_the_apis_own_message_scrubbed(reply: httpx.Response, detail: str):
+    handler, _ = scripted(reply)
+    with pytest.raises(ApiError) as info:
+        mock_client(handler).bulk_update_users(users(1))
+    assert info.value.detail == detail and info.value.status_code == reply.status_code
+
+
 def test_a_bad_request_and_a_wrong_api_key_each_cost_exactly_one_request_at_the_emulator(
     emulator: IterableEmulator,
 ):

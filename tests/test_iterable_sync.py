@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -17,10 +18,24 @@ import pandas as pd
 import pytest
 
 from marketing_pipelines.clients._http import ApiError
-from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, IterableClient
+from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK, IterableClient
+from marketing_pipelines.defs.iterable import checks
+from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
+from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination, user_schema
+from marketing_pipelines.sync.engine import IsolationLimitError
+from marketing_pipelines.sync.iterable import (
+    SIGNUP_PROFILE_AUDIENCE,
+    TRIAL_EVENT_AUDIENCE,
+    UNSUBSCRIBE_AUDIENCE,
+    USER_AUDIENCE,
+    IterableSignupProfileDestination,
+    IterableTrackBulkDestination,
+    IterableUnsubscribeDestination,
+    IterableUserDestination,
+    user_schema,
+)
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import load_spec, validate_request
 
@@ -53,10 +68,10 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     return warehouse
 
 
-def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None, *, max_records: int = 100):
+def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None, *, max_records: int = 100, **kwargs):
     client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=50) if emulator else None
     destination = IterableUserDestination(client, max_records=max_records)
-    return run_sync(warehouse, USER_AUDIENCE, destination, dry_run=client is None, run_id="test-run")
+    return run_sync(warehouse, USER_AUDIENCE, destination, dry_run=client is None, run_id="test-run", **kwargs)
 
 
 def received_emails(emulator: IterableEmulator) -> Counter[str]:
@@ -211,3 +226,165 @@ def test_sync_killed_mid_run_then_rerun_holds_every_record_once(warehouse):
     assert set(emulator.users) == {f"user{i:05d}@example.com" for i in range(USERS)}, "nothing lost"
     assert report.sent == USERS - synced_before, "the rerun sends only what is left"
     assert sum(receipts.values()) - USERS <= 10, "at most the one in-flight batch is sent twice"
+
+
+POISON_USERS = 5_200
+#: Two bad records in the first request of 1,000, one in the fourth; each fails its whole request with a 400.
+POISON = {"user00100@example.com", "user00150@example.com", "user03333@example.com"}
+POISON_REASON = (
+    "refused alone with HTTP 400: BadParams: Invalid request body: users[0] u***@example.com failed validation"
+)
+
+
+def test_poison_records_are_isolated_and_every_other_record_is_delivered_in_the_same_run(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "poison.duckdb")
+    warehouse.write_frame("audiences", "iterable_user_audience", audience_rows(POISON_USERS), replace=True)
+    with IterableEmulator(api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, poison_emails=POISON) as emulator:
+        first = sync(warehouse, emulator, max_records=1000)
+        bodies = [body for path, body in emulator.received_bodies if path == BULK_UPDATE_USERS]
+        requests, refused = emulator.requests_by_path[BULK_UPDATE_USERS], emulator.status_counts[400]
+        statuses = dict(emulator.status_counts)
+        delivered, receipts = set(emulator.users), Counter(emulator.user_receipts)
+        check = iterable_rejection_backlog(warehouse=WarehouseResource(duckdb_path=str(warehouse.path)))
+        emulator.reset()
+        rerun = sync(warehouse, emulator, max_records=1000)
+        rerun_sent = received_emails(emulator)
+
+    everyone = {f"user{i:05d}@example.com" for i in range(POISON_USERS)}
+    assert (first.sent, first.accepted, first.rejected) == (POISON_USERS, POISON_USERS - 3, 3)
+    assert delivered == everyone - POISON and set(receipts.values()) == {1}, "every other record accepted once"
+    assert warehouse.query("select count(*) from ops.sync_state") == [(POISON_USERS - 3,)]
+    rejections = warehouse.query("select record_key, reason, attempts from ops.sync_rejections where not resolved")
+    assert sorted(key for key, _, _ in rejections) == sorted(POISON)
+    assert {reason for _, reason, _ in rejections} == {POISON_REASON}, "the emulator's message, e-mail masked"
+    # the work is bounded: 6 batches, then about 2·log2(n) requests per bad record, all counted in the run
+    assert first.isolated_records == 3 and 0 < first.bisected_requests <= 2 * 3 * math.ceil(math.log2(1000))
+    assert first.requests == requests == 6 + first.bisected_requests and first.retries == 0
+    assert refused == requests - statuses[200] > 3
+    runs = warehouse.query("select requests, accepted, rejected from ops.sync_runs order by started_at")
+    assert runs == [(first.requests, POISON_USERS - 3, 3), (rerun.requests, 0, 3)] and rerun.requests == 5
+    assert first.as_metadata()["bisected_requests"] == first.bisected_requests
+    for body in bodies:
+        validate_request(BULK_UPDATE_USERS, body)
+    # the run succeeded; its WARN check names the rejected records (masked) with the reason
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["failing_records"].value == 3
+    assert check.metadata["sample_records"].value == [
+        {"person_id": i, "email": "u***@example.com", "reason": POISON_REASON} for i in (100, 150, 3333)
+    ]
+    # the rerun sends only the rejected records, which the destination still refuses
+    assert set(rerun_sent) == POISON and (rerun.sent, rerun.accepted, rerun.rejected) == (3, 0, 3)
+    assert emulator.users == {}
+    assert sorted(warehouse.query("select attempts from ops.sync_rejections where not resolved")) == [(2,)] * 3
+
+
+def test_a_field_of_the_wrong_type_fails_its_request_and_only_that_user_is_rejected(warehouse):
+    rows = audience_rows(USERS)
+    rows.loc[42, "data_fields"] = json.dumps({"leadStatus": 7})
+    warehouse.write_frame("audiences", "iterable_user_audience", rows, replace=True)
+    with IterableEmulator(
+        api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, field_types={"leadStatus": "string"}
+    ) as emulator:
+        report = sync(warehouse, emulator)
+        ((key, reason),) = warehouse.query("select record_key, reason from ops.sync_rejections")
+        assert len(emulator.users) == USERS - 1
+        emulator.field_types.clear()  # the project's field type changed: the record is accepted on the next run
+        retried = sync(warehouse, emulator)
+    assert (report.accepted, report.rejected, report.isolated_records) == (USERS - 1, 1, 1)
+    assert key == "user00042@example.com"
+    assert reason == (
+        "refused alone with HTTP 400: RequestFieldsTypesMismatched: "
+        "users[0].dataFields.leadStatus is int, the project field is string"
+    )
+    assert (retried.sent, retried.accepted, retried.requests) == (1, 1, 1)
+    assert warehouse.query("select resolved from ops.sync_rejections") == [(True,)]
+    assert emulator.users["user00042@example.com"]["leadStatus"] == 7
+
+
+def test_a_request_over_the_body_limit_is_split_and_a_record_too_large_alone_is_rejected(warehouse):
+    rows = audience_rows(USERS)
+    rows.loc[7, "data_fields"] = json.dumps({"notes": "x" * 12_000})
+    warehouse.write_frame("audiences", "iterable_user_audience", rows, replace=True)
+    # requests of 100 users (about 16 kB) go over this emulator's 10 kB limit; halves of 50 fit
+    with IterableEmulator(api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, max_body_bytes=10_000) as emulator:
+        report = sync(warehouse, emulator)
+        statuses = dict(emulator.status_counts)
+    assert (report.accepted, report.rejected, report.isolated_records) == (USERS - 1, 1, 1)
+    ((key, reason),) = warehouse.query("select record_key, reason from ops.sync_rejections")
+    assert key == "user00007@example.com"
+    assert reason == "refused alone with HTTP 413: BatchTooLarge: request body over 10000 bytes"
+    assert statuses[413] >= 3 and len(emulator.users) == USERS - 1
+    assert report.requests == statuses[413] + statuses[200] == 3 + report.bisected_requests
+
+
+def test_a_refusal_of_every_record_stops_the_run_after_the_isolation_limit(warehouse):
+    everyone = {f"user{i:05d}@example.com" for i in range(USERS)}
+    with IterableEmulator(api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, poison_emails=everyone) as emulator:
+        with pytest.raises(IsolationLimitError, match="more than 3 records refused alone"):
+            sync(warehouse, emulator, max_isolated=3)
+        requests = emulator.requests_by_path[BULK_UPDATE_USERS]
+    assert requests <= 2 * 4 + math.ceil(math.log2(100)), "bounded: about two requests per record refused alone"
+    assert warehouse.query("select count(*) from ops.sync_rejections") == [(3,)]
+    assert warehouse.query("select count(*) from ops.sync_state") == [(0,)], "nothing marked synced"
+
+
+def test_throttling_and_server_errors_never_split_a_batch(warehouse):
+    with IterableEmulator(
+        api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}, scripted_faults=["429", "500", "500", None]
+    ) as emulator:
+        report = sync(warehouse, emulator)
+    assert (report.accepted, report.bisected_requests, report.retries, report.requests) == (USERS, 0, 3, 6)
+
+
+def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_their_checks_name_it(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "events.duckdb")
+    emails = [f"signup{i:03d}@example.com" for i in range(120)]
+    poison = "signup077@example.com"
+    warehouse.write_frame(
+        "staging",
+        "stg_marketo__unsubscribes",
+        pd.DataFrame({"event_id": [f"unsub-{i:03d}" for i in range(120)], "email": emails}),
+        replace=True,
+    )
+    events = pd.DataFrame(
+        {
+            "event_id": [f"evt-{i:03d}" for i in range(120)],
+            "email": emails,
+            "event_name": "saasTrial",
+            "created_at": 1_790_000_000,
+            "data_fields": json.dumps({"company": "Acme", "country": "Germany"}),
+        }
+    )
+    warehouse.write_frame("audiences", "iterable_trial_events", events, replace=True)
+    with IterableEmulator(api_key=API_KEY, rate_limits={}, poison_emails={poison}) as emulator:
+        client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=100, track_bulk_per_second=100,
+                                subscriptions_per_second=100)  # fmt: skip
+        destinations = [
+            (UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination(client, message_type_id=4321, max_records=50)),
+            (SIGNUP_PROFILE_AUDIENCE, IterableSignupProfileDestination(client, max_records=50)),
+            (TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client, max_records=50)),
+        ]
+        reports = [run_sync(warehouse, a, d, dry_run=False, run_id="events") for a, d in destinations]
+        bodies = list(emulator.received_bodies)
+        events_received = Counter(emulator.event_receipts)
+    assert [(r.accepted, r.rejected, r.isolated_records) for r in reports] == [(119, 1, 1)] * 3
+    assert len(events_received) == 119 and set(events_received.values()) == {1}, "each good event tracked once"
+    for path, body in bodies:
+        if path == TRACK_BULK:
+            validate_request(TRACK_BULK, body)
+        elif path == BULK_UPDATE_USERS:
+            validate_request(BULK_UPDATE_USERS, body)
+        else:
+            validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
+    resource = WarehouseResource(duckdb_path=str(warehouse.path))
+    for check, key in (
+        (checks.iterable_unsubscribe_rejection_backlog, "unsub-077"),
+        (checks.iterable_signup_profile_rejection_backlog, "evt-077"),
+        (checks.iterable_trial_event_rejection_backlog, "evt-077"),
+    ):
+        result = check(warehouse=resource)
+        assert not result.passed and result.severity.value == "WARN"
+        ((sample,),) = [result.metadata["sample_records"].value]
+        assert sample["event_id"] == key and sample["email"] == "s***@example.com"
+        assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
+    assert iterable_rejection_backlog(warehouse=resource).passed, "each check watches its own destination"

@@ -87,6 +87,7 @@ class ApiError(Exception):
         endpoint: str,
         body_excerpt: str = "",
         attempts: int = 1,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -94,6 +95,8 @@ class ApiError(Exception):
         self.endpoint = endpoint
         self.body_excerpt = body_excerpt
         self.attempts = attempts
+        self.detail = detail or body_excerpt
+        """The API's own error message (e.g. Iterable's `code: msg`), secrets scrubbed, at most 300 characters."""
 
     def __str__(self) -> str:
         return self.message
@@ -354,6 +357,7 @@ class JsonApiClient:
                 endpoint=endpoint,
                 body_excerpt=excerpt,
                 attempts=attempt + 1,
+                detail=self._excerpt(error_message(response)),
             )
 
     def _parse(self, endpoint: str, response: httpx.Response, attempts: int, *, method: str = "POST") -> dict[str, Any]:
@@ -371,6 +375,27 @@ class JsonApiClient:
                 attempts=attempts,
             ) from None
         return data if isinstance(data, dict) else {"data": data}
+
+
+#: Where JSON error bodies put their code and message: Iterable (`code`, `msg`), Gainsight (`errorCode`,
+#: `errorDesc`), and the common `error` / `message`.
+ERROR_CODE_FIELDS = ("code", "errorCode", "error_code")
+ERROR_MESSAGE_FIELDS = ("msg", "errorDesc", "message", "error", "detail")
+
+
+def error_message(response: httpx.Response) -> str:
+    """The API's own words for a failed request: `code: message` from a JSON error body, else the body text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()
+    if not isinstance(body, dict):
+        return response.text.strip()
+    code = next((str(body[f]) for f in ERROR_CODE_FIELDS if isinstance(body.get(f), str | int) and body[f]), "")
+    message = next((str(body[f]) for f in ERROR_MESSAGE_FIELDS if isinstance(body.get(f), str) and body[f]), "")
+    if not message:
+        return response.text.strip()
+    return f"{code}: {message}" if code and not message.startswith(f"{code}:") else message
 
 
 def batches_by_size(
@@ -423,6 +448,7 @@ __all__ = [
     "batches_by_size",
     "dumps_compact",
     "envelope_size",
+    "error_message",
     "parse_retry_after",
     "redact",
 ]

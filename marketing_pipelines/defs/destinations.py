@@ -1,12 +1,16 @@
-"""What every destination sync asset shares: run the sync engine (live or dry-run), close the client, report."""
+"""What every destination sync asset shares: run the sync engine (live or dry-run), close the client, report, and
+the WARN check that names the records a destination rejected."""
 
 from typing import Any
 
 import dagster as dg
 
+from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.sync import Audience, SyncReport, run_sync
 from marketing_pipelines.sync.engine import ClientDestination
+from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS
 
 
 def push(
@@ -35,3 +39,65 @@ def push(
 def sync_result(report: SyncReport, **metadata: Any) -> dg.MaterializeResult:
     """The materialization of a sync asset: the run's counts (plotted in the UI) and any extra metadata."""
     return dg.MaterializeResult(metadata={**report.as_metadata(), "dagster/row_count": report.considered, **metadata})
+
+
+def rejection_backlog_check(
+    *,
+    name: str,
+    asset: str,
+    destination: str,
+    audience: Audience,
+    what: str,
+    record_columns: tuple[str, str],
+    labels: tuple[str, str, str],
+) -> dg.AssetChecksDefinition:
+    """A WARN check on a sync asset that fails while `destination` has unresolved rows in `ops.sync_rejections`,
+    naming each record and the destination's reason (refused alone, failed update, or invalid record).
+
+    `record_columns` are two SQL expressions naming the record, over `rejections` (ops.sync_rejections) and
+    `audience` (the audience row of the record key, when it is still there); `labels` name them and the reason in
+    the result's samples. An e-mail is shown masked when its label is `email`.
+    """
+    schema, table = audience.table.split(".", 1)
+    first, second = record_columns
+
+    @dg.asset_check(
+        asset=asset,
+        name=name,
+        pool=WAREHOUSE_POOL,
+        description=(
+            f"Warns while {what} records are rejected and not yet accepted, naming them with the reason (see "
+            f"`ops.sync_rejections`, destination `{destination}`). They are retried on every run and resolved once "
+            "accepted; a request refused whole (HTTP 400/413/422) is split until the bad records stand alone."
+        ),
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        db = warehouse.get_warehouse()
+        if not db.table_exists(OPS_SCHEMA, "sync_rejections"):
+            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description="No sync yet.")
+        where = f"rejections.destination = '{destination}' and not rejections.resolved"
+        if db.table_exists(schema, table):  # the audience row names the record
+            violations = f"""
+                select {first} as person_id, {second} as email, rejections.reason as value
+                from {SYNC_REJECTIONS} as rejections
+                left join {audience.table} as audience
+                    on cast(audience.{audience.key_column} as varchar) = rejections.record_key
+                where {where}
+            """
+            names = labels
+        else:  # the audience is gone: the record key alone (masked, as it may be an e-mail)
+            violations = f"""
+                select cast(null as varchar) as person_id, rejections.record_key as email, rejections.reason as value
+                from {SYNC_REJECTIONS} as rejections
+                where {where}
+            """
+            names = (labels[0], "email", labels[2])
+        return violations_result(
+            db,
+            violations,
+            severity=dg.AssetCheckSeverity.WARN,
+            what=f"records rejected by {what} are waiting to be retried",
+            labels=names,
+        )
+
+    return _check

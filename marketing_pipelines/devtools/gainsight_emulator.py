@@ -15,6 +15,10 @@ assumes (`data.errors[]` with the record `index`): a company without a `Name`, a
 person whose company association names no known company, and any name or e-mail listed in `invalid_company_names` /
 `invalid_emails`. Numbers are parsed as Decimal, so `companies` holds exactly the digits that were sent (`Arr`
 972765.41 is `Decimal("972765.41")`). Faults (429, 500, slow) come from the shared loopback machinery.
+
+A call is refused WHOLE (HTTP 400 with the error envelope, nothing written), as when Gainsight rejects a payload
+before writing, when one of its records is a company named in `poison_company_names` or a person whose e-mail is in
+`poison_emails`; a body over `max_body_bytes` is refused with HTTP 413.
 """
 
 from __future__ import annotations
@@ -59,16 +63,21 @@ class GainsightEmulator(LoopbackEmulator):
         seed: int = 0,
         invalid_company_names: Iterable[str] = (),
         invalid_emails: Iterable[str] = (),
+        poison_company_names: Iterable[str] = (),
+        poison_emails: Iterable[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.invalid_company_names = set(invalid_company_names)
         self.invalid_emails = set(invalid_emails)
+        self.poison_company_names = set(poison_company_names)
+        self.poison_emails = set(poison_emails)
         super().__init__(
             api_key=access_key,
             host=host,
             port=port,
             rate_limits={TENANT_WINDOW: calls_per_window},
             rate_window_seconds=window_seconds,
-            max_body_bytes=MAX_BODY_BYTES,
+            max_body_bytes=max_body_bytes,
             fault_rates=fault_rates,
             scripted_faults=scripted_faults,
             slow_seconds=slow_seconds,
@@ -82,6 +91,8 @@ class GainsightEmulator(LoopbackEmulator):
         self.company_people: dict[tuple[str, str], dict[str, Any]] = {}
         self.records_received: Counter[str] = Counter()
         self.records_per_call: list[int] = []
+        #: Records written per (object, key): ("Company", name) or ("Person", email).
+        self.writes: Counter[tuple[str, str]] = Counter()
 
     def error_body(self, status: int, code: str, message: str) -> dict[str, Any]:
         return {
@@ -111,6 +122,10 @@ class GainsightEmulator(LoopbackEmulator):
             raise BadRequest("'records' must be a list of objects")
         if len(records) > MAX_RECORDS_PER_CALL:
             raise BadRequest(f"at most {MAX_RECORDS_PER_CALL} records a call, got {len(records)}")
+        for index, record in enumerate(records):
+            if record.get("Name") in self.poison_company_names or record.get("Email") in self.poison_emails:
+                key = "Name" if path == COMPANY_UPSERT else "Email"
+                raise BadRequest(f"records[{index}].{key} {record.get(key)!r} failed validation; nothing written")
         written, errors = [], []
         with self._lock:
             self.records_received[path] += len(records)
@@ -138,6 +153,7 @@ class GainsightEmulator(LoopbackEmulator):
             raise BadRequest(f"GS_2504 Customer_Segment__gc {segment!r} is not a picklist value")
         gsid = str(uuid.uuid5(GSID_NAMESPACE, f"Company:{name}"))
         self.companies[name] = {**self.companies.get(name, {}), **record, "Gsid": gsid}
+        self.writes[("Company", name)] += 1
         return {"Name": name, "Gsid": gsid}
 
     def _upsert_person(self, record: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +170,7 @@ class GainsightEmulator(LoopbackEmulator):
         person = {key: value for key, value in record.items() if key != "companies"}
         gsid = str(uuid.uuid5(GSID_NAMESPACE, f"Person:{email}"))
         self.people[email] = {**self.people.get(email, {}), **person, "Gsid": gsid}
+        self.writes[("Person", email)] += 1
         for association in associations:
             key = (email, association["Company_ID"])
             self.company_people[key] = {**self.company_people.get(key, {}), **association}

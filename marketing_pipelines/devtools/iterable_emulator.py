@@ -13,6 +13,12 @@ and bulkUpdateSubscriptions OVERWRITE the fields they are given, as the spec doc
 subscription action (`PUT /api/subscriptions/{group}/{id}?action=subscribe|unsubscribe`) changes that one group
 only. Response bodies have the spec's shapes (`UserBulkUpdateListResponse`, `BulkTrackResponse`,
 `BulkUpdateSubscriptionsResponse`, `IterableApiResponse`, ...).
+
+Like the API validating a body, a request is refused WHOLE (HTTP 400, `IterableApiResponse` error body, nothing
+applied) when one of its records is bad: an e-mail listed in `poison_emails` (`BadParams`), or a user `dataFields`
+value whose JSON type differs from the project's field type in `field_types` (`RequestFieldsTypesMismatched`; the
+spec: an existing field's data type cannot change). A body over `max_body_bytes` (4 MB, the documented limit) is
+refused with HTTP 413 `BatchTooLarge`.
 """
 
 from __future__ import annotations
@@ -42,6 +48,14 @@ DEFAULT_PREFIX_RATE_LIMITS: dict[str, float] = {SUBSCRIPTION_ACTION_PREFIX: 5}
 SUBSCRIPTION_ACTION_PATTERN = re.compile(r"^/api/subscriptions/(?P<group>[^/]+)/(?P<id>[^/]+)$")
 SUBSCRIPTION_GROUPS = {"emaillist": "emailList", "messagetype": "messageType", "messagechannel": "messageChannel"}
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: JSON type names of `field_types` (Iterable's long/double are both "number" here).
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
 USER_FAILURE_LISTS = (
     "conflictEmails",
     "conflictUserIds",
@@ -72,6 +86,9 @@ class IterableEmulator(LoopbackEmulator):
         Left as None: DEFAULT_RATE_LIMITS and DEFAULT_PREFIX_RATE_LIMITS; a path not in a given dict is unlimited.
     fault_rates, scripted_faults, slow_seconds, retry_after, seed: see `LoopbackEmulator`.
     invalid_emails / invalid_user_ids: identities rejected in `failedUpdates` while the rest of a batch succeeds.
+    poison_emails: identities whose presence makes the whole request fail with HTTP 400 (nothing applied).
+    field_types: the project's user fields and their JSON types (string, number, boolean, object, array); a
+        `dataFields` value of another type (null aside) makes the whole request fail with HTTP 400.
     """
 
     key_header = "Api-Key"
@@ -93,7 +110,14 @@ class IterableEmulator(LoopbackEmulator):
         invalid_emails: Iterable[str] = (),
         invalid_user_ids: Iterable[str] = (),
         disallowed_event_names: Iterable[str] = (),
+        poison_emails: Iterable[str] = (),
+        field_types: Mapping[str, str] | None = None,
     ) -> None:
+        unknown = set((field_types or {}).values()) - set(JSON_TYPES)
+        if unknown:
+            raise ValueError(f"unknown field types {sorted(unknown)}; use {sorted(JSON_TYPES)}")
+        self.poison_emails = set(poison_emails)
+        self.field_types = dict(field_types or {})
         self.invalid_emails = set(invalid_emails)
         self.invalid_user_ids = set(invalid_user_ids)
         self.disallowed_event_names = set(disallowed_event_names)
@@ -112,6 +136,7 @@ class IterableEmulator(LoopbackEmulator):
 
     def reset_state(self) -> None:
         self.users: dict[str, dict[str, Any]] = {}
+        self.user_receipts: Counter[str] = Counter()
         self.events: dict[str, dict[str, Any]] = {}
         self.event_receipts: Counter[str] = Counter()
         self.unsubscribed: dict[str, set[int]] = {}
@@ -167,6 +192,7 @@ class IterableEmulator(LoopbackEmulator):
             raise BadRequest("'users' must be a list of email strings")
         if not isinstance(user_ids, list) or not all(isinstance(u, str) for u in user_ids):
             raise BadRequest("'usersByUserId' must be a list of userId strings")
+        self._refuse_poison([{"email": email} for email in emails], "users")
         ident = int(group_id)
         invalid: list[str] = []
         invalid_ids: list[str] = []
@@ -203,12 +229,29 @@ class IterableEmulator(LoopbackEmulator):
             params["invalidUserIds"] = invalid_ids
         return {"msg": f"{action} on {canonical} {ident} accepted", "code": "Success", "params": params}
 
-    @staticmethod
-    def _items(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    def _items(self, body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+        """The records of a bulk body, validated as a whole: one bad record refuses the request (BadRequest)."""
         items = body.get(key)
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise BadRequest(f"'{key}' must be a list of objects")
+        self._refuse_poison(items, key)
         return items
+
+    def _refuse_poison(self, items: list[dict[str, Any]], key: str) -> None:
+        """Raise BadRequest for the first record that fails the whole request (see the module docstring)."""
+        for index, item in enumerate(items):
+            if item.get("email") in self.poison_emails:
+                raise BadRequest(f"Invalid request body: {key}[{index}] {item['email']} failed validation")
+            fields = item.get("dataFields") if key == "users" else None
+            for name, value in (fields or {}).items() if isinstance(fields, dict) else ():
+                expected = self.field_types.get(name)
+                if expected is None or value is None:
+                    continue
+                if isinstance(value, bool) != (expected == "boolean") or not isinstance(value, JSON_TYPES[expected]):
+                    raise BadRequest(
+                        f"{key}[{index}].dataFields.{name} is {type(value).__name__}, the project field is {expected}",
+                        code="RequestFieldsTypesMismatched",
+                    )
 
     def _rejection(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
         """(failure list, key) when this user/event identity is rejected, else None."""
@@ -248,6 +291,7 @@ class IterableEmulator(LoopbackEmulator):
                 continue
             fields = user.get("dataFields") or {}
             profile = self.users.setdefault(self._key(user), {})
+            self.user_receipts[self._key(user)] += 1
             for name, value in fields.items():
                 if user.get("mergeNestedObjects") and isinstance(value, dict) and isinstance(profile.get(name), dict):
                     profile[name] = {**profile[name], **value}
@@ -258,9 +302,13 @@ class IterableEmulator(LoopbackEmulator):
 
     def _track_bulk(self, body: dict[str, Any]) -> dict[str, Any]:
         ok, skipped, failures, disallowed = 0, 0, defaultdict(list), []
-        for event in self._items(body, "events"):
+        events = self._items(body, "events")
+        for event in events:  # a malformed event refuses the whole request before anything is applied
             if not isinstance(event.get("eventName"), str):
                 raise BadRequest("every event needs an eventName")
+            if len(str(event.get("id") or "").encode("utf-8")) > 512:
+                raise BadRequest("event id longer than 512 bytes")
+        for event in events:
             if rejected := self._rejection(event):
                 failures[rejected[0]].append(rejected[1])
                 continue
@@ -270,8 +318,6 @@ class IterableEmulator(LoopbackEmulator):
                 skipped += 1
                 continue
             event_id = str(event.get("id") or uuid.uuid4().hex)
-            if len(event_id.encode("utf-8")) > 512:
-                raise BadRequest("event id longer than 512 bytes")
             self.events[event_id] = dict(event)
             self.event_receipts[event_id] += 1
             ok += 1
@@ -352,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-slow", type=float, default=0.0, help="probability of a slow response")
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--invalid-email", action="append", default=[], help="an email to reject (repeatable)")
+    parser.add_argument(
+        "--poison-email", action="append", default=[], help="an email that fails its whole request (repeatable)"
+    )
     args = parser.parse_args(argv)
     emulator = IterableEmulator(
         api_key=args.api_key,
@@ -360,6 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_rates={"429": args.fault_429, "500": args.fault_500, "slow": args.fault_slow},
         slow_seconds=args.slow_seconds,
         invalid_emails=args.invalid_email,
+        poison_emails=args.poison_email,
     )
     serve_until_interrupted(emulator, "Iterable")
 

@@ -26,7 +26,11 @@ Route = Callable[[Any], dict[str, Any]]
 
 
 class BadRequest(Exception):
-    """The request is malformed: answered with HTTP 400 and the emulator's error body."""
+    """The request is malformed: answered with HTTP 400 and the emulator's error body (`code`, the message)."""
+
+    def __init__(self, message: str, code: str = "BadParams") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class LoopbackEmulator:
@@ -272,6 +276,6 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = route(body)
         except BadRequest as exc:
-            self._error(400, "BadParams", str(exc))
+            self._error(400, exc.code, str(exc))
             return
         self._send(200, response)

@@ -3,6 +3,11 @@
 A record is marked synced only once the destination accepted it, in the same transaction that resolves its
 earlier rejections, batch by batch: a sync killed at any point and run again sends what is left. Re-sending a
 batch whose outcome was lost is harmless because destinations upsert by key (and events carry deterministic ids).
+
+A request the destination refuses as a whole (HTTP 400, 413 or 422: one bad record fails the lot) is split in two,
+and each half sent again, until every bad record stands alone: those are rejected with the destination's message,
+every other record is delivered in the same run. Throttling, server errors and timeouts are retried by the client
+and never split a batch.
 """
 
 from __future__ import annotations
@@ -16,13 +21,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from marketing_pipelines.clients._http import JsonApiClient, batches_by_size
+from marketing_pipelines.clients._http import ApiError, JsonApiClient, batches_by_size
+from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
 READ_BATCH_ROWS = 10_000
+#: Statuses with which a destination refuses a whole request because of what is in it: bad records (400, 422) or
+#: a body too large (413). Such a request is split to isolate the records; any other failure stops the run.
+SPLIT_STATUSES = frozenset({400, 413, 422})
+#: Records refused alone in one run before the engine stops: past this, the request itself is probably wrong (an
+#: endpoint or setting, not a record), and isolating every record would cost about two requests each.
+MAX_ISOLATED_PER_RUN = 50
+REASON_CHARS = 300
+
+
+class IsolationLimitError(RuntimeError):
+    """More records were refused alone in one run than `max_isolated` allows (the run stops; nothing is lost)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,10 @@ class SyncReport:
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
+    bisected_requests: int = 0
+    """Requests sent to isolate the records of refused requests (also counted in `requests`)."""
+    isolated_records: int = 0
+    """Records the destination refused alone (each also counted in `rejected`)."""
     rejection_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -137,8 +158,13 @@ def run_sync(
     *,
     dry_run: bool,
     run_id: str,
+    max_isolated: int = MAX_ISOLATED_PER_RUN,
 ) -> SyncReport:
-    """Send the audience's new, changed and previously rejected records to the destination."""
+    """Send the audience's new, changed and previously rejected records to the destination.
+
+    Raises IsolationLimitError when more than `max_isolated` records are refused alone (see the module docstring);
+    every outcome recorded until then stays, and the next run sends previously rejected records last.
+    """
     ensure_ops_tables(warehouse)
     report = SyncReport(destination=destination.name, mode="dry-run" if dry_run else "live", run_id=run_id)
     started_at = _now()
@@ -153,7 +179,7 @@ def run_sync(
             _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
             report.requests += 1
     else:
-        _send_all(warehouse, destination, batches, run_id, report)
+        _send_all(_Delivery(warehouse, destination, run_id, report, max_isolated), batches)
 
     report.unchanged = report.considered - report.candidates
     if not dry_run:
@@ -170,22 +196,97 @@ Keyed = tuple[str, dict[str, Any], str]
 """(record key, API payload, hash of the audience row)"""
 
 
-def _send_all(
-    warehouse: Warehouse, destination: Destination, batches: Iterator[list[Keyed]], run_id: str, report: SyncReport
-) -> None:
+def _send_all(delivery: _Delivery, batches: Iterator[list[Keyed]]) -> None:
     """Send batch after batch, one request in flight: while it is on the wire (and paced by the client's rate
     limiter), the next batch is read from the warehouse and built. Each outcome is recorded before the next request
     leaves, so only the in-flight batch can be sent without its outcome recorded: a run killed here resends at
     most that batch."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{destination.name}") as sender:
+    name = delivery.destination.name
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{name}") as sender:
         in_flight: tuple[list[Keyed], Future[BatchOutcome]] | None = None
         for keyed in batches:  # the next batch is read and built while the previous request is on the wire
             if in_flight is not None:  # its outcome is recorded before the next request leaves (raises: stop)
-                _record_outcome(warehouse, destination.name, in_flight[0], in_flight[1].result(), run_id, report)
-            report.sent += len(keyed)
-            in_flight = (keyed, sender.submit(destination.send, [payload for _, payload, _ in keyed]))
+                delivery.settle(*in_flight)
+            delivery.report.sent += len(keyed)
+            in_flight = (keyed, sender.submit(delivery.destination.send, [payload for _, payload, _ in keyed]))
         if in_flight is not None:
-            _record_outcome(warehouse, destination.name, in_flight[0], in_flight[1].result(), run_id, report)
+            delivery.settle(*in_flight)
+
+
+def _is_refusal(error: ApiError) -> bool:
+    return error.status_code in SPLIT_STATUSES
+
+
+@dataclass
+class _Delivery:
+    """Records the outcome of each request; isolates the bad records of a request refused as a whole."""
+
+    warehouse: Warehouse
+    destination: Destination
+    run_id: str
+    report: SyncReport
+    max_isolated: int
+
+    def settle(self, keyed: list[Keyed], future: Future[BatchOutcome]) -> None:
+        """Record the outcome of a sent batch; a refused batch is split until its bad records stand alone."""
+        try:
+            outcome = future.result()
+        except ApiError as error:
+            if not _is_refusal(error):
+                raise
+            self._isolate(keyed, error)
+            return
+        _record_outcome(self.warehouse, self.destination.name, keyed, outcome, self.run_id, self.report)
+
+    def _isolate(self, keyed: list[Keyed], error: ApiError) -> None:
+        """`keyed` was refused as a whole with `error`: bisect it, each part's outcome recorded before the next
+        part leaves. k bad records among n cost at most about 2·k·log2(n) requests."""
+        if len(keyed) == 1:
+            self._reject_alone(keyed[0], error)
+            return
+        middle = len(keyed) // 2
+        left, right = keyed[:middle], keyed[middle:]
+        left_error = self._attempt(left)
+        if left_error is not None:
+            self._isolate(left, left_error)
+        if left_error is None and error.status_code != 413 and len(right) > 1:
+            # refused for a record in it, and the left half went through: the right half holds that record
+            self._isolate(right, error)
+            return
+        right_error = self._attempt(right)  # a lone record is always tried alone before it is rejected
+        if right_error is not None:
+            self._isolate(right, right_error)
+
+    def _attempt(self, keyed: list[Keyed]) -> ApiError | None:
+        """Send part of a refused batch and record its outcome; returns the refusal when it is refused too."""
+        self.report.bisected_requests += 1
+        try:
+            outcome = self.destination.send([payload for _, payload, _ in keyed])
+        except ApiError as error:
+            if not _is_refusal(error):
+                raise
+            return error
+        _record_outcome(self.warehouse, self.destination.name, keyed, outcome, self.run_id, self.report)
+        return None
+
+    def _reject_alone(self, record: Keyed, error: ApiError) -> None:
+        if self.report.isolated_records >= self.max_isolated:
+            raise IsolationLimitError(
+                f"{self.destination.name}: more than {self.max_isolated} records refused alone in one run, so the "
+                f"request itself is probably wrong (endpoint, setting or API change), not the records; stopped. "
+                f"Last refusal: {mask_emails_in(str(error))}"
+            )
+        self.report.isolated_records += 1
+        reason = refusal_reason(error)
+        outcome = BatchOutcome(rejected={record[0]: reason})
+        _record_outcome(self.warehouse, self.destination.name, [record], outcome, self.run_id, self.report)
+
+
+def refusal_reason(error: ApiError) -> str:
+    """The rejection reason of a record refused alone: the status and the API's message (secrets already scrubbed
+    by the client; e-mail addresses masked, as the reason is shown in the UI), trimmed."""
+    detail = " ".join(mask_emails_in(error.detail or "no message").split())
+    return f"refused alone with HTTP {error.status_code}: {detail}"[:REASON_CHARS]
 
 
 def _records(warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport) -> Iterator[Keyed]:
@@ -257,7 +358,8 @@ def _candidates_sql(audience: Audience, destination: str) -> str:
         where synced.payload_hash is null
            or synced.payload_hash <> audience.payload_hash
            or rejected.record_key is not null
-        order by audience.record_key
+        -- previously rejected records go last, so a run stopped while isolating them has delivered the rest
+        order by case when rejected.record_key is null then 0 else 1 end, audience.record_key
     """
 
 
@@ -359,7 +461,8 @@ def _write_outbox(warehouse: Warehouse, destination: Destination, payloads: list
 def _write_run(warehouse: Warehouse, report: SyncReport, started_at: datetime) -> None:
     import pandas as pd
 
-    row = {k: v for k, v in asdict(report).items() if k not in {"rejection_reasons", "candidates"}}
+    hidden = {"rejection_reasons", "candidates", "bisected_requests", "isolated_records"}  # metadata only
+    row = {k: v for k, v in asdict(report).items() if k not in hidden}
     row.update(started_at=started_at, finished_at=_now())
     warehouse.write_frame("ops", "sync_runs", pd.DataFrame([row]))
 

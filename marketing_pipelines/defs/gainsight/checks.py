@@ -14,10 +14,12 @@ import dagster as dg
 import yaml
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.sync.gainsight import COMPANIES, COMPANY_AUDIENCE, PEOPLE, PERSON_AUDIENCE
 
 SOLD_TO_NEVER_SURVEYED = "sold_to_never_surveyed"
 RECIPIENT_ROLES_VALID = "recipient_roles_valid"
@@ -30,6 +32,8 @@ COMPANY_CARR_MATCHES_SOURCE = "company_carr_matches_source"
 ACCOUNT_LABELS = ("account_id", "account_name", "value")
 #: The source's CARR text as an exact amount, cast here rather than read from a model (portable: DuckDB, Snowflake).
 SOURCE_CARR = "try_cast(accounts.carr_text as decimal(18, 2))"
+GAINSIGHT_COMPANY_REJECTION_BACKLOG = "gainsight_company_rejection_backlog"
+GAINSIGHT_PERSON_REJECTION_BACKLOG = "gainsight_person_rejection_backlog"
 
 #: The only reasons a person may receive a program, and the contact role or access level each one requires.
 REASON_ROLES = {
@@ -323,3 +327,24 @@ def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckRe
         what="companies carry another CARR than the source",
         labels=ACCOUNT_LABELS,
     )
+
+
+gainsight_company_rejection_backlog = rejection_backlog_check(
+    name=GAINSIGHT_COMPANY_REJECTION_BACKLOG,
+    asset="gainsight_company_sync",
+    destination=COMPANIES.name,
+    audience=COMPANY_AUDIENCE,
+    what="Gainsight (Company upserts)",
+    record_columns=("rejections.record_key", "audience.account_name"),
+    labels=("account_id", "account_name", "reason"),
+)
+gainsight_person_rejection_backlog = rejection_backlog_check(
+    name=GAINSIGHT_PERSON_REJECTION_BACKLOG,
+    asset="gainsight_person_sync",
+    destination=PEOPLE.name,
+    audience=PERSON_AUDIENCE,
+    what="Gainsight (People upserts)",
+    # the record key is `account_id:e-mail` (or `account_id:person-<id>` for a contact without one)
+    record_columns=("split_part(rejections.record_key, ':', 1)", "split_part(rejections.record_key, ':', 2)"),
+    labels=("account_id", "email", "reason"),
+)

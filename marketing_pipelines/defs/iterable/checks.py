@@ -1,21 +1,36 @@
-"""Checks that stop a bad push to Iterable (blocking, on the audience) and watch the rejection backlog."""
+"""Checks that stop a bad push to Iterable (blocking, on the audience) and watch each sync's rejection backlog."""
 
 import json
 
 import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.iterable.assets import TRIAL_EVENTS_KEY, USER_AUDIENCE_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY, TRIAL_SIGNUP_EVENTS_KEY
 from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
-from marketing_pipelines.sync.iterable import user_payload, user_schema
+from marketing_pipelines.sync.iterable import (
+    SIGNUP_PROFILE_AUDIENCE,
+    TRIAL_EVENT_AUDIENCE,
+    UNSUBSCRIBE_AUDIENCE,
+    USER_AUDIENCE,
+    IterableSignupProfileDestination,
+    IterableTrackBulkDestination,
+    IterableUnsubscribeDestination,
+    IterableUserDestination,
+    user_payload,
+    user_schema,
+)
 
 AUDIENCE_ONLY_OPTED_IN = "audience_only_opted_in"
 AUDIENCE_WITHIN_TWO_MONTHS = "audience_within_two_months"
 AUDIENCE_PAYLOAD_VALID = "audience_payload_valid"
 ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
+ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG = "iterable_unsubscribe_rejection_backlog"
+ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG = "iterable_signup_profile_rejection_backlog"
+ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG = "iterable_trial_event_rejection_backlog"
 FREE_REGISTRATIONS_ONLY_FOR_COMPANY = "free_registrations_only_for_company"
 
 MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
@@ -109,26 +124,42 @@ def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset="iterable_user_sync",
+iterable_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_REJECTION_BACKLOG,
-    pool=WAREHOUSE_POOL,
-    description="Warns while Iterable has rejected records that are not yet accepted (see ops.sync_rejections).",
+    asset="iterable_user_sync",
+    destination=IterableUserDestination.name,
+    audience=USER_AUDIENCE,
+    what="Iterable (users/bulkUpdate)",
+    record_columns=("audience.person_id", "rejections.record_key"),
+    labels=("person_id", "email", "reason"),
 )
-def iterable_rejection_backlog(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    db = warehouse.get_warehouse()
-    if not db.table_exists("ops", "sync_rejections"):
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description="No sync yet.")
-    return violations_result(
-        db,
-        """
-        select cast(null as bigint) as person_id, record_key as email, reason as value
-        from ops.sync_rejections
-        where destination = 'iterable_users' and not resolved
-        """,
-        severity=dg.AssetCheckSeverity.WARN,
-        what="records rejected by Iterable are waiting to be retried",
-    )
+iterable_unsubscribe_rejection_backlog = rejection_backlog_check(
+    name=ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG,
+    asset="iterable_unsubscribe_sync",
+    destination=IterableUnsubscribeDestination.name,
+    audience=UNSUBSCRIBE_AUDIENCE,
+    what="Iterable (message type unsubscribes)",
+    record_columns=("rejections.record_key", "audience.email"),
+    labels=("event_id", "email", "reason"),
+)
+iterable_signup_profile_rejection_backlog = rejection_backlog_check(
+    name=ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG,
+    asset="iterable_signup_profile_sync",
+    destination=IterableSignupProfileDestination.name,
+    audience=SIGNUP_PROFILE_AUDIENCE,
+    what="Iterable (signup profile updates)",
+    record_columns=("rejections.record_key", "audience.email"),
+    labels=("event_id", "email", "reason"),
+)
+iterable_trial_event_rejection_backlog = rejection_backlog_check(
+    name=ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG,
+    asset="iterable_trial_event_sync",
+    destination=IterableTrackBulkDestination.name,
+    audience=TRIAL_EVENT_AUDIENCE,
+    what="Iterable (trial and free registration events)",
+    record_columns=("rejections.record_key", "audience.email"),
+    labels=("event_id", "email", "reason"),
+)
 
 
 @dg.asset_check(
