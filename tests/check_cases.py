@@ -286,7 +286,7 @@ BREAKAGES: dict[str, Breakage] = {
         "account 2's Sold-To fallback recipient is allowed surveys",
         tamper=sql(
             "update audiences.gainsight_program_recipients set receives_surveys = true "
-            "where recipient_reason = 'sold_to_fallback'"
+            "where recipient_reason = 'sold_to_fallback' and account_id = 2"
         ),
         stage="python",
         unreachable=(
@@ -301,6 +301,54 @@ BREAKAGES: dict[str, Breakage] = {
         ),
         stage="python",
         unreachable="the model sets the reason from the role or access level it selected the person by",
+    ),
+    "admin_unconfirmed": Breakage(
+        "account 9's Sold-To contact 902 is listed as a GitLab Admin (reason gitlab_admin, role GitLab Admin), which "
+        "no GitLab Admin row of stg_cs__contacts confirms",
+        tamper=sql(
+            "update audiences.gainsight_program_recipients "
+            "set recipient_reason = 'gitlab_admin', role = 'GitLab Admin' where person_id = 902"
+        ),
+        stage="python",
+        unreachable=(
+            "the model lists a contact as gitlab_admin only from a GitLab Admin row of stg_cs__contacts, the rows the "
+            "check confirms it with"
+        ),
+    ),
+    "carr_not_an_amount": Breakage(
+        "account 7's CARR arrives as 'n/a' and account 8's as '-1200.50' (each has a GitLab Admin)",
+        raw={
+            "cs_accounts": [account(7, carr="n/a"), account(8, carr="-1200.50")],
+            "cs_contacts": [contact(7, 701, "GitLab Admin"), contact(8, 801, "GitLab Admin")],
+        },
+    ),
+    "several_sold_to": Breakage(
+        "account 9 has no GitLab Admin and two Sold-To contacts (901, 902)",
+        raw={"cs_accounts": [account(9)], "cs_contacts": [contact(9, 901, "Sold-To"), contact(9, 902, "Sold-To")]},
+    ),
+    "company_carr_drifts": Breakage(
+        "account 10 (a TAM, CARR 972765.41) is pushed with CARR 972765.44: the amount through a float32 "
+        "(972765.4375), rounded to the cent",
+        raw={
+            "cs_accounts": [account(10, carr="972765.41", technical_account_manager="Ada Lovelace")],
+            "cs_contacts": [contact(10, 1001, "GitLab Admin")],
+        },
+        tamper=sql("update audiences.gainsight_program_companies set carr = 972765.44 where account_id = 10"),
+        stage="python",
+        unreachable=(
+            "the model and the check read the same CARR text with the same cast to decimal(18,2); they part only when "
+            "the model's cast or column type changes (a float on the way), which no raw row can do"
+        ),
+    ),
+    "company_segment_wrong": Breakage(
+        "account 10, which has a TAM (CSM-Managed), is pushed in the Tech Touch segment",
+        tamper=sql("update audiences.gainsight_program_companies set segment = 'Tech Touch' where account_id = 10"),
+        stage="python",
+        unreachable=(
+            "the model and the check derive the segment from the same staging columns (TAM, CARR) and the threshold "
+            "dbt_project.yml sets, and the model keeps every staged account; they part only when the model's rule "
+            "changes or a run overrides the threshold var"
+        ),
     ),
     # Signups
     "signup_bad_rows": Breakage(
@@ -369,12 +417,18 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
         "select null as event_id, null as email, 'signup' as event_name",
     ),
     "audiences.gainsight_program_recipients": (
-        "the model computes the program from the account's dates, surveys from the reason, and joins on account ids",
-        "select 'tampered' as recipient_key, null as account_id, null as receives_surveys, 'renewal' as program",
+        "the model computes the program from the account's dates, the segment by a CASE that ends in Tech Touch, "
+        "surveys from the reason, and joins on account ids",
+        "select 'tampered' as recipient_key, null as account_id, null as receives_surveys, 'renewal' as program, "
+        "null as segment union all by name select 'tampered:segment' as recipient_key, 0 as account_id, "
+        "false as receives_surveys, 'enablement' as program, 'Enterprise' as segment",
     ),
     "audiences.gainsight_program_companies": (
-        "the model computes the program from the account's dates, and its staging view drops accounts without an id",
-        "select null as account_id, 'Tampered' as account_name, 'renewal' as program",
+        "the model computes the program from the account's dates, the segment by a CASE that ends in Tech Touch, and "
+        "its staging view drops accounts without an id",
+        "select null as account_id, 'Tampered' as account_name, 'renewal' as program, null as segment "
+        "union all by name select 0 as account_id, 'Tampered segment' as account_name, 'enablement' as program, "
+        "'Enterprise' as segment",
     ),
     "staging.int_crm_persons_merged": (
         "the view keeps the latest version of each record with an id, and its survivor is never NULL",
@@ -382,8 +436,10 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
         "union all by name select * from {built} where person_id = 1",
     ),
     "staging.int_cs_program_accounts": (
-        "the view computes the program from the account's dates, and its staging view drops accounts without an id",
-        "select null as account_id, 'renewal' as program",
+        "the view computes the program from the account's dates, the segment by a CASE that ends in Tech Touch, and "
+        "its staging view drops accounts without an id",
+        "select null as account_id, 'renewal' as program, null as segment "
+        "union all by name select 0 as account_id, 'enablement' as program, 'Enterprise' as segment",
     ),
     "staging.stg_crm__persons": ("the view drops records without an id", "select null as person_id"),
     "staging.stg_cs__accounts": ("the view drops accounts without an id", "select null as account_id"),
@@ -446,9 +502,15 @@ CASES: dict[CheckId, Case] = {
     # Python checks on the Customer Programs
     ("audiences/gainsight_program_recipients", "sold_to_never_surveyed"): by("program_accounts", "sold_to_surveyed"),
     ("audiences/gainsight_program_recipients", "recipient_roles_valid"): by(
-        "program_accounts", "recipient_reason_unknown"
+        "program_accounts", "several_sold_to", "recipient_reason_unknown", "admin_unconfirmed"
     ),
     ("audiences/gainsight_program_companies", "every_program_account_has_a_recipient"): by("program_accounts"),
+    ("audiences/gainsight_program_companies", "account_has_several_sold_to_contacts"): by("several_sold_to"),
+    ("audiences/gainsight_program_companies", "account_carr_not_an_amount"): by("carr_not_an_amount"),
+    ("audiences/gainsight_program_companies", "company_carr_matches_source"): by("company_carr_drifts"),
+    ("audiences/gainsight_program_companies", "every_customer_account_in_a_program"): by(
+        "company_carr_drifts", "company_segment_wrong"
+    ),
     # dbt tests on the raw sources: hand-made raw rows
     **cases(
         "raw/crm_persons",
@@ -566,7 +628,9 @@ CASES: dict[CheckId, Case] = {
         "staging/int_cs_program_accounts",
         appended("staging.int_cs_program_accounts"),
         "accepted_values_int_cs_program_accounts_program__onboarding__enablement__retention",
+        "accepted_values_int_cs_program_accounts_segment__Tech_Touch__Scale__CSM_Managed",
         "not_null_int_cs_program_accounts_account_id",
+        "not_null_int_cs_program_accounts_segment",
     ),
     **cases("staging/int_cs_program_accounts", by("cs_bad_rows"), "unique_int_cs_program_accounts_account_id"),
     # dbt tests on the seeds and marts
@@ -634,7 +698,9 @@ CASES: dict[CheckId, Case] = {
         "audiences/gainsight_program_companies",
         appended("audiences.gainsight_program_companies"),
         "accepted_values_gainsight_program_companies_program__onboarding__enablement__retention",
+        "accepted_values_gainsight_program_companies_segment__Tech_Touch__Scale__CSM_Managed",
         "not_null_gainsight_program_companies_account_id",
+        "not_null_gainsight_program_companies_segment",
     ),
     **cases(
         "audiences/gainsight_program_companies",
@@ -646,8 +712,10 @@ CASES: dict[CheckId, Case] = {
         "audiences/gainsight_program_recipients",
         appended("audiences.gainsight_program_recipients"),
         "accepted_values_gainsight_program_recipients_program__onboarding__enablement__retention",
+        "accepted_values_gainsight_program_recipients_segment__Tech_Touch__Scale__CSM_Managed",
         "not_null_gainsight_program_recipients_account_id",
         "not_null_gainsight_program_recipients_receives_surveys",
+        "not_null_gainsight_program_recipients_segment",
     ),
     **cases(
         "audiences/gainsight_program_recipients",
