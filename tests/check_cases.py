@@ -16,6 +16,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from marketing_pipelines.sync import run_sync
+from marketing_pipelines.sync.gainsight import (
+    COMPANIES,
+    COMPANY_AUDIENCE,
+    GainsightDestination,
+)
 from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
@@ -94,6 +99,32 @@ def append(relation: str, select: str) -> Tamper:
 def record_iterable_rejections(warehouse: DuckDBWarehouse) -> None:
     """A real dry-run Iterable sync: audience rows that cannot become a user object land in ops.sync_rejections."""
     run_sync(warehouse, USER_AUDIENCE, IterableUserDestination(None), dry_run=True, run_id="check-breakers")
+
+
+def record_gainsight_rejections(warehouse: DuckDBWarehouse) -> None:
+    """A real dry-run Gainsight company sync: companies with a `skip_reason` land in ops.sync_rejections."""
+    run_sync(warehouse, COMPANY_AUDIENCE, GainsightDestination(None, COMPANIES), dry_run=True, run_id="check-breakers")
+
+
+#: Destinations whose audiences the broken warehouse gives no record a dry run would refuse.
+LIVE_REJECTION_DESTINATIONS = (
+    "iterable_unsubscribes",
+    "iterable_signup_profiles",
+    "iterable_trial_events",
+    "gainsight_people",
+)
+
+
+def record_live_rejections(warehouse: DuckDBWarehouse) -> None:
+    """One unresolved rejection per destination whose audience a dry run refuses nothing of, as a live sync writes."""
+    warehouse.execute(
+        [
+            "insert into ops.sync_rejections values "
+            f"('{name}', 'rejected-{name}', '{{}}', 'refused alone with HTTP 400: BadParams', "
+            "current_timestamp, current_timestamp, 1, false, null)"
+            for name in LIVE_REJECTION_DESTINATIONS
+        ]
+    )
 
 
 # --- raw rows -----------------------------------------------------------------------------------------------------
@@ -235,6 +266,21 @@ BREAKAGES: dict[str, Breakage] = {
         tamper=record_iterable_rejections,
         stage="python",
         unreachable="the backlog is written by the sync, not landed: the real sync engine writes it here",
+    ),
+    "gainsight_rejections": Breakage(
+        "real dry-run Gainsight syncs record the companies and people skipped for bad input in ops.sync_rejections",
+        tamper=record_gainsight_rejections,
+        stage="python",
+        unreachable="the backlog is written by the sync, not landed: the real sync engine writes it here",
+    ),
+    "live_rejections": Breakage(
+        "an unresolved rejection for each of the unsubscribe, signup profile, trial event and Gainsight people "
+        "destinations",
+        tamper=record_live_rejections,
+        stage="python",
+        unreachable="the backlog is written by a live sync when the destination refuses a record; a dry run "
+        "refuses none of "
+        "these audiences' rows, so the rows a live sync writes are inserted",
     ),
     # GitLab, Marketo raw keys
     "gitlab_bad_keys": Breakage(
@@ -498,6 +544,11 @@ CASES: dict[CheckId, Case] = {
     ("audiences/iterable_user_audience", "audience_within_two_months"): by("stale_as_of_date"),
     ("audiences/iterable_user_audience", "audience_payload_valid"): by("user_email_invalid"),
     ("iterable_user_sync", "iterable_rejection_backlog"): by("user_email_invalid", "iterable_rejections"),
+    ("iterable_unsubscribe_sync", "iterable_unsubscribe_rejection_backlog"): by("live_rejections"),
+    ("iterable_signup_profile_sync", "iterable_signup_profile_rejection_backlog"): by("live_rejections"),
+    ("iterable_trial_event_sync", "iterable_trial_event_rejection_backlog"): by("live_rejections"),
+    ("gainsight_company_sync", "gainsight_company_rejection_backlog"): by("program_accounts", "gainsight_rejections"),
+    ("gainsight_person_sync", "gainsight_person_rejection_backlog"): by("live_rejections"),
     ("audiences/iterable_trial_events", "free_registrations_only_for_company"): by("personal_registration_sent"),
     # Python checks on the Customer Programs
     ("audiences/gainsight_program_recipients", "sold_to_never_surveyed"): by("program_accounts", "sold_to_surveyed"),
