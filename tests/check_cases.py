@@ -464,8 +464,9 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
     ),
     "audiences.gainsight_program_recipients": (
         "the model computes the program from the account's dates, the segment by a CASE that ends in Tech Touch, "
-        "surveys from the reason, and joins on account ids",
-        "select 'tampered' as recipient_key, null as account_id, null as receives_surveys, 'renewal' as program, "
+        "surveys from the reason, the key from the e-mail, the person id or a fixed 'unidentified-contact', and "
+        "joins on account ids",
+        "select null as recipient_key, null as account_id, null as receives_surveys, 'renewal' as program, "
         "null as segment union all by name select 'tampered:segment' as recipient_key, 0 as account_id, "
         "false as receives_surveys, 'enablement' as program, 'Enterprise' as segment",
     ),
@@ -766,12 +767,12 @@ CASES: dict[CheckId, Case] = {
         "accepted_values_gainsight_program_recipients_segment__Tech_Touch__Scale__CSM_Managed",
         "not_null_gainsight_program_recipients_account_id",
         "not_null_gainsight_program_recipients_receives_surveys",
+        "not_null_gainsight_program_recipients_recipient_key",
         "not_null_gainsight_program_recipients_segment",
     ),
     **cases(
         "audiences/gainsight_program_recipients",
         by("cs_bad_rows"),
-        "not_null_gainsight_program_recipients_recipient_key",
         "unique_gainsight_program_recipients_recipient_key",
         "unique_combination_of_columns_gainsight_program_recipients_account_id__person_id__user_id__program",
     ),

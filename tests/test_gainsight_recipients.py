@@ -87,6 +87,7 @@ RAW = {
         contact(8, 801, "GitLab Admin"),
         contact(9, 901, "GitLab Admin", None),
         contact(9, 902, "GitLab Admin"),
+        contact(9, None, "GitLab Admin", None),  # neither person id nor e-mail: skipped, never blocks the account
         *(contact(i, 100 * i + 1, "GitLab Admin") for i in range(11, 16)),
     ],
     "gitlab_users": [
@@ -339,7 +340,8 @@ def test_the_built_audiences_reach_the_emulator_and_bad_rows_only_reach_the_reje
     for sold_to in ("p201@example.com", "p501@example.com", "p502@example.com"):
         account = "Account 2" if sold_to == "p201@example.com" else "Account 5"
         assert emu.company_people[(sold_to, account)]["Receives_Surveys__gc"] is False
-    assert [(r.accepted, r.rejected) for r in reports] == [(14, 1), (17, 2)]
+    # 3 people rejected: the Admin without an e-mail, the contact with neither id nor e-mail, the On-Prem Admin
+    assert [(r.accepted, r.rejected) for r in reports] == [(14, 1), (17, 3)]
     reasons = warehouse.query("select reason from ops.sync_rejections where destination = 'gainsight_people'")
     assert {reason for (reason,) in reasons} == {
         "invalid record: contact has no e-mail address",
@@ -378,10 +380,10 @@ def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(buil
     assert person["by_segment"].value == {
         "CSM-Managed": {"rows": 1, "skipped": 0},
         "Scale": {"rows": 4, "skipped": 0},
-        "Tech Touch": {"rows": 14, "skipped": 2},
+        "Tech Touch": {"rows": 15, "skipped": 3},
     }
     assert person["by_program"].value == {
-        "enablement": {"rows": 15, "skipped": 2},
+        "enablement": {"rows": 16, "skipped": 3},
         "onboarding": {"rows": 1, "skipped": 0},
         "retention": {"rows": 3, "skipped": 0},
     }

@@ -75,11 +75,19 @@ candidates as (
 ranked as (
     select
         candidates.*,
-        coalesce(candidates.email, 'person-' || cast(candidates.person_id as {{ dbt.type_string() }})) as identity,
+        coalesce(
+            candidates.email,
+            'person-' || cast(candidates.person_id as {{ dbt.type_string() }}),
+            'unidentified-contact'
+        ) as identity,
         row_number() over (
             partition by
                 candidates.account_id,
-                coalesce(candidates.email, 'person-' || cast(candidates.person_id as {{ dbt.type_string() }}))
+                coalesce(
+                    candidates.email,
+                    'person-' || cast(candidates.person_id as {{ dbt.type_string() }}),
+                    'unidentified-contact'
+                )
             order by candidates.reason_rank, candidates.person_id, candidates.user_id
         ) as identity_rank
     from candidates

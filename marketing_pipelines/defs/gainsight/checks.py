@@ -127,7 +127,9 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                and not exists (
                    select 1 from staging.stg_cs__contacts as contacts
                    where contacts.account_id = recipients.account_id
-                     and contacts.person_id = recipients.person_id
+                     -- NULL-safe: a contact row without a person id (bad input, skipped) still confirms itself
+                     and contacts.person_id is not distinct from recipients.person_id
+                     and (recipients.person_id is not null or contacts.email is not distinct from recipients.email)
                      and contacts.gitlab_role
                          = case when recipients.recipient_reason = 'gitlab_admin' then 'GitLab Admin' else 'Sold-To' end
                )
