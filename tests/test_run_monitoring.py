@@ -8,6 +8,7 @@ and a `dagster job execute` process as `make run` starts it (only `LocalRunLaunc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,7 +87,9 @@ def start_execute(home: Path, pid_file: Path, log: Path) -> subprocess.Popen[byt
     config.write_text(run_config(pid_file, 300))
     command = [str(BIN / "dagster"), "job", "execute", "-f", str(LOCATION), "-j", JOB, "-c", str(config)]
     with open(log, "wb") as out:
-        return subprocess.Popen(command, env=env_for(home), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command, env=env_for(home), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def kill_execute_run(home: Path, instance: dg.DagsterInstance, tmp_path: Path) -> str:
@@ -139,14 +142,10 @@ def daemon(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the code server and any run worker left in the group
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)
 
 
