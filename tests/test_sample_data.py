@@ -399,7 +399,8 @@ def fakesnow_settings() -> Iterator[dict[str, str]]:
         yield fakesnow_shims.snowflake_env(connection)
 
 
-def test_if_empty_fills_an_empty_snowflake_once_beside_existing_landing_files(
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+def test_if_empty_fills_an_empty_snowflake_once_and_the_refresh_builds_on_it(
     fakesnow_settings: dict[str, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -423,3 +424,22 @@ def test_if_empty_fills_an_empty_snowflake_once_beside_existing_landing_files(
     with WarehouseResource().get_warehouse() as snowflake:
         assert _raw_counts(snowflake) == counts  # filled once
     assert _landing_snapshot(landing) == files
+
+    # the daily refresh then builds on the rebuilt warehouse and loads each kept landing file once
+    monkeypatch.setenv("LANDING_DIR", str(landing))
+    for name in ("ITERABLE_API_KEY", "GAINSIGHT_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    from marketing_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("refresh_marketing_data_job")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    trial_lines = sum(len(text.splitlines()) for name, (_, text) in files.items() if name.startswith("trial_signups"))
+    with WarehouseResource().get_warehouse() as snowflake:
+        [(ingested,)] = snowflake.query("select count(*) from ops.ingested_files")
+        [(loaded,)] = snowflake.query("select count(*) from raw.trial_signup_events")
+        [(quarantined,)] = snowflake.query("select count(*) from ops.quarantine where file like '%trial_signups%'")
+        [(persons,)] = snowflake.query("select count(*) from marts.marketing_contacts")
+    assert ingested == len(files)
+    assert loaded + quarantined == trial_lines
+    assert persons > 0

@@ -78,12 +78,13 @@ def _load(args: argparse.Namespace, warehouse: Warehouse, landing_dir: Path) -> 
     if args.if_empty:  # fill what is empty, keep what is not
         tables, kinds = empty_raw_tables(warehouse), empty_landing_kinds(landing_dir)
         if not tables and not kinds:
-            print(f"Skipping sample data: {warehouse.describe()} has every raw table and {landing_dir} has event "
-                  "files (--if-empty).")  # fmt: skip
+            where = f"{warehouse.describe()} has every raw table and {landing_dir} has event files"
+            print(f"Skipping sample data: {where} (--if-empty).")
             return 0
-        kept = [kind for kind in EVENT_KINDS if kind not in kinds]
-        if kept:
-            print(f"Keeping the landing files of {kept} in {landing_dir} (--if-empty).")
+        if kept_tables := [name for name in TABLE_NAMES if name not in tables]:
+            print(f"Keeping the raw tables {kept_tables} of {warehouse.describe()} (--if-empty).")
+        if kept_kinds := [kind for kind in EVENT_KINDS if kind not in kinds]:
+            print(f"Keeping the landing files of {kept_kinds} in {landing_dir} (--if-empty).")
             as_of = as_of or landing_as_of(landing_dir)  # raw tables for the same day as the kept files
 
     started = time.perf_counter()
