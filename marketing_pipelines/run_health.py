@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 PID_EVENT_LOOKAHEAD = 20
 """Engine events read from the start of a run to find its worker's pid (it is the first or second)."""
-START_TIME_SLACK_SECONDS = 2.0
-"""/proc start times are rounded to the boot second: a live worker may seem to start up to this much later."""
+START_TIME_SLACK_SECONDS = 30.0
+"""A process that started this long after the worker reported its pid holds a reused pid. The slack absorbs
+/proc's whole-second boot time and wall-clock steps; a pid reused within 30 s would need the pid space to wrap."""
 
 
 def run_worker_pid(instance: DagsterInstance, run_id: str) -> tuple[int, float] | None:
