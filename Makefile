@@ -8,8 +8,10 @@ RUN := $(UV) run --frozen
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# The embedded warehouse file (DUCKDB_PATH, relative to this folder, as the pipeline resolves it).
+DUCKDB_FILE := $(or $(DUCKDB_PATH),data/warehouse.duckdb)
 
-.PHONY: help install prepare sample-data run dev test bench bench-quick chaos lint format clean
+.PHONY: help install prepare sample-data run dev test bench bench-quick chaos lint format clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,10 +33,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 prepare: install $(DAGSTER_HOME)/dagster.yaml ## Parse the dbt project into its manifest (once, not at every load)
 	cd dbt_project && $(RUN) dbt parse --quiet --profiles-dir .
 
-sample-data: install ## Fill an empty warehouse and landing folder with deterministic sample data
+sample-data: install ## Fill what is empty (raw tables, landing folders) with deterministic sample data
 	$(RUN) python -m marketing_pipelines.sample_data --if-empty
 
 run: prepare sample-data ## Set up and materialize every asset once on the embedded DuckDB
+	$(RUN) python -m marketing_pipelines.run_health
 	$(RUN) dagster job execute -m marketing_pipelines.definitions -a defs -j refresh_marketing_data_job
 	$(RUN) python -m marketing_pipelines.report
 
@@ -60,6 +63,9 @@ lint: install ## ruff lint and format check
 format: install ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+clean-data: ## Remove the DuckDB warehouse file (a damaged one too); keeps landing files. `make run` rebuilds it
+	rm -f $(DUCKDB_FILE) $(DUCKDB_FILE).wal
 
 clean: ## Remove generated data, the dbt target and the local Dagster instance
 	rm -rf data dbt_project/target $(DAGSTER_HOME)

@@ -33,6 +33,23 @@ def server() -> Iterator[dict[str, Any]]:
         yield connection
 
 
+def snowflake_env(connection: dict[str, Any]) -> dict[str, str]:
+    """The `SNOWFLAKE_*` settings (and `MARKETING_WAREHOUSE`) that point the project at a server from `server()`."""
+    return {
+        "MARKETING_WAREHOUSE": "snowflake",
+        "SNOWFLAKE_ACCOUNT": connection["account"],
+        "SNOWFLAKE_USER": connection["user"],
+        "SNOWFLAKE_PASSWORD": connection["password"],
+        "SNOWFLAKE_DATABASE": "MARKETING",
+        "SNOWFLAKE_SCHEMA": "PUBLIC",
+        "SNOWFLAKE_WAREHOUSE": "TRANSFORMING",
+        "SNOWFLAKE_ROLE": "TRANSFORMER",
+        "SNOWFLAKE_HOST": connection["host"],
+        "SNOWFLAKE_PORT": str(connection["port"]),
+        "SNOWFLAKE_PROTOCOL": connection["protocol"],
+    }
+
+
 def apply() -> None:
     """Patch the emulator once (idempotent)."""
     global _applied

@@ -30,6 +30,9 @@ def test_production_config_validates_against_dagsters_instance_schema(tmp_path, 
     assert set(config["storage"]) == {"postgres"}
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["run_retries"]["enabled"] is True
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
+    assert 0 < monitoring["free_slots_after_run_end_seconds"] <= monitoring["poll_interval_seconds"]
 
 
 def _free_port() -> int:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
+from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sample_data import SampleData, generate, write_sample_data
 from marketing_pipelines.sample_data.__main__ import main
 from marketing_pipelines.sample_data.generator import (
@@ -23,7 +30,8 @@ from marketing_pipelines.sample_data.generator import (
     load_initial_sources,
 )
 from marketing_pipelines.sample_data.loader import warehouse_is_empty
-from marketing_pipelines.warehouse import DuckDBWarehouse
+from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
+from tests import fakesnow_shims
 
 AS_OF = dt.date(2026, 11, 20)
 USERS = 500
@@ -250,3 +258,188 @@ def test_cli_reads_default_paths_from_the_environment(tmp_path: Path, monkeypatc
     assert main(["--users", "200", "--as-of", "2026-11-20"]) == 0
     assert not warehouse_is_empty(DuckDBWarehouse(tmp_path / "env.duckdb"))
     assert any((tmp_path / "env_landing" / "trial_signups").glob("*.jsonl"))
+
+
+# ---- recovery: `--if-empty` fills what is empty and keeps the rest; a damaged file is a one-line error ----
+
+CLI_ARGS = ["--users", "200", "--seed", "3"]
+AS_OF_ARGS = ["--as-of", "2026-11-20"]
+
+
+def _landing_snapshot(landing: Path) -> dict[str, tuple[int, str]]:
+    """Every landing file with its modification time and content."""
+    return {
+        str(p.relative_to(landing)): (p.stat().st_mtime_ns, p.read_text(encoding="utf-8"))
+        for p in sorted(landing.rglob("*.jsonl"))
+    }
+
+
+def _raw_counts(warehouse: Warehouse) -> dict[str, int]:
+    return {table: n for (_, table), n in warehouse.row_counts(("raw", t) for t in TABLE_NAMES).items()}
+
+
+def _full_load(tmp_path: Path) -> tuple[Path, Path, dict[str, int]]:
+    db, landing = tmp_path / "warehouse.duckdb", tmp_path / "landing"
+    assert main([*CLI_ARGS, *AS_OF_ARGS, "--duckdb-path", str(db), "--landing-dir", str(landing)]) == 0
+    counts = _raw_counts(DuckDBWarehouse(db))
+    assert set(counts) == set(TABLE_NAMES) and all(counts.values())
+    return db, landing, counts
+
+
+def test_if_empty_rebuilds_a_deleted_warehouse_beside_the_kept_landing_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, landing, counts = _full_load(tmp_path)
+    users_sql = "select user_id, email, created_at from raw.gitlab_users order by user_id"
+    users = DuckDBWarehouse(db).query(users_sql)
+    files = _landing_snapshot(landing)
+    db.unlink()
+    capsys.readouterr()
+
+    # no --as-of: the raw tables are made for the day of the kept landing files
+    assert main([*CLI_ARGS, "--duckdb-path", str(db), "--landing-dir", str(landing), "--if-empty"]) == 0
+    out = capsys.readouterr().out
+    assert "Keeping the landing files" in out and "as_of=2026-11-20" in out
+    assert _raw_counts(DuckDBWarehouse(db)) == counts
+    assert DuckDBWarehouse(db).query(users_sql) == users
+    assert _landing_snapshot(landing) == files  # not rewritten, not duplicated
+
+
+def test_if_empty_fills_only_the_missing_or_empty_tables_and_landing_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, landing, counts = _full_load(tmp_path)
+    warehouse = DuckDBWarehouse(db)
+    warehouse.execute(
+        [
+            "drop table raw.cs_contacts",
+            "delete from raw.crm_persons",
+            "update raw.gitlab_users set company = 'kept by --if-empty' where user_id = 1",
+        ]
+    )
+    for old in (landing / "free_registrations").glob("*.jsonl"):
+        old.unlink()
+    trial_files = {k: v for k, v in _landing_snapshot(landing).items() if k.startswith("trial_signups")}
+    capsys.readouterr()
+
+    assert main([*CLI_ARGS, *AS_OF_ARGS, "--duckdb-path", str(db), "--landing-dir", str(landing), "--if-empty"]) == 0
+    written = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert written == ["crm_persons", "cs_contacts", "free_registrations"]
+    assert _raw_counts(warehouse) == counts
+    assert warehouse.query("select company from raw.gitlab_users where user_id = 1") == [("kept by --if-empty",)]
+    after = _landing_snapshot(landing)
+    assert {k: v for k, v in after.items() if k.startswith("trial_signups")} == trial_files
+    assert len([k for k in after if k.startswith("free_registrations")]) == 3
+
+
+def test_existing_data_without_a_mode_is_an_error_that_names_the_cli_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, landing, _ = _full_load(tmp_path)
+    capsys.readouterr()
+    assert main([*CLI_ARGS, "--duckdb-path", str(db), "--landing-dir", str(landing)]) == 1
+    err = capsys.readouterr().err
+    assert "--replace" in err and "--if-empty" in err and "replace=True" not in err
+
+
+def _damage(db: Path, how: str) -> None:
+    if how == "random_bytes":
+        db.write_bytes(random.Random(7).randbytes(64 * 1024))
+        return
+    with duckdb.connect(str(db)) as con:  # a real database whose first data block is then overwritten
+        con.execute("create schema raw")
+        con.execute("create table raw.crm_persons as select range as person_id from range(100000)")
+    damaged = bytearray(db.read_bytes())
+    damaged[4096:16384] = random.Random(7).randbytes(16384 - 4096)
+    db.write_bytes(bytes(damaged))
+
+
+@pytest.mark.parametrize("how", ["random_bytes", "damaged_block"])
+def test_a_damaged_warehouse_file_is_a_one_line_error_naming_the_file_and_the_fix(tmp_path: Path, how: str) -> None:
+    db, landing = tmp_path / "warehouse.duckdb", tmp_path / "landing"
+    _damage(db, how)
+    env = {**os.environ, "MARKETING_WAREHOUSE": "duckdb", "DUCKDB_PATH": str(db), "LANDING_DIR": str(landing)}
+    result = subprocess.run(
+        [sys.executable, "-m", "marketing_pipelines.sample_data", "--if-empty", *CLI_ARGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {db.resolve()} is not a readable DuckDB database")
+    assert "make clean-data && make run" in line
+    assert not landing.exists()
+
+
+def test_a_run_on_a_damaged_warehouse_fails_its_step_with_the_rebuild_command(tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    _damage(db, "random_bytes")
+
+    @dg.asset(description="Counts raw persons (a step that reads the warehouse).")
+    def persons(warehouse: WarehouseResource) -> int:
+        return len(warehouse.get_warehouse().query("select 1 from raw.crm_persons"))
+
+    resources = {"warehouse": WarehouseResource(duckdb_path=str(db))}
+    result = dg.materialize([persons], resources=resources, raise_on_error=False)
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error.cls_name == "Failure"
+    assert f"{db.resolve()} is not a readable DuckDB database" in error.message
+    assert "make clean-data && make run" in error.message
+
+
+@pytest.fixture(scope="module")
+def fakesnow_settings() -> Iterator[dict[str, str]]:
+    with fakesnow_shims.server() as connection:
+        yield fakesnow_shims.snowflake_env(connection)
+
+
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+def test_if_empty_fills_an_empty_snowflake_once_and_the_refresh_builds_on_it(
+    fakesnow_settings: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, landing, counts = _full_load(tmp_path)  # landing files exist; the Snowflake warehouse is empty
+    files = _landing_snapshot(landing)
+    for name, value in fakesnow_settings.items():
+        monkeypatch.setenv(name, value)
+
+    args = [*CLI_ARGS, "--landing-dir", str(landing), "--if-empty"]
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Keeping the landing files" in out and "Snowflake account" in out
+    with WarehouseResource().get_warehouse() as snowflake:
+        assert _raw_counts(snowflake) == counts
+
+    assert main(args) == 0
+    assert "Skipping sample data" in capsys.readouterr().out
+    with WarehouseResource().get_warehouse() as snowflake:
+        assert _raw_counts(snowflake) == counts  # filled once
+    assert _landing_snapshot(landing) == files
+
+    # the daily refresh then builds on the rebuilt warehouse and loads each kept landing file once
+    monkeypatch.setenv("LANDING_DIR", str(landing))
+    for name in ("ITERABLE_API_KEY", "GAINSIGHT_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    from marketing_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("refresh_marketing_data_job")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    trial_lines = sum(len(text.splitlines()) for name, (_, text) in files.items() if name.startswith("trial_signups"))
+    with WarehouseResource().get_warehouse() as snowflake:
+        [(ingested,)] = snowflake.query("select count(*) from ops.ingested_files")
+        [(loaded,)] = snowflake.query("select count(*) from raw.trial_signup_events")
+        [(quarantined,)] = snowflake.query("select count(*) from ops.quarantine where file like '%trial_signups%'")
+        [(persons,)] = snowflake.query("select count(*) from marts.marketing_contacts")
+    assert ingested == len(files)
+    assert loaded + quarantined == trial_lines
+    assert persons > 0

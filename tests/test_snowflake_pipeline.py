@@ -166,19 +166,7 @@ def row_count_metadata(result: dg.ExecuteInProcessResult) -> dict[str, int]:
 def fakesnow_env() -> Iterator[dict[str, str]]:
     """One fakesnow server for the module, as the `SNOWFLAKE_*` settings of DESIGN 4 point at it."""
     with fakesnow_shims.server() as connection:
-        yield {
-            "MARKETING_WAREHOUSE": "snowflake",
-            "SNOWFLAKE_ACCOUNT": connection["account"],
-            "SNOWFLAKE_USER": connection["user"],
-            "SNOWFLAKE_PASSWORD": connection["password"],
-            "SNOWFLAKE_DATABASE": "MARKETING",
-            "SNOWFLAKE_SCHEMA": "PUBLIC",
-            "SNOWFLAKE_WAREHOUSE": "TRANSFORMING",
-            "SNOWFLAKE_ROLE": "TRANSFORMER",
-            "SNOWFLAKE_HOST": connection["host"],
-            "SNOWFLAKE_PORT": str(connection["port"]),
-            "SNOWFLAKE_PROTOCOL": connection["protocol"],
-        }
+        yield fakesnow_shims.snowflake_env(connection)
 
 
 @pytest.fixture(scope="module")

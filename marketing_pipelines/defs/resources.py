@@ -16,6 +16,7 @@ from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
 from marketing_pipelines.warehouse import DuckDBWarehouse, SnowflakeWarehouse, Warehouse
+from marketing_pipelines.warehouse.duckdb import WarehouseFileError
 
 if TYPE_CHECKING:
     from dagster_snowflake import SnowflakeResource
@@ -45,13 +46,22 @@ class WarehouseResource(dg.ConfigurableResource):
         return kind
 
     def get_warehouse(self) -> Warehouse:
-        """The configured warehouse implementation (the same object for every call in a run)."""
+        """The configured warehouse implementation (the same object for every call in a run).
+
+        A DuckDB file that is not a database fails the step with a one-line ``dagster.Failure`` naming the file
+        and the command that rebuilds it.
+        """
         if self._warehouse is None:
             if self.resolved_kind() == "snowflake":
                 self._warehouse = snowflake_warehouse()
             else:
                 path = self.duckdb_path or dg.EnvVar("DUCKDB_PATH").get_value(default=DEFAULT_DUCKDB_PATH)
-                self._warehouse = DuckDBWarehouse(resolve_project_path(path or DEFAULT_DUCKDB_PATH))
+                duckdb_warehouse = DuckDBWarehouse(resolve_project_path(path or DEFAULT_DUCKDB_PATH))
+                try:
+                    duckdb_warehouse.check_file()
+                except WarehouseFileError as error:
+                    raise dg.Failure(description=str(error), allow_retries=False) from None
+                self._warehouse = duckdb_warehouse
         return self._warehouse
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -16,10 +16,18 @@ if TYPE_CHECKING:  # imported where used: loading the definitions must not pay f
     import pandas as pd
 
 LOCK_WAIT_SECONDS = 300.0
+DUCKDB_MAGIC = b"DUCK"
+"""Bytes 8-11 of every DuckDB database file (after the header checksum)."""
+REBUILD_HINT = "rebuild it with `make clean-data && make run` (the landing files are kept)"
+CORRUPT_MARKERS = ("not a valid duckdb database", "corrupt database")
 
 
 class WarehouseLockTimeout(RuntimeError):
     """Another process held the DuckDB file for longer than we were willing to wait."""
+
+
+class WarehouseFileError(RuntimeError):
+    """The DuckDB file exists but is not a readable database (damaged, truncated, or not DuckDB at all)."""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -34,6 +42,19 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return f"{self.path.resolve()} (DuckDB)"
 
+    def check_file(self) -> None:
+        """Raise :class:`WarehouseFileError` if the file exists but has no DuckDB header (reads 12 bytes, no lock)."""
+        try:
+            with open(self.path, "rb") as handle:
+                header = handle.read(12)
+        except FileNotFoundError:
+            return
+        if header[8:12] != DUCKDB_MAGIC:
+            raise self._file_error("no DuckDB header")
+
+    def _file_error(self, reason: str) -> WarehouseFileError:
+        return WarehouseFileError(f"{self.path.resolve()} is not a readable DuckDB database ({reason}); {REBUILD_HINT}")
+
     @contextlib.contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting (with jittered backoff) while another process holds its lock."""
@@ -41,13 +62,18 @@ class DuckDBWarehouse(Warehouse):
 
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.check_file()
         deadline = time.monotonic() + self.lock_wait_seconds
         delay = 0.05
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as error:
+            except duckdb.Error as error:
+                if _is_corrupt(error):
+                    raise self._file_error(str(error).splitlines()[0]) from error
+                if not isinstance(error, duckdb.IOException):
+                    raise
                 if "lock" not in str(error).lower() or time.monotonic() > deadline:
                     if "lock" in str(error).lower():
                         raise WarehouseLockTimeout(
@@ -58,6 +84,10 @@ class DuckDBWarehouse(Warehouse):
                 delay = min(delay * 2, 2.0)
         try:
             yield con
+        except duckdb.Error as error:  # a damaged block shows only when a query reads it
+            if _is_corrupt(error):
+                raise self._file_error(str(error).splitlines()[0]) from error
+            raise
         finally:
             con.close()
 
@@ -106,3 +136,7 @@ class DuckDBWarehouse(Warehouse):
             [schema, table],
         )
         return bool(rows)
+
+
+def _is_corrupt(error: Exception) -> bool:
+    return any(marker in str(error).lower() for marker in CORRUPT_MARKERS)

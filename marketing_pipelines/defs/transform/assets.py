@@ -58,10 +58,11 @@ def build_with_row_counts(
     Events are held until dbt exits: DuckDB has one writer, so the tables can only be counted afterwards. Views
     are not counted: counting one runs its whole query (seconds per staging view at 1M contacts).
     """
+    db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
     events = list(dbt.cli(["build"], context=context).stream())
     keys = {id(event): _asset_key(context, event) for event in events}
     relations = {tuple(key.path) for key in keys.values() if key is not None and not _is_view(context, key)}
-    counts = warehouse.get_warehouse().row_counts(sorted(relations)) if relations else {}
+    counts = db.row_counts(sorted(relations)) if relations else {}
     for event in events:
         key = keys[id(event)]
         if key is not None and tuple(key.path) in counts:
