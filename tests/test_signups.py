@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -99,15 +101,17 @@ def warehouse_path(tmp_path: Path) -> Path:
 
 
 def ingest(warehouse_path: Path, *files: Path) -> dg.ExecuteInProcessResult:
+    """Run both ingestion assets on ``files`` (as the sensor's run does), with LANDING_DIR their landing folder."""
     by_asset: dict[str, list[str]] = {"raw__trial_signup_events": [], "raw__free_registration_events": []}
     for path in files:
         asset = "raw__trial_signup_events" if path.parent.name == "trial_signups" else "raw__free_registration_events"
         by_asset[asset].append(str(path))
-    return dg.materialize(
-        [trial_signup_events, free_registration_events],
-        run_config={"ops": {name: {"config": {"files": paths}} for name, paths in by_asset.items()}},
-        resources={"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))},
-    )
+    with mock.patch.dict(os.environ, {"LANDING_DIR": str(files[0].parent.parent)} if files else {}):
+        return dg.materialize(
+            [trial_signup_events, free_registration_events],
+            run_config={"ops": {name: {"config": {"files": paths}} for name, paths in by_asset.items()}},
+            resources={"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))},
+        )
 
 
 def write(root: Path, kind: str, name: str, content: str | bytes) -> Path:
@@ -179,10 +183,11 @@ def test_non_utf8_line_is_quarantined_and_the_rest_of_the_file_loads(tmp_path, w
 
 
 def test_file_still_being_written_is_retried_not_quarantined(tmp_path, warehouse_path):
-    from marketing_pipelines.signups.ingest import IncompleteFile, ingest_file
+    from marketing_pipelines.signups.ingest import IncompleteFile, ensure_tables, ingest_file
 
     text = line(event("ok")) + "\n" + line(event("half"))[:40]
     path = write(tmp_path / "landing", "trial_signups", "partial.jsonl", text)
+    ensure_tables(DuckDBWarehouse(warehouse_path))
     with pytest.raises(IncompleteFile):
         ingest_file(DuckDBWarehouse(warehouse_path), path)
     db = DuckDBWarehouse(warehouse_path)
