@@ -23,10 +23,12 @@ from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination, iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import run_dbt
+from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
 
 API_KEY = "sk-test-0123456789abcdef"
+#: What the signup pushes read: the event audience and the Marketo unsubscribes (dbt selection).
+SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes"
 
 
 def event(event_id: str, **overrides) -> dict:
@@ -228,8 +230,9 @@ def built_audience(tmp_path_factory: pytest.TempPathFactory) -> Path:
             line(event(f"free-{i}", companyNamespace=i % 2 == 0, latest_trial_start_date=None)) + "\n" for i in range(6)
         ),
     )
+    load_raw_rows(DuckDBWarehouse(warehouse_path), {})  # every raw table, empty (Marketo unsubscribes among them)
     assert ingest(warehouse_path, trial, free).success
-    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
+    run_dbt(["build", "--select", SIGNUP_VIEWS], warehouse_path)
     return warehouse_path
 
 
@@ -256,7 +259,7 @@ def test_personal_free_registrations_never_reach_the_audience(events_audience):
         *((f"trial-{i}", "saasTrial") for i in range(5)),
     ]
     check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(events_audience.path)))
-    assert check.passed
+    assert check.passed and check.metadata["free_registrations_considered"].value == 3
 
 
 def test_event_sync_sends_each_event_once_in_spec_valid_requests(events_audience):
@@ -270,8 +273,8 @@ def test_event_sync_sends_each_event_once_in_spec_valid_requests(events_audience
     for body in bodies:
         validate_request(TRACK_BULK, body)
     assert set(emulator.event_receipts.values()) == {1}
-    assert set(emulator.events) == {iterable_event_id(f"trial-{i}") for i in range(5)} | {
-        iterable_event_id(f"free-{i}") for i in (0, 2, 4)
+    assert set(emulator.events) == {iterable_event_id(f"trial_signups:trial-{i}") for i in range(5)} | {
+        iterable_event_id(f"free_registrations:free-{i}") for i in (0, 2, 4)
     }
     sent = bodies[0]["events"][0]
     assert set(sent) == {"email", "eventName", "id", "createdAt", "dataFields"}
@@ -285,7 +288,7 @@ def test_event_rejected_by_iterable_is_recorded_and_retried(events_audience):
         report = sync(events_audience, emulator)
     assert (report.accepted, report.rejected) == (7, 1)
     (key,) = events_audience.query("select record_key from ops.sync_rejections where not resolved")[0]
-    assert key == "trial-1"
+    assert key == "trial_signups:trial-1"
     with IterableEmulator(api_key=API_KEY) as emulator:
         retry = sync(events_audience, emulator)
     assert (retry.sent, retry.accepted) == (1, 1)
@@ -311,7 +314,7 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
 
     warehouse_path = tmp_path / "warehouse.duckdb"
     write_sample_data(generate(users=300, seed=3), DuckDBWarehouse(warehouse_path), tmp_path / "unused-landing")
-    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
+    run_dbt(["build", "--select", SIGNUP_VIEWS], warehouse_path)
     landing = tmp_path / "landing"
     trials = [line(event(f"e2e-t{i}")) for i in range(3)]
     write(landing, "trial_signups", "t.jsonl", "\n".join([*trials, "[1, 2]"]) + "\n")
@@ -345,8 +348,9 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
         )
     valid = [f"e2e-t{i}" for i in range(3)] + ["e2e-f1"]
     assert profile_updates == {f"{event_id}@example.com": 1 for event_id in valid}
-    assert dict(emulator.event_receipts) == {iterable_event_id(event_id): 1 for event_id in valid}
-    assert emulator.events[iterable_event_id("e2e-f1")]["eventName"] == "saasFreeRegistration"
+    keys = [f"trial_signups:{event_id}" for event_id in valid[:3]] + ["free_registrations:e2e-f1"]
+    assert dict(emulator.event_receipts) == {iterable_event_id(key): 1 for key in keys}
+    assert emulator.events[iterable_event_id("free_registrations:e2e-f1")]["eventName"] == "saasFreeRegistration"
     assert emulator.users["e2e-t0@example.com"]["employeeBucket"] == "100-499"
     for result in results:
         steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]

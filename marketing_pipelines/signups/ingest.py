@@ -219,8 +219,7 @@ def ingest_file(
     report = IngestReport(file=str(path), table=table)
     try:
         if kind not in EVENT_TABLES or (
-            landing_root is not None
-            and os.path.realpath(path.parent) != os.path.realpath(Path(landing_root) / kind)
+            landing_root is not None and os.path.realpath(path.parent) != os.path.realpath(Path(landing_root) / kind)
         ):
             raise RefusedFile(f"not directly in {Path(landing_root or '<LANDING_DIR>')}/{{{','.join(EVENT_TABLES)}}}/")
         fd, info = open_regular(path)

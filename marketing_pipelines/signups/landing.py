@@ -16,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 EVENT_KINDS = ("trial_signups", "free_registrations")
 GRACE_NS = 120 * 1_000_000_000
@@ -162,7 +162,7 @@ def open_regular(path: str | Path) -> tuple[int, os.stat_result]:
     return fd, opened
 
 
-def sha256_of(handle) -> str:  # noqa: ANN001 - a binary file object
+def sha256_of(handle: IO[bytes]) -> str:
     digest = hashlib.sha256()
     for block in iter(lambda: handle.read(1 << 20), b""):
         digest.update(block)

@@ -29,7 +29,8 @@ def run_config_for(kind: str, path: str) -> dict:
         "Watches `LANDING_DIR/trial_signups/` and `LANDING_DIR/free_registrations/` for new `*.jsonl` files and "
         "requests one `ingest_signups_job` run per file (run key: folder, name and SHA-256 of the content, so a "
         "file is never run twice). Entries that are not regular files (symlinks, directories, FIFOs) get a run too, "
-        "keyed by their change time, which records them as refused without opening them. The cursor holds a change-time watermark and the names seen in the last two "
+        "keyed by their change time, which records them as refused without opening them. "
+        "The cursor holds a change-time watermark and the names seen in the last two "
         "minutes only; a file landed with an old modification time is still picked up."
     ),
 )
