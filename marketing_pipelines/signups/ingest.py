@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +43,9 @@ _BOM = b"\xef\xbb\xbf"
 #: Ledger outcomes that mean "this version is handled": the catch-up skips it. `failed` versions are retried.
 DONE_OUTCOMES = ("loaded", "duplicate", "refused")
 _PARSE_FAILURES = ("not JSON", "not UTF-8")
+#: The catch-up writes this many files (or lines) per transaction.
+BATCH_FILES = 250
+BATCH_LINES = 200_000
 
 
 class IncompleteFile(Exception):
@@ -151,72 +154,65 @@ def _quarantine_row(path: str, version: str, number: int, raw_text: str | None, 
     }
 
 
-def _ledger_row(report: IngestReport, kind: str, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "file": report.file,
-        "file_sha256": report.file_sha256,
-        "kind": kind,
-        "lines_read": report.lines_read,
-        "loaded": 0,
-        "duplicates": 0,
-        "quarantined": report.quarantined,
-        "ingested_at": now,
-        "outcome": report.outcome,
-        "reason": None if report.reason is None else safe_text(report.reason),
-    }
+@dataclass
+class ParsedFile:
+    """One file read and validated, not yet written: its report, good rows, quarantine rows and ledger row."""
+
+    report: IngestReport
+    kind: str
+    good: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[dict[str, Any]] = field(default_factory=list)
+    record: bool = True  # False: nothing to write (already handled, vanished)
+
+    def ledger_row(self, now: dt.datetime) -> dict[str, Any]:
+        report = self.report
+        return {
+            "file": report.file,
+            "file_sha256": report.file_sha256,
+            "kind": self.kind,
+            "lines_read": report.lines_read,
+            "loaded": 0,  # counted by the insert itself (see `commit`)
+            "duplicates": 0,
+            "quarantined": len(self.bad),
+            "ingested_at": now,
+            "outcome": report.outcome,
+            "reason": None if report.reason is None else safe_text(report.reason),
+        }
 
 
-def _record_file(warehouse: Warehouse, report: IngestReport, kind: str, *, quarantine: bool) -> IngestReport:
-    """Record a file handled as a whole (refused, duplicate, failed): a ledger row and, unless a duplicate, one
-    quarantine row (line 0, no text) with the reason, so `ops.quarantine` lists it next to the bad lines."""
-    import pandas as pd
-
-    now = _now()
-    frames = {"_ledger": pd.DataFrame([_ledger_row(report, kind, now)], columns=list(INGESTED_FILES_COLUMNS))}
-    statements = [f"insert into {INGESTED_FILES} ({', '.join(INGESTED_FILES_COLUMNS)}) select * from _ledger"]
+def _file_outcome(parsed: ParsedFile, outcome: str, reason: str, *, quarantine: bool, now: dt.datetime) -> ParsedFile:
+    """A file handled as a whole (refused, duplicate, failed): a ledger row and, unless a duplicate, one quarantine
+    row (line 0, no text) with the reason, so `ops.quarantine` lists it next to the bad lines."""
+    report = parsed.report
+    report.outcome, report.reason = outcome, reason
+    report.lines_read = report.loaded = report.duplicates = 0
+    report.reasons, report.preview, parsed.good = {}, [], []
+    parsed.bad = []
     if quarantine:
-        row = _quarantine_row(report.file, report.file_sha256, 0, None, f"file {report.outcome}: {report.reason}", now)
-        frames["_quarantine"] = pd.DataFrame([row], columns=list(QUARANTINE_COLUMNS))
-        statements.append(_insert_quarantine_sql())
-        report.quarantined = 1
-        report.reasons[f"file {report.outcome}"] = 1
-    warehouse.execute(statements, frames=frames)
-    return report
+        parsed.bad = [_quarantine_row(report.file, report.file_sha256, 0, None, f"file {outcome}: {reason}", now)]
+        report.reasons = {f"file {outcome}": 1}
+    report.quarantined = len(parsed.bad)
+    return parsed
 
 
-def _insert_quarantine_sql() -> str:
-    columns = ", ".join(QUARANTINE_COLUMNS)
-    return f"""insert into {QUARANTINE} ({columns})
-        select {columns} from _quarantine as incoming
-        where not exists (
-            select 1 from {QUARANTINE} as q
-            where q.file_sha256 = incoming.file_sha256 and q.line_number = incoming.line_number
-        )"""
-
-
-def ingest_file(
-    warehouse: Warehouse,
+def parse_file(
     path: str | Path,
     *,
+    ledger: Ledger,
+    now: dt.datetime,
     today: dt.date | None = None,
     landing_root: str | Path | None = None,
-    ledger: Ledger | None = None,
     incomplete_line_seconds: float = INCOMPLETE_LINE_SECONDS,
     give_up_waiting: bool = False,
-) -> IngestReport:
-    """Validate every line of one file, append new good lines and quarantine bad ones, in one transaction.
+) -> ParsedFile:
+    """Read and validate one landed file (no writes); ``ledger`` is updated as if it were committed.
 
-    A file version (same path, same content) already handled is not read again; the same content already loaded
-    under another name is recorded as a duplicate; a changed file is loaded anew (its events still once per
-    `event_id`). ``landing_root``: refuse a path that is not directly in ``<landing_root>/<kind>/``. A last line
-    without a newline that is not JSON raises IncompleteFile while the file changed less than
-    ``incomplete_line_seconds`` ago (unless ``give_up_waiting``); after that it is quarantined as an incomplete line.
-    Tables must exist (`ensure_tables`).
+    Never raises for file content; raises IncompleteFile for a last line still being written within the wait.
     """
     path = Path(path)
     kind = kind_of(path) or "unknown"
-    table = f"{RAW_SCHEMA}.{EVENT_TABLES.get(kind, '?')}"
-    report = IngestReport(file=str(path), table=table)
+    report = IngestReport(file=str(path), table=f"{RAW_SCHEMA}.{EVENT_TABLES.get(kind, '?')}")
+    parsed = ParsedFile(report, kind)
     try:
         if kind not in EVENT_TABLES or (
             landing_root is not None and os.path.realpath(path.parent) != os.path.realpath(Path(landing_root) / kind)
@@ -224,74 +220,64 @@ def ingest_file(
             raise RefusedFile(f"not directly in {Path(landing_root or '<LANDING_DIR>')}/{{{','.join(EVENT_TABLES)}}}/")
         fd, info = open_regular(path)
     except RefusedFile as refused:
-        report.outcome, report.reason = "refused", refused.reason
         report.file_sha256 = refused_version(refused.ctime_ns)
-        if ledger is not None and (report.file, report.file_sha256) in ledger.done:
-            report.already_ingested = True
-            return report
-        return _record_file(warehouse, report, kind, quarantine=True)
+        if (report.file, report.file_sha256) in ledger.done:
+            report.already_ingested, parsed.record = True, False
+            return parsed
+        ledger.add(report.file, report.file_sha256, kind, "refused")
+        return _file_outcome(parsed, "refused", refused.reason, quarantine=True, now=now)
     except FileNotFoundError:
         report.outcome, report.reason = "vanished", "the file was removed before it could be read"
-        return report  # nothing to record: it is gone (a later landing is seen by the sensor)
+        parsed.record = False  # nothing to record: it is gone (a later landing is seen by the sensor)
+        return parsed
     except OSError as error:
-        report.outcome, report.reason = "failed", f"could not be opened: {error.strerror or error}"
         report.file_sha256 = f"unreadable:{_ctime_ns(path)}"
-        return _record_file(warehouse, report, kind, quarantine=True)
+        return _file_outcome(
+            parsed, "failed", f"could not be opened: {error.strerror or error}", quarantine=True, now=now
+        )
     with os.fdopen(fd, "rb") as handle:
         try:
-            return _ingest_open_file(
-                warehouse, handle, info, report, kind, today, ledger, incomplete_line_seconds, give_up_waiting
-            )
+            _parse_open_file(handle, info, parsed, ledger, now, today, incomplete_line_seconds, give_up_waiting)
         except IncompleteFile:
             raise
         except Exception as error:  # anything unexpected fails this file only, with the reason recorded
-            logger.exception("ingesting %s failed", path)
-            report.outcome = "failed"
-            report.reason = f"could not be loaded ({type(error).__name__}: {error}); retried by the next catch-up"[:500]
-            report.lines_read = report.loaded = report.duplicates = report.quarantined = 0
-            report.reasons = {}
-            report.preview = []
+            logger.exception("reading %s failed", path)
             report.file_sha256 = report.file_sha256 or f"unreadable:{info.st_ctime_ns}"
-            return _record_file(warehouse, report, kind, quarantine=True)
+            reason = f"could not be read ({type(error).__name__}: {error}); retried by the next catch-up"
+            return _file_outcome(parsed, "failed", reason[:500], quarantine=True, now=now)
+    return parsed
 
 
-def _ingest_open_file(
-    warehouse: Warehouse,
+def _parse_open_file(
     handle: IO[bytes],
     info: os.stat_result,
-    report: IngestReport,
-    kind: str,
+    parsed: ParsedFile,
+    ledger: Ledger,
+    now: dt.datetime,
     today: dt.date | None,
-    ledger: Ledger | None,
     incomplete_line_seconds: float,
     give_up_waiting: bool,
-) -> IngestReport:
-    import pandas as pd
-
+) -> None:
+    report, kind = parsed.report, parsed.kind
     report.file_sha256 = sha256_of(handle)
-    if ledger is None:
-        ledger = Ledger.load(warehouse, report.file_sha256)
     if (report.file, report.file_sha256) in ledger.done:
-        report.already_ingested = True
-        return report
-    if info.st_size > 0 and (first := ledger.content.get((kind, report.file_sha256))) not in (None, report.file):
-        report.outcome, report.reason = "duplicate", f"same content as {first}, already loaded: not loaded again"
-        _record_file(warehouse, report, kind, quarantine=False)
-        ledger.add(report.file, report.file_sha256, kind, report.outcome)
-        return report
+        report.already_ingested, parsed.record = True, False
+        return
+    first = ledger.content.get((kind, report.file_sha256))
+    if info.st_size > 0 and first not in (None, report.file):
+        _file_outcome(
+            parsed, "duplicate", f"same content as {first}, already loaded: not loaded again", quarantine=False, now=now
+        )
+        ledger.add(report.file, report.file_sha256, kind, "duplicate")
+        return
     handle.seek(0)
     if handle.read(2) == _GZIP_MAGIC:
-        report.outcome = "refused"
-        report.reason = "gzip-compressed content: compressed files are not read, land plain JSON Lines (.jsonl)"
-        _record_file(warehouse, report, kind, quarantine=True)
-        ledger.add(report.file, report.file_sha256, kind, report.outcome)
-        return report
+        reason = "gzip-compressed content: compressed files are not read, land plain JSON Lines (.jsonl)"
+        _file_outcome(parsed, "refused", reason, quarantine=True, now=now)
+        ledger.add(report.file, report.file_sha256, kind, "refused")
+        return
     handle.seek(0)
-
-    now = _now()
     changed_seconds_ago = _age(info)
-    good: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
     pretty_printed = None
     for number, raw, oversize, complete in _lines(handle):
         report.lines_read += 1
@@ -318,48 +304,147 @@ def _ingest_open_file(
             result = f"not JSON Lines: the file looks pretty-printed; land one JSON object per line ({result})"
         if isinstance(result, str):
             raw_text = safe_text(text if text is not None else raw.decode("utf-8", "backslashreplace"))
-            bad.append(_quarantine_row(report.file, report.file_sha256, number, raw_text, result, now))
+            parsed.bad.append(_quarantine_row(report.file, report.file_sha256, number, raw_text, result, now))
             reason = result.split(":")[0]
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
         else:
-            good.append({**result, "source_file": report.file, "line_number": number, "loaded_at": now})
+            parsed.good.append({**result, "source_file": report.file, "line_number": number, "loaded_at": now})
     if report.lines_read == 0:
         report.reason = "empty file"
+    report.quarantined = len(parsed.bad)
+    ledger.add(report.file, report.file_sha256, kind, "loaded")
 
-    table = report.table
-    events = pd.DataFrame(good, columns=list(EVENT_COLUMNS))
-    quarantine = pd.DataFrame(bad, columns=list(QUARANTINE_COLUMNS))
-    (before,) = warehouse.query(f"select count(*) from {table}")[0]
-    report.quarantined = len(bad)
-    ledger_frame = pd.DataFrame([_ledger_row(report, kind, now)], columns=list(INGESTED_FILES_COLUMNS))
+
+def commit(warehouse: Warehouse, files: list[ParsedFile], now: dt.datetime) -> None:
+    """Write parsed files of one kind in one transaction: new events (once per `event_id`: a line whose id is
+    loaded, or repeated in the batch, counts as a duplicate), quarantine rows and ledger rows, whose `loaded`
+    is counted by the insert itself; then fill in each report's loaded / duplicates / preview."""
+    import pandas as pd
+
+    files = [parsed for parsed in files if parsed.record]
+    if not files:
+        return
+    table = files[0].report.table if files[0].kind in EVENT_TABLES else f"{RAW_SCHEMA}.{EVENT_TABLES['trial_signups']}"
+    events = pd.DataFrame([row for parsed in files for row in parsed.good], columns=list(EVENT_COLUMNS))
+    events.insert(0, "_order", range(len(events)))
+    quarantine = pd.DataFrame([row for parsed in files for row in parsed.bad], columns=list(QUARANTINE_COLUMNS))
+    ledger = pd.DataFrame([parsed.ledger_row(now) for parsed in files], columns=list(INGESTED_FILES_COLUMNS))
+    ledger["good"] = [len(parsed.good) for parsed in files]
     cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in EVENT_COLUMNS.items())
-    ledger_columns = [name for name in INGESTED_FILES_COLUMNS if name not in ("loaded", "duplicates")]
+    counted = f"(select count(*) from {table} as t where t.source_file = l.file and t.loaded_at = l.ingested_at)"
+    other_columns = [name for name in INGESTED_FILES_COLUMNS if name not in ("loaded", "duplicates")]
     warehouse.execute(
         [
             f"""insert into {table} ({", ".join(EVENT_COLUMNS)})
             select {cast_columns} from _events as incoming
             where not exists (select 1 from {table} as loaded where loaded.event_id = incoming.event_id)
-            qualify row_number() over (partition by incoming.event_id order by incoming.line_number) = 1""",
+            qualify row_number() over (partition by incoming.event_id order by incoming._order) = 1""",
             _insert_quarantine_sql(),
-            # loaded and duplicates are counted by the insert itself, in the same transaction
-            f"""insert into {INGESTED_FILES} ({", ".join(ledger_columns)}, loaded, duplicates)
-            select
-                {", ".join(ledger_columns)},
-                (select count(*) from {table}) - {int(before)} as loaded,
-                {len(good)} - ((select count(*) from {table}) - {int(before)}) as duplicates
-            from _ledger""",
+            f"""insert into {INGESTED_FILES} ({", ".join(other_columns)}, loaded, duplicates)
+            select {", ".join(f"l.{name}" for name in other_columns)}, {counted}, l.good - {counted}
+            from _ledger as l""",
         ],
-        frames={"_events": events, "_quarantine": quarantine, "_ledger": ledger_frame},
+        frames={"_events": events, "_quarantine": quarantine, "_ledger": ledger},
     )
-    ledger.add(report.file, report.file_sha256, kind, report.outcome)
-    (after,) = warehouse.query(f"select count(*) from {table}")[0]
-    report.loaded = after - before
-    report.duplicates = len(good) - report.loaded
-    report.preview = [
-        {"event_id": row["event_id"], "email": mask_email(row["email"]), "occurred_at": str(row["occurred_at"])}
-        for row in good[:5]
-    ]
+    loaded = dict(
+        warehouse.query(
+            f"select source_file, count(*) from {table} where loaded_at = cast('{now.isoformat(sep=' ')}' as timestamp)"
+            " group by source_file"
+        )
+    )
+    for parsed in files:
+        report = parsed.report
+        report.loaded = int(loaded.get(report.file, 0))
+        report.duplicates = len(parsed.good) - report.loaded
+        report.preview = [
+            {"event_id": row["event_id"], "email": mask_email(row["email"]), "occurred_at": str(row["occurred_at"])}
+            for row in parsed.good[:5]
+        ]
+
+
+def _insert_quarantine_sql() -> str:
+    columns = ", ".join(QUARANTINE_COLUMNS)
+    return f"""insert into {QUARANTINE} ({columns})
+        select {columns} from _quarantine as incoming
+        where not exists (
+            select 1 from {QUARANTINE} as q
+            where q.file = incoming.file and q.file_sha256 = incoming.file_sha256
+            and q.line_number = incoming.line_number
+        )"""
+
+
+def ingest_files(
+    warehouse: Warehouse,
+    paths: Iterable[str | Path],
+    *,
+    ledger: Ledger | None = None,
+    batch_files: int = BATCH_FILES,
+    batch_lines: int = BATCH_LINES,
+    waiting: list[str] | None = None,
+    **options: Any,
+) -> Iterator[IngestReport]:
+    """Ingest files (all of one kind) in batches of one transaction each; yields a report per file.
+
+    ``ledger``: what is already handled (None: looked up per file, as the sensor's one-file runs do). ``waiting``:
+    when given, a file whose last line is still being written is appended to it and skipped, instead of raising
+    IncompleteFile. A batch the warehouse refuses is written again file by file, so only the file at fault fails
+    (recorded as failed). ``options`` go to `parse_file`.
+    """
+    batch: list[ParsedFile] = []
+    lines = 0
+    now = _now()
+    for path in paths:
+        file_ledger = ledger if ledger is not None else Ledger.load(warehouse, _sha_or_none(path))
+        try:
+            parsed = parse_file(path, ledger=file_ledger, now=now, **options)
+        except IncompleteFile as error:
+            if waiting is None:
+                yield from _commit_batch(warehouse, batch, now)
+                raise
+            logger.warning("%s", error)
+            waiting.append(str(path))
+            continue
+        batch.append(parsed)
+        lines += parsed.report.lines_read
+        if len(batch) >= batch_files or lines >= batch_lines or ledger is None:
+            yield from _commit_batch(warehouse, batch, now)
+            batch, lines, now = [], 0, _now()
+    yield from _commit_batch(warehouse, batch, now)
+
+
+def _commit_batch(warehouse: Warehouse, batch: list[ParsedFile], now: dt.datetime) -> Iterator[IngestReport]:
+    try:
+        commit(warehouse, batch, now)
+    except Exception:
+        if len(batch) <= 1:
+            if not batch or not batch[0].record:
+                raise
+            parsed = batch[0]
+            logger.exception("writing %s failed", parsed.report.file)
+            reason = "could not be written to the warehouse; retried by the next catch-up"
+            commit(warehouse, [_file_outcome(parsed, "failed", reason, quarantine=True, now=now)], now)
+        else:
+            for parsed in batch:  # only the file at fault fails
+                yield from _commit_batch(warehouse, [parsed], now)
+            return
+    yield from (parsed.report for parsed in batch)
+
+
+def ingest_file(warehouse: Warehouse, path: str | Path, **options: Any) -> IngestReport:
+    """Ingest one file in one transaction (see `ingest_files`); raises IncompleteFile for a half-written last
+    line within the wait. Tables must exist (`ensure_tables`)."""
+    (report,) = ingest_files(warehouse, [path], **options)
     return report
+
+
+def _sha_or_none(path: str | Path) -> str | None:
+    """The file's SHA-256 to narrow the ledger lookup; None (whole ledger) when it cannot be read as a file."""
+    try:
+        fd, _ = open_regular(path)
+    except (RefusedFile, OSError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return sha256_of(handle)
 
 
 def _decode(raw: bytes) -> str | None:

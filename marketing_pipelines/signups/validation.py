@@ -27,6 +27,7 @@ TEXT_FIELDS = ("company", "country", "firstName", "lastName", "signupReason", "s
 #: What the README calls required; every other field may be missing or null.
 REQUIRED_FIELDS = ("event_id", "occurred_at", "email", "user_id", "companyNamespace")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 class _DuplicateKey(Exception):
@@ -112,7 +113,7 @@ def validate_line(text: str, *, today: dt.date | None = None) -> dict[str, Any] 
     except ValueError as error:  # JSONDecodeError, and integers longer than Python's digit limit
         return f"not JSON: {safe_text(str(error))[:200]}"
     if not isinstance(event, dict):
-        return f"not a JSON object (a JSON {type(event).__name__})"
+        return f"not a JSON object (a JSON {_JSON_TYPES.get(type(event), 'value')}): one object per line"
     return validate_event(event, today=today)
 
 

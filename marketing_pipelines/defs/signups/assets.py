@@ -34,7 +34,7 @@ def landing_dir() -> Path:
 
 
 INCOMPLETE_LINE_ENV = "SIGNUPS_INCOMPLETE_LINE_SECONDS"
-#: Seconds between the sensor run's retries of a file whose last line is still being written.
+#: At most this many seconds between the sensor run's retries of a file whose last line is still being written.
 RETRY_SECONDS = 30
 
 
@@ -56,7 +56,7 @@ def _ingest(
         IncompleteFile,
         Ledger,
         ensure_tables,
-        ingest_file,
+        ingest_files,
         kind_of,
         pending_files,
     )
@@ -73,39 +73,39 @@ def _ingest(
         files = [p for p in config.files or [] if (kind_of(p) or "trial_signups") == kind]
     # the sensor's run retries a half-written file until it is older than `wait`, then quarantines the half line:
     # the last allowed attempt never waits, so the retries are never exhausted
-    max_retries = math.ceil(wait / RETRY_SECONDS) + 1
+    retry_seconds = max(1.0, min(float(RETRY_SECONDS), wait))
+    max_retries = math.ceil(wait / retry_seconds) + 1
     give_up_waiting = context.retry_number >= max_retries
     totals = {"files": len(files), "lines_read": 0, "loaded": 0, "duplicates": 0, "quarantined": 0}
     outcomes: dict[str, list[str]] = {}
     reasons: dict[str, int] = {}
     preview: list[dict[str, object]] = []
     waiting: list[str] = []
-    for path in files:
-        try:
-            report = ingest_file(
-                db,
-                path,
-                landing_root=root,
-                ledger=ledger,
-                incomplete_line_seconds=wait,
-                give_up_waiting=give_up_waiting,
-            )
-        except IncompleteFile as error:
-            if catch_up:  # the sensor's run (or the next catch-up) loads it once its last line is complete
-                context.log.warning(str(error))
-                waiting.append(path)
-                continue
-            raise dg.RetryRequested(max_retries=max_retries, seconds_to_wait=RETRY_SECONDS) from error
-        context.log.info(f"ingested {path}: {report.as_metadata()}")
-        if report.outcome != "loaded" or report.reason:
-            outcomes.setdefault(report.outcome if not report.already_ingested else "already handled", []).append(
-                f"{path}: {report.reason}"
-            )
-        for name in ("lines_read", "loaded", "duplicates", "quarantined"):
-            totals[name] += getattr(report, name)
-        for reason, count in report.reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + count
-        preview.extend(report.preview)
+    reports = ingest_files(
+        db,
+        files,
+        ledger=ledger,
+        waiting=waiting if catch_up else None,  # the sensor's run (or the next catch-up) loads it once complete
+        landing_root=root,
+        incomplete_line_seconds=wait,
+        give_up_waiting=give_up_waiting,
+    )
+    try:
+        for report in reports:
+            context.log.debug(f"ingested {report.file}: {report.as_metadata()}")
+            if report.outcome != "loaded" or report.reason:
+                label = "already handled" if report.already_ingested else report.outcome
+                outcomes.setdefault(label, []).append(f"{report.file}: {report.reason}")
+            for name in ("lines_read", "loaded", "duplicates", "quarantined"):
+                totals[name] += getattr(report, name)
+            for reason, count in report.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+            preview.extend(report.preview[: max(0, 10 - len(preview))])
+    except IncompleteFile as error:  # sensor mode: a half-written last line, within the wait
+        context.log.warning(f"{error}: retrying in {retry_seconds:.0f} s")
+        raise dg.RetryRequested(max_retries=max_retries, seconds_to_wait=retry_seconds) from error
+    for path in waiting:
+        context.log.warning(f"{path}: last line still being written; loaded by a later run")
     table = f"raw.{EVENT_TABLES[kind]}"
     (row_count,) = db.query(f"select count(*) from {table}")[0]
     return dg.MaterializeResult(
