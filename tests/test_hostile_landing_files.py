@@ -436,3 +436,60 @@ def test_catch_up_over_1000_files_with_hostile_ones_loads_the_other_999(tmp_path
         ("refused", 1),
     ]
     print(f"\ncatch-up of 1,001 files: {seconds:.1f} s")
+
+
+def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
+    """The sensor's run requests, each run as `ingest_signups_job` against the emulator: every run succeeds; the
+    good events reach Iterable; a half-written file is retried, then its half line quarantined (retries are never
+    exhausted); a link to a system file and a FIFO are refused unread."""
+    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from marketing_pipelines.sync.iterable import iterable_event_id
+    from tests.conftest import load_raw_rows, run_dbt
+
+    db_path = tmp_path / "warehouse.duckdb"
+    load_raw_rows(DuckDBWarehouse(db_path), {})
+    run_dbt(["build", "--select", "+audiences.iterable_trial_events +stg_marketo__unsubscribes"], db_path)
+    landing = tmp_path / "landing"
+    trials, frees = landing / "trial_signups", landing / "free_registrations"
+    trials.mkdir(parents=True)
+    frees.mkdir()
+    (tmp_path / "passwd").write_text(SECRET + "\n")
+    (trials / "good.jsonl").write_bytes(jl(event("e2e-1"), event("e2e-2", occurred_at="9999-12-31T23:59:59-23:59")))
+    (trials / "half.jsonl").write_bytes(jl(event("e2e-3")) + json.dumps(event("e2e-4")).encode()[:60])
+    (trials / "link.jsonl").symlink_to(tmp_path / "passwd")
+    os.mkfifo(frees / "pipe.jsonl")
+    (frees / "good.jsonl").write_bytes(jl(event("e2e-1")))  # the same id as a trial: another event
+    with IterableEmulator(api_key="test-key") as emulator:
+        for name, value in {
+            "DUCKDB_PATH": str(db_path),
+            "MARKETING_WAREHOUSE": "duckdb",
+            "LANDING_DIR": str(landing),
+            "ITERABLE_API_KEY": "test-key",
+            "ITERABLE_BASE_URL": emulator.base_url,
+            "SIGNUPS_INCOMPLETE_LINE_SECONDS": "5",
+        }.items():
+            monkeypatch.setenv(name, value)
+        tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        assert len(tick.run_requests) == 5
+        job = defs().resolve_job_def("ingest_signups_job")
+        results = {}
+        for request in tick.run_requests:
+            if request.tags["signups/file"] == "trial_signups/half.jsonl":
+                os.utime(trials / "half.jsonl")  # still being written when its run starts (its ctime is now)
+            results[request.tags["signups/file"]] = job.execute_in_process(
+                run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
+            )
+    assert all(result.success for result in results.values())
+    retried = [e for e in results["trial_signups/half.jsonl"].all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried
+    assert set(emulator.events) == {
+        iterable_event_id(key) for key in ("trial_signups:e2e-1", "trial_signups:e2e-3", "free_registrations:e2e-1")
+    }
+    db = DuckDBWarehouse(db_path)
+    reasons = dict(db.query("select regexp_extract(file, '[^/]+/[^/]+$'), reason from ops.quarantine"))
+    assert reasons["trial_signups/half.jsonl"].startswith("incomplete line")
+    assert reasons["trial_signups/good.jsonl"].startswith("occurred_at: out of range")
+    assert "symbolic link" in reasons["trial_signups/link.jsonl"]
+    assert "named pipe" in reasons["free_registrations/pipe.jsonl"]
+    assert not [raw for (raw,) in db.query("select raw_text from ops.quarantine") if raw and SECRET in raw]
