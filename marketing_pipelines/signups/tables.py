@@ -1,4 +1,4 @@
-"""The raw event tables and `ops.quarantine` (DESIGN 5.1, 5.3); dbt's on-run-start hook creates the same tables
+"""The raw event tables, `ops.quarantine` and `ops.ingested_files`; dbt's on-run-start hook creates the same raw tables
 (`dbt_project/macros/signup_event_tables.sql`), and a test keeps the two definitions equal."""
 
 from __future__ import annotations
