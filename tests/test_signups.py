@@ -294,6 +294,41 @@ def test_event_rejected_by_iterable_is_recorded_and_retried(events_audience):
     assert (retry.sent, retry.accepted) == (1, 1)
 
 
+def test_state_keyed_by_bare_event_ids_is_adopted_so_an_upgrade_resends_nothing(events_audience):
+    """Sync state written when events were keyed by `event_id` alone is re-keyed to `<kind>:<event_id>`: the
+    events it marks as delivered are not sent again under their new Iterable ids; an open rejection is kept."""
+    import pandas as pd
+
+    from marketing_pipelines.sync.iterable import adopt_bare_event_keys
+    from marketing_pipelines.sync.ops_tables import ensure_ops_tables
+
+    ensure_ops_tables(events_audience)
+    delivered = [f"trial-{i}" for i in (0, 2, 3, 4)] + [f"free-{i}" for i in (0, 2, 4)]
+    now = dt.datetime(2026, 11, 20)
+    state = pd.DataFrame(
+        [("iterable_trial_events", key, "old-hash", now, "before-upgrade") for key in delivered],
+        columns=["destination", "record_key", "payload_hash", "synced_at", "run_id"],
+    )
+    events_audience.write_frame("ops", "sync_state", state)
+    events_audience.execute(
+        "insert into ops.sync_rejections values ('iterable_trial_events', 'trial-1', '{}', 'invalid', "
+        f"'{now}', '{now}', 1, false, null)"
+    )
+    for _ in range(2):  # idempotent
+        adopt_bare_event_keys(events_audience, TRIAL_EVENT_AUDIENCE, "iterable_trial_events")
+    keys = events_audience.query("select record_key from ops.sync_state order by 1")
+    assert [key for (key,) in keys] == sorted(
+        [f"trial_signups:{k}" for k in delivered[:4]] + [f"free_registrations:{k}" for k in delivered[4:]]
+    )
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        report = sync(events_audience, emulator)
+    assert (report.sent, report.unchanged) == (1, 7)
+    assert set(emulator.events) == {iterable_event_id("trial_signups:trial-1")}
+    assert events_audience.query("select record_key, resolved from ops.sync_rejections") == [
+        ("trial_signups:trial-1", True)
+    ]
+
+
 def test_event_sync_without_a_key_writes_the_outbox(events_audience):
     report = sync(events_audience, None)
     assert report.mode == "dry-run" and report.sent == 8

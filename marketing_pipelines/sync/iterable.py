@@ -23,6 +23,8 @@ from marketing_pipelines.clients.iterable import (
 )
 from marketing_pipelines.pii import EMAIL_PATTERN
 from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestination
+from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
+from marketing_pipelines.warehouse import Warehouse
 
 USER_AUDIENCE = Audience(
     table="audiences.iterable_user_audience",
@@ -37,6 +39,7 @@ UNSUBSCRIBE_AUDIENCE = Audience(
 )
 
 SIGNUP_OPT_OUTS = "iterable_signup_opt_outs"
+TRIAL_EVENTS_VIEW = "audiences.iterable_trial_events"
 #: Rows of `audiences.iterable_trial_events` that are personal free registrations (the event's `companyNamespace`
 #: is false): never sent. The view leaves them out; `free_registrations_only_for_company` counts any that slip in,
 #: and the signup pushes below exclude them row by row.
@@ -90,6 +93,39 @@ SIGNUP_PROFILE_AUDIENCE = Audience(
     key_column="event_key",
     columns=("event_key", "email", "data_fields"),
 )
+
+
+def adopt_bare_event_keys(warehouse: Warehouse, audience: Audience, destination: str) -> None:
+    """Re-key sync state written before events were keyed by kind (record key = bare `event_id`), so an upgrade
+    does not send every synced event again under a new Iterable id (a second journey start).
+
+    A bare key that names exactly one event of the audience becomes its `event_key`, and is marked synced with
+    the row's current hash (it was delivered); an id shared by a trial and a free registration is left alone:
+    both events are then sent once under their own ids. Open rejections are re-keyed the same way. Idempotent.
+    """
+    if not warehouse.table_exists(*TRIAL_EVENTS_VIEW.split(".")):
+        return
+    ensure_ops_tables(warehouse)
+    bare = f"""
+        select event_id, min(event_key) as event_key, min(payload_hash) as payload_hash
+        from (select event_id, event_key, {audience.hash_sql()} as payload_hash from {TRIAL_EVENTS_VIEW}) as rows
+        group by event_id
+        having count(*) = 1
+    """
+    kinds = " and ".join(f"record_key not like '{kind}:%'" for kind in ("trial_signups", "free_registrations"))
+    warehouse.execute(
+        [
+            f"""update {SYNC_STATE} set record_key = bare.event_key, payload_hash = bare.payload_hash
+            from ({bare}) as bare
+            where {SYNC_STATE}.destination = '{destination}' and {SYNC_STATE}.record_key = bare.event_id
+            and {kinds.replace("record_key", f"{SYNC_STATE}.record_key")}""",
+            f"""update {SYNC_REJECTIONS} set record_key = bare.event_key
+            from ({bare}) as bare
+            where {SYNC_REJECTIONS}.destination = '{destination}' and {SYNC_REJECTIONS}.record_key = bare.event_id
+            and {kinds.replace("record_key", f"{SYNC_REJECTIONS}.record_key")}""",
+        ]
+    )
+
 
 MESSAGE_TYPE_GROUP = "messageType"
 #: Namespace of the Iterable event ids derived from landed `<kind>:<event_id>` keys (uuid5: same event, same id).

@@ -23,6 +23,7 @@ from marketing_pipelines.sync.iterable import (
     IterableTrackBulkDestination,
     IterableUnsubscribeDestination,
     IterableUserDestination,
+    adopt_bare_event_keys,
 )
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
@@ -110,6 +111,7 @@ def iterable_signup_profile_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     destination = IterableSignupProfileDestination(iterable.get_client(), max_records=iterable.users_per_request)
+    adopt_bare_event_keys(warehouse.get_warehouse(), SIGNUP_PROFILE_AUDIENCE, destination.name)
     profiles = push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination)
     opt_outs = _push_signup_opt_outs(context, warehouse, iterable)
     return sync_result(profiles, opt_outs=dg.MetadataValue.json(opt_outs))
@@ -162,4 +164,5 @@ def iterable_trial_event_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableTrackBulkDestination(client)
+    adopt_bare_event_keys(warehouse.get_warehouse(), TRIAL_EVENT_AUDIENCE, destination.name)
     return sync_result(push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination))
