@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -21,10 +23,12 @@ from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination, iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import run_dbt
+from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
 
 API_KEY = "sk-test-0123456789abcdef"
+#: What the signup pushes read: the event audience and the Marketo unsubscribes (dbt selection).
+SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes"
 
 
 def event(event_id: str, **overrides) -> dict:
@@ -99,15 +103,17 @@ def warehouse_path(tmp_path: Path) -> Path:
 
 
 def ingest(warehouse_path: Path, *files: Path) -> dg.ExecuteInProcessResult:
+    """Run both ingestion assets on ``files`` (as the sensor's run does), with LANDING_DIR their landing folder."""
     by_asset: dict[str, list[str]] = {"raw__trial_signup_events": [], "raw__free_registration_events": []}
     for path in files:
         asset = "raw__trial_signup_events" if path.parent.name == "trial_signups" else "raw__free_registration_events"
         by_asset[asset].append(str(path))
-    return dg.materialize(
-        [trial_signup_events, free_registration_events],
-        run_config={"ops": {name: {"config": {"files": paths}} for name, paths in by_asset.items()}},
-        resources={"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))},
-    )
+    with mock.patch.dict(os.environ, {"LANDING_DIR": str(files[0].parent.parent)} if files else {}):
+        return dg.materialize(
+            [trial_signup_events, free_registration_events],
+            run_config={"ops": {name: {"config": {"files": paths}} for name, paths in by_asset.items()}},
+            resources={"warehouse": WarehouseResource(duckdb_path=str(warehouse_path))},
+        )
 
 
 def write(root: Path, kind: str, name: str, content: str | bytes) -> Path:
@@ -179,10 +185,11 @@ def test_non_utf8_line_is_quarantined_and_the_rest_of_the_file_loads(tmp_path, w
 
 
 def test_file_still_being_written_is_retried_not_quarantined(tmp_path, warehouse_path):
-    from marketing_pipelines.signups.ingest import IncompleteFile, ingest_file
+    from marketing_pipelines.signups.ingest import IncompleteFile, ensure_tables, ingest_file
 
     text = line(event("ok")) + "\n" + line(event("half"))[:40]
     path = write(tmp_path / "landing", "trial_signups", "partial.jsonl", text)
+    ensure_tables(DuckDBWarehouse(warehouse_path))
     with pytest.raises(IncompleteFile):
         ingest_file(DuckDBWarehouse(warehouse_path), path)
     db = DuckDBWarehouse(warehouse_path)
@@ -223,8 +230,9 @@ def built_audience(tmp_path_factory: pytest.TempPathFactory) -> Path:
             line(event(f"free-{i}", companyNamespace=i % 2 == 0, latest_trial_start_date=None)) + "\n" for i in range(6)
         ),
     )
+    load_raw_rows(DuckDBWarehouse(warehouse_path), {})  # every raw table, empty (Marketo unsubscribes among them)
     assert ingest(warehouse_path, trial, free).success
-    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
+    run_dbt(["build", "--select", SIGNUP_VIEWS], warehouse_path)
     return warehouse_path
 
 
@@ -251,7 +259,7 @@ def test_personal_free_registrations_never_reach_the_audience(events_audience):
         *((f"trial-{i}", "saasTrial") for i in range(5)),
     ]
     check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(events_audience.path)))
-    assert check.passed
+    assert check.passed and check.metadata["free_registrations_considered"].value == 3
 
 
 def test_event_sync_sends_each_event_once_in_spec_valid_requests(events_audience):
@@ -265,8 +273,8 @@ def test_event_sync_sends_each_event_once_in_spec_valid_requests(events_audience
     for body in bodies:
         validate_request(TRACK_BULK, body)
     assert set(emulator.event_receipts.values()) == {1}
-    assert set(emulator.events) == {iterable_event_id(f"trial-{i}") for i in range(5)} | {
-        iterable_event_id(f"free-{i}") for i in (0, 2, 4)
+    assert set(emulator.events) == {iterable_event_id(f"trial_signups:trial-{i}") for i in range(5)} | {
+        iterable_event_id(f"free_registrations:free-{i}") for i in (0, 2, 4)
     }
     sent = bodies[0]["events"][0]
     assert set(sent) == {"email", "eventName", "id", "createdAt", "dataFields"}
@@ -280,10 +288,45 @@ def test_event_rejected_by_iterable_is_recorded_and_retried(events_audience):
         report = sync(events_audience, emulator)
     assert (report.accepted, report.rejected) == (7, 1)
     (key,) = events_audience.query("select record_key from ops.sync_rejections where not resolved")[0]
-    assert key == "trial-1"
+    assert key == "trial_signups:trial-1"
     with IterableEmulator(api_key=API_KEY) as emulator:
         retry = sync(events_audience, emulator)
     assert (retry.sent, retry.accepted) == (1, 1)
+
+
+def test_state_keyed_by_bare_event_ids_is_adopted_so_an_upgrade_resends_nothing(events_audience):
+    """Sync state written when events were keyed by `event_id` alone is re-keyed to `<kind>:<event_id>`: the
+    events it marks as delivered are not sent again under their new Iterable ids; an open rejection is kept."""
+    import pandas as pd
+
+    from marketing_pipelines.sync.iterable import adopt_bare_event_keys
+    from marketing_pipelines.sync.ops_tables import ensure_ops_tables
+
+    ensure_ops_tables(events_audience)
+    delivered = [f"trial-{i}" for i in (0, 2, 3, 4)] + [f"free-{i}" for i in (0, 2, 4)]
+    now = dt.datetime(2026, 11, 20)
+    state = pd.DataFrame(
+        [("iterable_trial_events", key, "old-hash", now, "before-upgrade") for key in delivered],
+        columns=["destination", "record_key", "payload_hash", "synced_at", "run_id"],
+    )
+    events_audience.write_frame("ops", "sync_state", state)
+    events_audience.execute(
+        "insert into ops.sync_rejections values ('iterable_trial_events', 'trial-1', '{}', 'invalid', "
+        f"'{now}', '{now}', 1, false, null)"
+    )
+    for _ in range(2):  # idempotent
+        adopt_bare_event_keys(events_audience, TRIAL_EVENT_AUDIENCE, "iterable_trial_events")
+    keys = events_audience.query("select record_key from ops.sync_state order by 1")
+    assert [key for (key,) in keys] == sorted(
+        [f"trial_signups:{k}" for k in delivered[:4]] + [f"free_registrations:{k}" for k in delivered[4:]]
+    )
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        report = sync(events_audience, emulator)
+    assert (report.sent, report.unchanged) == (1, 7)
+    assert set(emulator.events) == {iterable_event_id("trial_signups:trial-1")}
+    assert events_audience.query("select record_key, resolved from ops.sync_rejections") == [
+        ("trial_signups:trial-1", True)
+    ]
 
 
 def test_event_sync_without_a_key_writes_the_outbox(events_audience):
@@ -306,7 +349,7 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
 
     warehouse_path = tmp_path / "warehouse.duckdb"
     write_sample_data(generate(users=300, seed=3), DuckDBWarehouse(warehouse_path), tmp_path / "unused-landing")
-    run_dbt(["build", "--select", "+audiences.iterable_trial_events"], warehouse_path)
+    run_dbt(["build", "--select", SIGNUP_VIEWS], warehouse_path)
     landing = tmp_path / "landing"
     trials = [line(event(f"e2e-t{i}")) for i in range(3)]
     write(landing, "trial_signups", "t.jsonl", "\n".join([*trials, "[1, 2]"]) + "\n")
@@ -340,8 +383,9 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
         )
     valid = [f"e2e-t{i}" for i in range(3)] + ["e2e-f1"]
     assert profile_updates == {f"{event_id}@example.com": 1 for event_id in valid}
-    assert dict(emulator.event_receipts) == {iterable_event_id(event_id): 1 for event_id in valid}
-    assert emulator.events[iterable_event_id("e2e-f1")]["eventName"] == "saasFreeRegistration"
+    keys = [f"trial_signups:{event_id}" for event_id in valid[:3]] + ["free_registrations:e2e-f1"]
+    assert dict(emulator.event_receipts) == {iterable_event_id(key): 1 for key in keys}
+    assert emulator.events[iterable_event_id("free_registrations:e2e-f1")]["eventName"] == "saasFreeRegistration"
     assert emulator.users["e2e-t0@example.com"]["employeeBucket"] == "100-499"
     for result in results:
         steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]

@@ -256,20 +256,31 @@ def definitions_load(env: dict[str, str], repeats: int = 5) -> dict[str, Any]:
 def build_chaos_audiences(database: Path, users: int) -> None:
     """`users` synthetic users and as many signup events, in the tables the Iterable syncs read."""
     from marketing_pipelines.devtools.measure_iterable_push import build_audience
-    from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE
     from marketing_pipelines.warehouse import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(database)
     build_audience(warehouse, users)
     warehouse.execute(
-        f"""create or replace table {TRIAL_EVENT_AUDIENCE.table} as
-        select
-            'evt-' || lpad(cast(i as varchar), 7, '0') as event_id,
-            'user' || lpad(cast(i as varchar), 7, '0') || '@example.com' as email,
-            'saasTrial' as event_name,
-            1763900000 + i as created_at,
-            json_object('company', 'Acme ' || cast(i % 97 as varchar), 'employeeBucket', '100-499') as data_fields
-        from range({users}) as t(i)"""
+        [
+            "create schema if not exists staging",
+            # what the signup pushes join: no personal free registration, no unsubscribe
+            """create or replace table staging.stg_signups__free_registration_events as
+            select cast(null as varchar) as event_key, cast(null as bigint) as user_id,
+                cast(null as boolean) as is_company_namespace
+            where false""",
+            "create or replace table staging.stg_marketo__unsubscribes as "
+            "select cast(null as varchar) as email where false",
+            f"""create or replace table audiences.iterable_trial_events as
+            select
+                'trial_signups:evt-' || lpad(cast(i as varchar), 7, '0') as event_key,
+                'trial_signups' as event_kind,
+                'evt-' || lpad(cast(i as varchar), 7, '0') as event_id,
+                'user' || lpad(cast(i as varchar), 7, '0') || '@example.com' as email,
+                'saasTrial' as event_name,
+                1763900000 + i as created_at,
+                json_object('company', 'Acme ' || cast(i % 97 as varchar), 'employeeBucket', '100-499') as data_fields
+            from range({users}) as t(i)""",
+        ]
     )
 
 
@@ -330,7 +341,7 @@ def chaos(work: Path, users: int, seed: int, log: Path) -> dict[str, Any]:
         ((backlog,),) = warehouse.query("select count(*) from ops.sync_rejections where not resolved")
         ((retries,),) = warehouse.query("select coalesce(sum(retries), 0) from ops.sync_runs")
         emails = {f"user{i:07d}@example.com" for i in range(users)}
-        event_ids = {iterable_event_id(f"evt-{i:07d}") for i in range(users)}
+        event_ids = {iterable_event_id(f"trial_signups:evt-{i:07d}") for i in range(users)}
         lost = len(emails - set(emulator.users)) + len(event_ids - set(emulator.events)) - int(backlog)
         return {
             "chaos_users": users,

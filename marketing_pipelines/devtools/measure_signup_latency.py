@@ -74,7 +74,7 @@ def land(landing: Path, name: str, event_ids: list[str]) -> float:
 def wait_for(emulator: IterableEmulator, event_ids: list[str], timeout: float) -> tuple[float, float]:
     """Monotonic times at which every profile update, then every event of ``event_ids``, had been accepted."""
     emails = {f"{event_id}@example.com" for event_id in event_ids}
-    wanted = {iterable_event_id(event_id) for event_id in event_ids}
+    wanted = {iterable_event_id(f"trial_signups:{event_id}") for event_id in event_ids}
     deadline = time.monotonic() + timeout
     profiles_at = None
     while time.monotonic() < deadline:

@@ -9,16 +9,20 @@ window covers files that land while a tick is scanning (their ctime may be just 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 EVENT_KINDS = ("trial_signups", "free_registrations")
 GRACE_NS = 120 * 1_000_000_000
 FILE_SUFFIX = ".jsonl"
+#: Compressed files are refused with a reason (never decompressed): land plain JSON Lines.
+REFUSED_SUFFIXES = (".jsonl.gz",)
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,31 @@ class LandedFile:
     path: str
     name: str
     ctime_ns: int
+    #: Why the entry is not read (a symlink, a directory, a FIFO...); None for a regular file.
+    refusal: str | None = None
 
     @property
     def cursor_name(self) -> str:
         return f"{self.kind}/{self.name}"
+
+
+def refusal_reason(mode: int, name: str = "") -> str | None:
+    """Why a landing-folder entry with ``lstat`` mode ``mode`` must not be opened; None for a regular file."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: links are never followed, land the file itself"
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if name.endswith(REFUSED_SUFFIXES):
+        return "gzip-compressed (.jsonl.gz): compressed files are not read, land plain JSON Lines (.jsonl)"
+    return None
 
 
 def empty_cursor() -> dict[str, Any]:
@@ -50,24 +75,33 @@ def parse_cursor(text: str | None) -> dict[str, Any]:
         return empty_cursor()
 
 
+def is_landed_name(name: str) -> bool:
+    """``*.jsonl`` (and ``*.jsonl.gz``, refused with a reason) not starting with ``.`` (a file being landed)."""
+    return name.endswith((FILE_SUFFIX, *REFUSED_SUFFIXES)) and not name.startswith(".")
+
+
 def scan(root: str | Path, kinds: tuple[str, ...] = EVENT_KINDS) -> list[LandedFile]:
-    """Every ``<root>/<kind>/*.jsonl`` file (one ``os.scandir`` per kind; missing folders are empty)."""
+    """Every ``<root>/<kind>/*.jsonl`` entry (one ``os.scandir`` per kind; missing folders are empty).
+
+    Entries are never followed or opened here: each is ``lstat``-ed, and one that is not a regular file (a
+    symlink, a directory, a FIFO, a device) comes back with its ``refusal``, so ingestion can record it.
+    """
     found = []
     for kind in kinds:
         try:
             entries = os.scandir(Path(root) / kind)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         with entries:
             for entry in entries:
-                if entry.name.endswith(FILE_SUFFIX) and not entry.name.startswith("."):
-                    try:
-                        if not entry.is_file():
-                            continue
-                        ctime_ns = entry.stat().st_ctime_ns
-                    except FileNotFoundError:
-                        continue
-                    found.append(LandedFile(kind, entry.path, entry.name, ctime_ns))
+                if not is_landed_name(entry.name):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                refusal = refusal_reason(info.st_mode, entry.name)
+                found.append(LandedFile(kind, entry.path, entry.name, info.st_ctime_ns, refusal))
     return found
 
 
@@ -94,15 +128,67 @@ def new_files(
     return fresh, {"watermark_ns": new_watermark, "recent": kept}
 
 
-def file_sha256(path: str | Path) -> str:
+class RefusedFile(Exception):
+    """A landing path that is not a regular file (or is compressed): never read; the message says why."""
+
+    def __init__(self, reason: str, ctime_ns: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ctime_ns = ctime_ns
+
+
+def open_regular(path: str | Path) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``path`` and its ``fstat``, only if it is a regular file (not a symlink).
+
+    ``lstat`` first, so a FIFO or device is never opened; then ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat`` on the
+    descriptor, so an entry swapped for a link or a FIFO in between is refused too. Raises RefusedFile.
+    """
+    info = os.lstat(path)
+    refusal = refusal_reason(info.st_mode, Path(path).name)
+    if refusal is not None:
+        raise RefusedFile(refusal, info.st_ctime_ns)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a symlink appeared in between
+            raise RefusedFile(refusal_reason(stat.S_IFLNK), info.st_ctime_ns) from None
+        raise
+    opened = os.fstat(fd)
+    refusal = refusal_reason(opened.st_mode, Path(path).name)
+    if refusal is not None:
+        os.close(fd)
+        raise RefusedFile(refusal, opened.st_ctime_ns)
+    return fd, opened
+
+
+def sha256_of(handle: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a regular file's content (raises RefusedFile for anything else, never opening it)."""
+    fd, _ = open_regular(path)
+    with os.fdopen(fd, "rb") as handle:
+        return sha256_of(handle)
+
+
+def refused_version(ctime_ns: int) -> str:
+    """The ledger's stand-in for the content hash of an entry that is never read (changes when the entry does)."""
+    return f"refused:{ctime_ns}"
+
+
 def file_run_key(path: str | Path) -> str:
-    """``<kind>/<name>:<sha256 of the content>``: unique to the file's content, stable across ticks."""
+    """``<kind>/<name>:<sha256 of the content>`` (``:refused:<ctime>`` for an entry that is not read): unique to
+    the file's content, stable across ticks."""
     path = Path(path)
-    return f"{path.parent.name}/{path.name}:{file_sha256(path)}"
+    try:
+        version = file_sha256(path)
+    except RefusedFile as refused:
+        version = refused_version(refused.ctime_ns)
+    except PermissionError:  # unreadable: the run records why; a chmod changes the ctime, so the key
+        version = f"unreadable:{os.lstat(path).st_ctime_ns}"
+    return f"{path.parent.name}/{path.name}:{version}"

@@ -1,4 +1,4 @@
-"""The raw event tables and `ops.quarantine` (DESIGN 5.1, 5.3); dbt's on-run-start hook creates the same tables
+"""The raw event tables, `ops.quarantine` and `ops.ingested_files`; dbt's on-run-start hook creates the same raw tables
 (`dbt_project/macros/signup_event_tables.sql`), and a test keeps the two definitions equal."""
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ QUARANTINE_COLUMNS: dict[str, str] = {
     "quarantined_at": "timestamp",
 }
 
-#: One row per landed file version loaded (path + SHA-256 of its content): what the daily catch-up skips.
+#: One row per landed file version handled (path + SHA-256 of its content, or `refused:<ctime>` for an entry that is
+#: never read): what the daily catch-up skips. `outcome`: loaded, duplicate (same content already loaded under
+#: another name), refused (not a regular file, compressed) or failed (retried by the next catch-up); `reason` says why.
 INGESTED_FILES = "ops.ingested_files"
 INGESTED_FILES_COLUMNS: dict[str, str] = {
     "file": "varchar",
@@ -49,7 +51,11 @@ INGESTED_FILES_COLUMNS: dict[str, str] = {
     "duplicates": "bigint",
     "quarantined": "bigint",
     "ingested_at": "timestamp",
+    "outcome": "varchar",
+    "reason": "varchar",
 }
+#: Columns added after the ledger's first version (created by older releases without them).
+ADDED_INGESTED_FILES_COLUMNS = ("outcome", "reason")
 
 
 def _columns(columns: dict[str, str]) -> str:
@@ -63,4 +69,8 @@ def create_tables_sql() -> list[str]:
         statements.append(f"create table if not exists {RAW_SCHEMA}.{table} ({_columns(EVENT_COLUMNS)})")
     statements.append(f"create table if not exists {QUARANTINE} ({_columns(QUARANTINE_COLUMNS)})")
     statements.append(f"create table if not exists {INGESTED_FILES} ({_columns(INGESTED_FILES_COLUMNS)})")
+    statements.extend(
+        f"alter table {INGESTED_FILES} add column if not exists {name} {INGESTED_FILES_COLUMNS[name]}"
+        for name in ADDED_INGESTED_FILES_COLUMNS
+    )
     return statements

@@ -1,9 +1,12 @@
 {#
-  Exactly the Iterable `events/trackBulk` event objects to send (issue 5, seed 000): every trial signup as
-  `saasTrial`, and free registrations only when the user set the account up for a team or company
-  (`companyNamespace`) as `saasFreeRegistration`; personal free registrations are never sent. The event names are
-  the dbt vars `trial_event_name` / `free_registration_event_name`. The sync derives the Iterable event `id` from
-  `event_id`, so re-sending an event updates it instead of creating a second one.
+  Exactly the Iterable `events/trackBulk` event objects to send (Iterable handbook: SaaS Trials Event, SaaS Free
+  Registration): every trial signup as `saasTrial`, and free registrations only when the user set the account up
+  for a team or company as `saasFreeRegistration`; personal free registrations are never sent. What decides "set up
+  for a company" is the event's own `companyNamespace` (it arrives with the event, minutes before the daily
+  `raw.gitlab_users` load could say anything; `setup_for_company` is not consulted). The event names are the dbt
+  vars `trial_event_name` / `free_registration_event_name`. Event ids are unique per kind only: the sync key is
+  `event_key` (`<kind>:<event_id>`) and the Iterable event `id` is derived from it, so a trial and a free
+  registration sharing an id are two events, and re-sending one updates it instead of creating a second one.
 
   A view: the signup sensor's runs load a file into `raw` and push straight from here, without a dbt build in
   the minute between a signup and its welcome journey.
@@ -27,6 +30,8 @@ events as (
 
 final as (
     select
+        event_key,
+        event_kind,
         event_id,
         email,
         event_name,

@@ -6,9 +6,15 @@ import dagster as dg
 
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import push, sync_result
-from marketing_pipelines.defs.iterable.resources import IterableResource
+from marketing_pipelines.defs.iterable.resources import (
+    DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID,
+    MESSAGE_TYPE_ID_ENV,
+    IterableResource,
+)
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync.iterable import (
+    SIGNUP_OPT_OUT_AUDIENCE,
+    SIGNUP_OPT_OUTS,
     SIGNUP_PROFILE_AUDIENCE,
     TRIAL_EVENT_AUDIENCE,
     UNSUBSCRIBE_AUDIENCE,
@@ -17,6 +23,7 @@ from marketing_pipelines.sync.iterable import (
     IterableTrackBulkDestination,
     IterableUnsubscribeDestination,
     IterableUserDestination,
+    adopt_bare_event_keys,
 )
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
@@ -88,18 +95,51 @@ def iterable_unsubscribe_sync(
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 000: updates the Iterable profile of every new `audiences.iterable_trial_events` row with its signup "
-        "fields (company, companyNamespace, country, employeeBucket, firstName, lastName, latest_trial_start_date, "
-        "signupReason, state, userRole) via `users/bulkUpdate`, once per event, before `iterable_trial_event_sync` "
-        "tracks the event, so a Journey started by the event sees the fields. Without ITERABLE_API_KEY it writes "
-        "`ops.outbox` instead."
+        "Iterable handbook (SaaS Trials Event, SaaS Free Registration): updates the Iterable profile of every new "
+        "`audiences.iterable_trial_events` row with its signup fields (company, companyNamespace, country, "
+        "employeeBucket, firstName, lastName, latest_trial_start_date, signupReason, state, userRole) via "
+        "`users/bulkUpdate`, once per event, before `iterable_trial_event_sync` tracks the event, so a Journey "
+        "started by the event sees the fields. Consent: right after, every updated person with a Marketo "
+        "unsubscribe (`staging.stg_marketo__unsubscribes`, also one that predates the signup) is opted out of the "
+        "opt-in `GitLab Marketing` message type with the same subscription action as `iterable_unsubscribe_sync` "
+        "(destination `iterable_signup_opt_outs`, once per event); their event is tracked only once that opt-out "
+        "was accepted. Rows `free_registrations_only_for_company` reports are left out. Without ITERABLE_API_KEY "
+        "it writes `ops.outbox` instead."
     ),
 )
 def iterable_signup_profile_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     destination = IterableSignupProfileDestination(iterable.get_client(), max_records=iterable.users_per_request)
-    return sync_result(push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination))
+    adopt_bare_event_keys(warehouse.get_warehouse(), SIGNUP_PROFILE_AUDIENCE, destination.name)
+    profiles = push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination)
+    opt_outs = _push_signup_opt_outs(context, warehouse, iterable)
+    return sync_result(profiles, opt_outs=dg.MetadataValue.json(opt_outs))
+
+
+def _push_signup_opt_outs(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+) -> dict[str, Any]:
+    """Opt signed-up people with a Marketo unsubscribe out of `GitLab Marketing` (after their profile update).
+
+    A live run without the message type id sends no opt-out and says so: the events of those people stay held
+    (the event sync waits for an accepted opt-out), every other event goes out.
+    """
+    message_type_id = iterable.resolved_marketing_message_type_id()
+    if message_type_id is None and not iterable.is_dry_run:
+        note = (
+            f"no opt-out sent: set {MESSAGE_TYPE_ID_ENV} to the opt-in GitLab Marketing type's id; the signup events "
+            "of people with a Marketo unsubscribe are held until their opt-out is accepted"
+        )
+        context.log.warning(note)
+        return {"sent": 0, "note": note}
+    destination = IterableUnsubscribeDestination(
+        iterable.get_client(),
+        message_type_id=DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID if message_type_id is None else message_type_id,
+        name=SIGNUP_OPT_OUTS,
+    )
+    report = push(context, warehouse, SIGNUP_OPT_OUT_AUDIENCE, destination)
+    return {**report.as_metadata(), "endpoint": destination.endpoint}
 
 
 @dg.asset(
@@ -110,10 +150,13 @@ def iterable_signup_profile_sync(
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 000: sends every new `audiences.iterable_trial_events` row to Iterable with `events/trackBulk` "
-        "(1,000 events and < 4 MB a request, 10 requests/s) as `saasTrial` / `saasFreeRegistration`, with an event "
-        "`id` derived from `event_id`, so a retried or re-run event never shows twice. Runs after the audience's "
-        "blocking checks; without ITERABLE_API_KEY it writes `ops.outbox` instead."
+        "Iterable handbook (SaaS Trials Event, SaaS Free Registration): sends every new "
+        "`audiences.iterable_trial_events` row to Iterable with `events/trackBulk` (1,000 events and < 4 MB a "
+        "request, 10 requests/s) as `saasTrial` / `saasFreeRegistration`, keyed by `event_key` (kind + id) with an "
+        "event `id` derived from it, so a trial and a free registration sharing an id are two events and a retried "
+        "or re-run event never shows twice. Leaves out the rows `free_registrations_only_for_company` reports, and "
+        "holds an unsubscribed person's event until their opt-out was accepted. Without ITERABLE_API_KEY it writes "
+        "`ops.outbox` instead."
     ),
 )
 def iterable_trial_event_sync(
@@ -121,4 +164,5 @@ def iterable_trial_event_sync(
 ) -> dg.MaterializeResult:
     client = iterable.get_client()
     destination = IterableTrackBulkDestination(client)
+    adopt_bare_event_keys(warehouse.get_warehouse(), TRIAL_EVENT_AUDIENCE, destination.name)
     return sync_result(push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination))

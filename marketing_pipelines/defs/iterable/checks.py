@@ -12,6 +12,7 @@ from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY
 from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.sync.iterable import (
+    PERSONAL_FREE_REGISTRATIONS_SQL,
     SIGNUP_PROFILE_AUDIENCE,
     TRIAL_EVENT_AUDIENCE,
     UNSUBSCRIBE_AUDIENCE,
@@ -162,6 +163,11 @@ iterable_trial_event_rejection_backlog = rejection_backlog_check(
 )
 
 
+#: More than this share of the free registrations in the audience being personal means the rule is broken as a
+#: whole (not a few bad rows): the check fails with ERROR and blocks the signup push.
+PERSONAL_SHARE_BLOCKING = 0.5
+
+
 @dg.asset_check(
     asset=TRIAL_EVENTS_KEY,
     name=FREE_REGISTRATIONS_ONLY_FOR_COMPANY,
@@ -170,8 +176,12 @@ iterable_trial_event_rejection_backlog = rejection_backlog_check(
     additional_deps=[TRIAL_SIGNUP_EVENTS_KEY, FREE_REGISTRATION_EVENTS_KEY],
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 000: a free registration is sent only when the user set the account up for a team or company; no "
-        "personal free registration is in `audiences.iterable_trial_events`. Blocks the push."
+        "Iterable handbook (SaaS Free Registration): a free registration is sent only when the user set the account "
+        "up for a team or company, decided by the event's `companyNamespace`. Lists every personal free "
+        "registration in `audiences.iterable_trial_events` (matched by kind and id, so a trial sharing an id is not "
+        "one). A few: fails with WARN, does not block, and the signup pushes leave those rows out while every "
+        "other event goes out. More than 50% of the free registrations in the audience: fails with ERROR and "
+        "blocks the push (the rule itself is broken)."
     ),
 )
 def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -185,15 +195,31 @@ def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.Asse
                 "to build the signup views. The loaded events are kept in raw and sent by the next run."
             ),
         )
-    return violations_result(
+    ((personal, free_registrations),) = db.query(
+        f"""select
+            (select count(*) from ({PERSONAL_FREE_REGISTRATIONS_SQL}) as personal),
+            (select count(*) from audiences.iterable_trial_events where event_kind = 'free_registrations')"""
+    )
+    share = personal / free_registrations if free_registrations else 0.0
+    blocking = share > PERSONAL_SHARE_BLOCKING
+    result = violations_result(
         db,
-        """
-        select registrations.user_id as person_id, events.email, 'personal free registration' as value
-        from audiences.iterable_trial_events as events
-        inner join staging.stg_signups__free_registration_events as registrations
-            on events.event_id = registrations.event_id
-        where not coalesce(registrations.is_company_namespace, false)
-        """,
-        severity=dg.AssetCheckSeverity.ERROR,
-        what="personal free registrations (no team or company setup) would be sent to Iterable",
+        PERSONAL_FREE_REGISTRATIONS_SQL,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        what=(
+            f"personal free registrations (companyNamespace false) are in the audience: {share:.0%} of its "
+            f"{free_registrations} free registrations"
+            + (", over the 50% limit: the signup push is blocked" if blocking else "; left out of the push")
+        ),
+    )
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata={
+            **result.metadata,
+            "free_registrations_considered": dg.MetadataValue.int(int(free_registrations)),
+            "personal_share": dg.MetadataValue.float(round(share, 4)),
+            "blocking_share": dg.MetadataValue.float(PERSONAL_SHARE_BLOCKING),
+        },
     )

@@ -28,7 +28,9 @@ def run_config_for(kind: str, path: str) -> dict:
     description=(
         "Watches `LANDING_DIR/trial_signups/` and `LANDING_DIR/free_registrations/` for new `*.jsonl` files and "
         "requests one `ingest_signups_job` run per file (run key: folder, name and SHA-256 of the content, so a "
-        "file is never run twice). The cursor holds a change-time watermark and the names seen in the last two "
+        "file is never run twice). Entries that are not regular files (symlinks, directories, FIFOs) get a run too, "
+        "keyed by their change time, which records them as refused without opening them. "
+        "The cursor holds a change-time watermark and the names seen in the last two "
         "minutes only; a file landed with an old modification time is still picked up."
     ),
 )
@@ -39,8 +41,9 @@ def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     requests = []
     for landed in files:
         try:
-            run_key = file_run_key(landed.path)
-        except FileNotFoundError:
+            run_key = file_run_key(landed.path)  # never opens a symlink, FIFO or device (refused entries)
+        except OSError as error:  # removed, or unreadable in a way a later tick may not see: never fail the tick
+            context.log.warning(f"skipped {landed.cursor_name}: {error}")
             continue
         requests.append(
             dg.RunRequest(

@@ -1,1 +1,1 @@
-{{ stg_signup_events('free_registration_events') }}
+{{ stg_signup_events('free_registration_events', 'free_registrations') }}

@@ -1,1 +1,1 @@
-{{ stg_signup_events('trial_signup_events') }}
+{{ stg_signup_events('trial_signup_events', 'trial_signups') }}

@@ -1,0 +1,495 @@
+"""Hostile landed files: every line of every file ends in exactly one place (loaded once, or in `ops.quarantine`
+with a reason), entries that are not regular files are refused unread, and the good files of the same run load.
+
+Each kind of hostile file is landed in both folders (trial_signups, free_registrations) and ingested through the
+catch-up path (no `files` config) and through the sensor path (the sensor's run requests, their files loaded in
+one run), against a temp DuckDB; one end-to-end test runs the sensor and `ingest_signups_job` for real.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
+from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+from marketing_pipelines.signups.landing import EVENT_KINDS
+from marketing_pipelines.signups.tables import EVENT_TABLES
+from marketing_pipelines.warehouse import DuckDBWarehouse
+
+SECRET = "root:x:0:0:secret-outside-the-landing-folder"
+REQUIRED_ONLY = {"event_id", "occurred_at", "email", "user_id", "companyNamespace"}
+
+
+def event(event_id: str, **overrides) -> dict:
+    base = {
+        "event_id": event_id,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "email": f"{event_id}@example.com",
+        "user_id": 7,
+        "namespace_id": 10,
+        "company": "Acme",
+        "companyNamespace": True,
+        "country": "Germany",
+        "employeeBucket": "100-499",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "latest_trial_start_date": "2026-11-20",
+        "signupReason": "I want to store my code",
+        "state": None,
+        "userRole": "other",
+    }
+    base.update(overrides)
+    return base
+
+
+def jl(*events: dict | str) -> bytes:
+    """JSON lines, newline-terminated (strings are taken as raw lines)."""
+    return "".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events).encode()
+
+
+LOADED, DUPLICATE = "loaded", "duplicate line"
+#: case -> (content builder (event-id prefix -> bytes), expected outcome of each line in order)
+LINE_CASES: dict[str, tuple[Callable[[str], bytes], list[str]]] = {
+    "good": (lambda p: jl(event(f"{p}-1"), event(f"{p}-2")), [LOADED, LOADED]),
+    "blank_lines": (lambda p: b"\n   \n\t\n", ["empty line"] * 3),
+    "bom": (lambda p: b"\xef\xbb\xbf" + jl(event(f"{p}-1")), [LOADED]),
+    "crlf": (lambda p: jl(event(f"{p}-1")).replace(b"\n", b"\r\n") * 1 + b"\r\n", [LOADED, "empty line"]),
+    "latin1": (
+        lambda p: (
+            jl(event(f"{p}-1"))
+            + json.dumps(event(f"{p}-2", firstName="Zoë"), ensure_ascii=False).encode("latin-1")
+            + b"\n"
+        ),
+        [LOADED, "not UTF-8"],
+    ),
+    "invalid_utf8": (lambda p: b'{"event_id": "\xc3\x28"}\n', ["not UTF-8"]),
+    "binary_garbage": (lambda p: bytes(range(256)) + b"\n", ["not JSON", "not UTF-8"]),
+    "huge_line_then_good": (
+        lambda p: jl(event(f"{p}-1", company="x" * 2_000_000), event(f"{p}-2")),
+        ["line longer than", LOADED],
+    ),
+    "pretty_printed_array": (
+        lambda p: json.dumps([{"event_id": f"{p}-1"}], indent=2).encode() + b"\n",
+        ["not JSON Lines"] * 5,
+    ),
+    "array_on_one_line": (lambda p: jl(json.dumps([event(f"{p}-1"), event(f"{p}-2")])), ["not a JSON object"]),
+    "scalars": (lambda p: b'42\n"text"\nnull\ntrue\n', ["not a JSON object"] * 4),
+    "duplicate_keys": (
+        lambda p: jl(json.dumps(event(f"{p}-1"))[:-1] + f', "event_id": "{p}-2"}}'),
+        ["duplicate key"],
+    ),
+    "wrong_types": (
+        lambda p: jl(event(f"{p}-1", user_id="7"), event(f"{p}-2", companyNamespace="yes"), event(f"{p}-3", country=1)),
+        ["user_id: not an integer", "companyNamespace", "country"],
+    ),
+    "missing_fields": (
+        lambda p: jl({k: v for k, v in event(f"{p}-1").items() if k != "email"}, {"event_id": f"{p}-2"}),
+        ["email: missing", "occurred_at: missing"],
+    ),
+    "only_required_fields": (
+        lambda p: jl({k: v for k, v in event(f"{p}-1").items() if k in REQUIRED_ONLY}),
+        [LOADED],
+    ),
+    "extra_fields": (lambda p: jl(event(f"{p}-1", extra={"nested": [1, 2]}, another="x")), [LOADED]),
+    "nan_infinity": (
+        lambda p: jl(json.dumps(event(f"{p}-1")).replace('"user_id": 7', '"user_id": NaN'), '{"a": -Infinity}'),
+        ["not JSON: NaN", "not JSON: -Infinity"],
+    ),
+    "very_long_email": (lambda p: jl(event(f"{p}-1", email="a" * 300 + "@example.com")), ["email: longer than"]),
+    "odd_case_email": (lambda p: jl(event(f"{p}-1", email="  Jane.DOE@Example.COM \t")), [LOADED]),
+    "not_an_email": (lambda p: jl(event(f"{p}-1", email="jane at example")), ["email: not an e-mail"]),
+    "no_time_zone": (lambda p: jl(event(f"{p}-1", occurred_at="2026-11-20T10:00:00")), ["occurred_at: no time zone"]),
+    "extreme_offsets": (
+        lambda p: jl(
+            event(f"{p}-1", occurred_at="9999-12-31T23:59:59-23:59"),
+            event(f"{p}-2", occurred_at="0001-01-01T00:00:00+23:59"),
+            event(f"{p}-3", occurred_at="2026-11-20T10:00:00+99:00"),
+        ),
+        ["occurred_at: out of range", "occurred_at: out of range", "occurred_at: not an ISO-8601"],
+    ),
+    "impossible_dates": (
+        lambda p: jl(
+            event(f"{p}-1", occurred_at="2026-02-30T10:00:00Z"),
+            event(f"{p}-2", latest_trial_start_date="2026-13-01"),
+        ),
+        ["occurred_at: not an ISO-8601", "latest_trial_start_date: not a calendar date"],
+    ),
+    "far_future": (lambda p: jl(event(f"{p}-1", occurred_at="2999-01-01T00:00:00Z")), ["occurred_at: outside"]),
+    "user_id_over_2_63": (
+        lambda p: jl(event(f"{p}-1", user_id=2**64), event(f"{p}-2", user_id=-5)),
+        ["user_id: out of range", "user_id: out of range"],
+    ),
+    "huge_integer": (
+        lambda p: jl(json.dumps(event(f"{p}-1")).replace('"user_id": 7', '"user_id": ' + "9" * 5000)),
+        ["not JSON"],
+    ),
+    "lone_surrogate": (lambda p: jl(json.dumps(event(f"{p}-1")).replace('"Doe"', '"\\ud800"')), ["lastName: contains"]),
+    "nul_escape": (lambda p: jl(json.dumps(event(f"{p}-1")).replace('"Acme"', '"Ac\\u0000me"')), ["company: contains"]),
+    "raw_nul_byte": (lambda p: jl(event(f"{p}-1")).replace(b"Acme", b"Ac\x00me"), ["not JSON"]),
+    "event_id_over_256_bytes": (lambda p: jl(event(p + "-" + "é" * 130)), ["event_id: longer than 256 bytes"]),
+    "empty_event_id": (lambda p: jl(event("")), ["event_id: not a non-empty string"]),
+    "deeply_nested": (
+        lambda p: ('{"a":' * 50_000 + "1" + "}" * 50_000 + "\n" + "[" * 60_000 + "]" * 60_000 + "\n").encode(),
+        ["not JSON: nested too deeply"] * 2,
+    ),
+    "bad_employee_bucket": (lambda p: jl(event(f"{p}-1", employeeBucket="9000+")), ["employeeBucket"]),
+    "sql_and_emoji": (
+        lambda p: jl(event(f"{p}-1", lastName="O'Brien'); drop table raw.x; --", firstName="🚀")),
+        [LOADED],
+    ),
+    "duplicate_event_in_file": (lambda p: jl(event(f"{p}-1"), event(f"{p}-1")), [LOADED, DUPLICATE]),
+    "half_written_last_line": (
+        lambda p: jl(event(f"{p}-1")) + json.dumps(event(f"{p}-2")).encode()[:50],
+        [LOADED, "incomplete line"],
+    ),
+    "complete_last_line_without_newline": (
+        lambda p: jl(event(f"{p}-1")) + json.dumps(event(f"{p}-2")).encode(),
+        [LOADED, LOADED],
+    ),
+    "invalid_last_line_without_newline": (
+        lambda p: jl(event(f"{p}-1")) + json.dumps(event(f"{p}-2", user_id="x")).encode(),
+        [LOADED, "user_id: not an integer"],
+    ),
+}
+
+#: case -> (how to land it in a folder, outcome in ops.ingested_files, what its reason says)
+FILE_CASES: dict[str, tuple[Callable[[Path, str], None], str, str]] = {}
+
+
+def _file_case(name: str, outcome: str, reason: str):
+    def register(make: Callable[[Path, str], None]) -> Callable[[Path, str], None]:
+        FILE_CASES[name] = (make, outcome, reason)
+        return make
+
+    return register
+
+
+@_file_case("empty_file", "loaded", "empty file")
+def _empty(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(b"")
+
+
+@_file_case("same_content_second_name", "duplicate", "same content as")
+def _same_content(folder: Path, name: str) -> None:
+    (folder / name).write_bytes((folder / "good.jsonl").read_bytes())
+
+
+@_file_case("gzip_content", "refused", "gzip-compressed")
+def _gzip_content(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(gzip.compress(jl(event(f"{folder.name}-gz-1"))))
+
+
+@_file_case("compressed_name.jsonl.gz", "refused", "gzip-compressed")
+def _gz_name(folder: Path, name: str) -> None:
+    (folder / name.removesuffix(".jsonl")).write_bytes(gzip.compress(jl(event(f"{folder.name}-gzn-1"))))
+
+
+@_file_case("directory", "refused", "a directory")
+def _directory(folder: Path, name: str) -> None:
+    (folder / name).mkdir()
+    (folder / name / "inner.jsonl").write_bytes(jl(event("inner")))
+
+
+@_file_case("fifo", "refused", "named pipe")
+def _fifo(folder: Path, name: str) -> None:
+    os.mkfifo(folder / name)  # opening it for reading would block forever
+
+
+@_file_case("socket", "refused", "a socket")
+def _socket(folder: Path, name: str) -> None:
+    cwd = os.getcwd()
+    os.chdir(folder)  # a relative address: AF_UNIX paths are limited to about 100 bytes
+    try:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(name)
+        server.close()
+    finally:
+        os.chdir(cwd)
+
+
+@_file_case("symlink_inside", "refused", "symbolic link")
+def _symlink_inside(folder: Path, name: str) -> None:
+    (folder / name).symlink_to(folder / "good.jsonl")
+
+
+@_file_case("symlink_outside", "refused", "symbolic link")
+def _symlink_outside(folder: Path, name: str) -> None:
+    (folder / name).symlink_to(folder.parent.parent / "outside" / "passwd")
+
+
+@_file_case("dangling_symlink", "refused", "symbolic link")
+def _dangling(folder: Path, name: str) -> None:
+    (folder / name).symlink_to(folder / "does-not-exist.jsonl")
+
+
+def _device(folder: Path, name: str) -> None:
+    os.mknod(folder / name, 0o600 | 0o020000, os.makedev(1, 3))  # a character device like /dev/null
+
+
+try:  # creating a device node needs privileges the test machine may not grant
+    probe = Path(os.environ.get("TMPDIR", "/tmp")) / f"probe-device-{os.getpid()}"
+    _device(probe.parent, probe.name)
+    probe.unlink()
+    _file_case("device", "refused", "a device")(_device)
+except (PermissionError, OSError):
+    pass
+
+
+def land_everything(root: Path) -> None:
+    """Every line case and every file case in both folders, plus a dot file (being landed: never read)."""
+    outside = root / "outside"
+    outside.mkdir(parents=True)
+    (outside / "passwd").write_text(SECRET + "\n")
+    for kind in EVENT_KINDS:
+        folder = root / "landing" / kind
+        folder.mkdir(parents=True)
+        for case, (build, _) in LINE_CASES.items():
+            (folder / f"{case}.jsonl").write_bytes(build(f"{kind}-{case}"))
+        for case, (make, _, _) in FILE_CASES.items():
+            make(folder, f"{case}.jsonl")
+        (folder / ".being-landed.jsonl").write_bytes(jl(event(f"{kind}-hidden")))
+
+
+def landed_name(case: str) -> str:
+    return case if case.endswith(".gz") else f"{case}.jsonl"
+
+
+def assert_every_line_accounted_for(db: DuckDBWarehouse, root: Path) -> None:
+    """Each line case: each line loaded or quarantined as expected, nothing else; each file case: its ledger row."""
+    ledger = {
+        file: (outcome, reason, lines_read, duplicates)
+        for file, outcome, reason, lines_read, duplicates in db.query(
+            "select file, outcome, reason, lines_read, duplicates from ops.ingested_files"
+        )
+    }
+    quarantined = {(f, n): r for f, n, r in db.query("select file, line_number, reason from ops.quarantine")}
+    assert not [raw for (raw,) in db.query("select raw_text from ops.quarantine") if raw and SECRET in raw]
+    for kind in EVENT_KINDS:
+        folder = root / "landing" / kind
+        loaded = db.query(f"select source_file, line_number, email from raw.{EVENT_TABLES[kind]}")
+        loaded_lines = {(f, n) for f, n, _ in loaded}
+        for case, (_, expected) in LINE_CASES.items():
+            file = str(folder / f"{case}.jsonl")
+            outcome, _, lines_read, duplicates = ledger[file]
+            assert (outcome, lines_read) == ("loaded", len(expected)), (kind, case, ledger[file])
+            for number, want in enumerate(expected, start=1):
+                where = (kind, case, number)
+                if want == LOADED:
+                    assert (file, number) in loaded_lines and (file, number) not in quarantined, where
+                elif want == DUPLICATE:
+                    assert (file, number) not in loaded_lines and (file, number) not in quarantined, where
+                else:
+                    assert (file, number) not in loaded_lines, where
+                    assert want in quarantined.get((file, number), "<not quarantined>"), (
+                        where,
+                        quarantined.get((file, number)),
+                    )
+            assert duplicates == expected.count(DUPLICATE), (kind, case)
+            assert not {n for f, n in quarantined if f == file} - set(range(1, len(expected) + 1)), (kind, case)
+        for case, (_, outcome, reason_part) in FILE_CASES.items():
+            file = str(folder / landed_name(case))
+            assert ledger[file][0] == outcome and reason_part in (ledger[file][1] or ""), (kind, case, ledger[file])
+            assert not [row for row in loaded if row[0] == file], (kind, case)
+            if outcome == "refused":
+                assert "file refused" in quarantined[(file, 0)], (kind, case)
+        assert str(folder / ".being-landed.jsonl") not in ledger
+        emails = {email for f, _, email in loaded if f.endswith("odd_case_email.jsonl")}
+        assert emails == {"jane.doe@example.com"}
+
+
+def warehouse_resource(path: Path) -> dict:
+    return {"warehouse": WarehouseResource(duckdb_path=str(path))}
+
+
+def metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    (materialization,) = result.asset_materializations_for_node(key)
+    return {name: value.value for name, value in materialization.metadata.items()}
+
+
+@pytest.fixture
+def hostile_landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    land_everything(tmp_path)
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("SIGNUPS_INCOMPLETE_LINE_SECONDS", "0")  # a half line is quarantined at once here
+    return tmp_path
+
+
+def test_there_are_at_least_40_kinds_of_hostile_file():
+    assert len(LINE_CASES) + len(FILE_CASES) >= 40
+
+
+def test_catch_up_accounts_for_every_line_of_every_hostile_file(hostile_landing):
+    db_path = hostile_landing / "warehouse.duckdb"
+    result = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    assert result.success
+    assert_every_line_accounted_for(DuckDBWarehouse(db_path), hostile_landing)
+    meta = metadata(result, "raw__trial_signup_events")
+    assert meta["mode"] == "catch-up" and "refused" in meta["files_not_loaded"]
+
+    again = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    assert metadata(again, "raw__trial_signup_events")["files"] == 0  # every version is handled, refusals too
+
+
+def test_sensor_path_accounts_for_every_line_of_every_hostile_file(hostile_landing):
+    """The sensor requests a run for every entry (never opening a FIFO or following a link to compute the run
+    key); the files of all its requests, loaded in sensor mode, end exactly where the catch-up puts them."""
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral())
+    started = time.monotonic()
+    tick = trial_signup_sensor(context)
+    assert time.monotonic() - started < 10
+    per_kind = len(LINE_CASES) + len(FILE_CASES)
+    assert len(tick.run_requests) == 2 * per_kind
+    assert len({request.run_key for request in tick.run_requests}) == 2 * per_kind
+    files: dict[str, list[str]] = {"raw__trial_signup_events": [], "raw__free_registration_events": []}
+    for request in tick.run_requests:
+        for asset, config in request.run_config["ops"].items():
+            files[asset].extend(config["config"]["files"])
+    db_path = hostile_landing / "warehouse.duckdb"
+    result = dg.materialize(
+        [trial_signup_events, free_registration_events],
+        run_config={"ops": {asset: {"config": {"files": paths}} for asset, paths in files.items()}},
+        resources=warehouse_resource(db_path),
+    )
+    assert result.success
+    assert_every_line_accounted_for(DuckDBWarehouse(db_path), hostile_landing)
+
+
+def test_a_path_outside_the_landing_folder_in_run_config_is_refused_unread(hostile_landing):
+    db_path = hostile_landing / "warehouse.duckdb"
+    outside = hostile_landing / "outside" / "passwd"
+    sneaky = hostile_landing / "elsewhere" / "trial_signups" / "x.jsonl"
+    sneaky.parent.mkdir(parents=True)
+    sneaky.write_text(SECRET + "\n")
+    result = dg.materialize(
+        [trial_signup_events, free_registration_events],
+        run_config={
+            "ops": {
+                "raw__trial_signup_events": {"config": {"files": [str(outside), str(sneaky)]}},
+                "raw__free_registration_events": {"config": {"files": []}},
+            }
+        },
+        resources=warehouse_resource(db_path),
+    )
+    assert result.success
+    db = DuckDBWarehouse(db_path)
+    rows = db.query("select file, outcome, reason from ops.ingested_files order by file")
+    assert sorted((Path(f).name, o) for f, o, _ in rows) == [("passwd", "refused"), ("x.jsonl", "refused")]
+    assert all("not directly in" in reason for _, _, reason in rows)
+    assert not [raw for (raw,) in db.query("select raw_text from ops.quarantine") if raw and SECRET in raw]
+
+
+def test_half_written_last_line_waits_within_the_bound_then_loads_the_rest(tmp_path, monkeypatch):
+    """Within SIGNUPS_INCOMPLETE_LINE_SECONDS the catch-up leaves the file for later (nothing recorded); once the
+    file is older than that, the half line is quarantined as incomplete and the rest loads."""
+    folder = tmp_path / "landing" / "trial_signups"
+    folder.mkdir(parents=True)
+    (folder / "partial.jsonl").write_bytes(jl(event("p-1")) + b'{"event_id": "p-2", "occ')
+    (folder / "good.jsonl").write_bytes(jl(event("g-1")))
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    db_path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("SIGNUPS_INCOMPLETE_LINE_SECONDS", "600")
+    first = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    meta = metadata(first, "raw__trial_signup_events")
+    assert (meta["loaded"], meta["still_being_written"]) == (1, [str(folder / "partial.jsonl")])
+
+    monkeypatch.setenv("SIGNUPS_INCOMPLETE_LINE_SECONDS", "1")
+    time.sleep(1.1)
+    second = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    meta = metadata(second, "raw__trial_signup_events")
+    assert (meta["files"], meta["loaded"], meta["quarantined"], meta["still_being_written"]) == (1, 1, 1, [])
+    db = DuckDBWarehouse(db_path)
+    assert db.query("select event_id from raw.trial_signup_events order by 1") == [("g-1",), ("p-1",)]
+    ((reason,),) = db.query("select reason from ops.quarantine")
+    assert reason.startswith("incomplete line")
+
+
+def test_catch_up_over_1000_files_with_hostile_ones_loads_the_other_999(tmp_path, monkeypatch):
+    folder = tmp_path / "landing" / "free_registrations"
+    folder.mkdir(parents=True)
+    for i in range(999):
+        (folder / f"f{i:04d}.jsonl").write_bytes(jl(event(f"bulk-{i}")))
+    (folder / "f0500-hostile.jsonl").write_bytes(jl(event("x", occurred_at="9999-12-31T23:59:59-23:59")) + b"\x00\xff")
+    os.mkfifo(folder / "f0501-fifo.jsonl")
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("SIGNUPS_INCOMPLETE_LINE_SECONDS", "0")
+    db_path = tmp_path / "warehouse.duckdb"
+    started = time.monotonic()
+    result = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    seconds = time.monotonic() - started
+    assert result.success
+    meta = metadata(result, "raw__free_registration_events")
+    assert (meta["files"], meta["loaded"]) == (1001, 999)
+    db = DuckDBWarehouse(db_path)
+    assert db.query("select count(*) from raw.free_registration_events") == [(999,)]
+    assert db.query("select outcome, count(*) from ops.ingested_files group by 1 order by 1") == [
+        ("loaded", 1000),
+        ("refused", 1),
+    ]
+    print(f"\ncatch-up of 1,001 files: {seconds:.1f} s")
+
+
+def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
+    """The sensor's run requests, each run as `ingest_signups_job` against the emulator: every run succeeds; the
+    good events reach Iterable; a half-written file is retried, then its half line quarantined (retries are never
+    exhausted); a link to a system file and a FIFO are refused unread."""
+    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from marketing_pipelines.sync.iterable import iterable_event_id
+    from tests.conftest import load_raw_rows, run_dbt
+
+    db_path = tmp_path / "warehouse.duckdb"
+    load_raw_rows(DuckDBWarehouse(db_path), {})
+    run_dbt(["build", "--select", "+audiences.iterable_trial_events +stg_marketo__unsubscribes"], db_path)
+    landing = tmp_path / "landing"
+    trials, frees = landing / "trial_signups", landing / "free_registrations"
+    trials.mkdir(parents=True)
+    frees.mkdir()
+    (tmp_path / "passwd").write_text(SECRET + "\n")
+    (trials / "good.jsonl").write_bytes(jl(event("e2e-1"), event("e2e-2", occurred_at="9999-12-31T23:59:59-23:59")))
+    (trials / "half.jsonl").write_bytes(jl(event("e2e-3")) + json.dumps(event("e2e-4")).encode()[:60])
+    (trials / "link.jsonl").symlink_to(tmp_path / "passwd")
+    os.mkfifo(frees / "pipe.jsonl")
+    (frees / "good.jsonl").write_bytes(jl(event("e2e-1")))  # the same id as a trial: another event
+    with IterableEmulator(api_key="test-key") as emulator:
+        for name, value in {
+            "DUCKDB_PATH": str(db_path),
+            "MARKETING_WAREHOUSE": "duckdb",
+            "LANDING_DIR": str(landing),
+            "ITERABLE_API_KEY": "test-key",
+            "ITERABLE_BASE_URL": emulator.base_url,
+            "SIGNUPS_INCOMPLETE_LINE_SECONDS": "5",
+        }.items():
+            monkeypatch.setenv(name, value)
+        tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        assert len(tick.run_requests) == 5
+        job = defs().resolve_job_def("ingest_signups_job")
+        results = {}
+        for request in tick.run_requests:
+            if request.tags["signups/file"] == "trial_signups/half.jsonl":
+                os.utime(trials / "half.jsonl")  # still being written when its run starts (its ctime is now)
+            results[request.tags["signups/file"]] = job.execute_in_process(
+                run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
+            )
+    assert all(result.success for result in results.values())
+    retried = [e for e in results["trial_signups/half.jsonl"].all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried
+    assert set(emulator.events) == {
+        iterable_event_id(key) for key in ("trial_signups:e2e-1", "trial_signups:e2e-3", "free_registrations:e2e-1")
+    }
+    db = DuckDBWarehouse(db_path)
+    reasons = dict(db.query("select regexp_extract(file, '[^/]+/[^/]+$'), reason from ops.quarantine"))
+    assert reasons["trial_signups/half.jsonl"].startswith("incomplete line")
+    assert reasons["trial_signups/good.jsonl"].startswith("occurred_at: out of range")
+    assert "symbolic link" in reasons["trial_signups/link.jsonl"]
+    assert "named pipe" in reasons["free_registrations/pipe.jsonl"]
+    assert not [raw for (raw,) in db.query("select raw_text from ops.quarantine") if raw and SECRET in raw]

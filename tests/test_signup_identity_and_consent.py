@@ -1,0 +1,273 @@
+"""Signup events end to end through the sensor, `ingest_signups_job` and the loopback Iterable emulator:
+ids unique per kind only, consent (Marketo unsubscribes) on every signup push, row-level blocking of personal free
+registrations, and which field decides "set up for a company"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK
+from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.sync.iterable import iterable_event_id
+from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.conftest import load_raw_rows, run_dbt
+from tests.spec import validate_request
+
+API_KEY = "sk-test-signups-0123456789"
+GITLAB_MARKETING = 4321
+SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes"
+
+
+def event(event_id: str, email: str, **overrides) -> dict:
+    base = {
+        "event_id": event_id,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "email": email,
+        "user_id": 7,
+        "namespace_id": 10,
+        "company": "Acme",
+        "companyNamespace": True,
+        "country": "Germany",
+        "employeeBucket": "100-499",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "latest_trial_start_date": None,
+        "signupReason": "I want to use GitLab CI",
+        "state": None,
+        "userRole": "other",
+    }
+    return {**base, **overrides}
+
+
+TRIALS = [
+    event("shared-1", "shared.trial@example.com"),
+    event("before-1", "  Before@Example.COM "),  # unsubscribed in Marketo in October, signed up in November
+    event("after-1", "after@example.com"),  # unsubscribed after signing up
+    event("plain-1", "plain@example.com"),
+]
+FREE_REGISTRATIONS = [
+    event("shared-1", "shared.free@example.com"),  # the same id as a trial: a different event
+    # the event's companyNamespace decides; setup_for_company (on the event and in raw.gitlab_users) disagrees
+    event("disagree-company", "company@example.com", user_id=101, companyNamespace=True, setup_for_company=False),
+    event("disagree-personal", "personal@example.com", user_id=102, companyNamespace=False, setup_for_company=True),
+    event("personal-1", "personal1@example.com", companyNamespace=False),
+]
+
+
+@pytest.fixture(scope="module")
+def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Raw tables (two Marketo unsubscribes, two GitLab users) and the signup views built once, as the daily job
+    does; no event landed yet. Each test gets a copy."""
+    path = tmp_path_factory.mktemp("consent") / "warehouse.duckdb"
+    load_raw_rows(
+        DuckDBWarehouse(path),
+        {
+            "marketo_unsubscribes": [
+                {"event_id": "u-1", "email": "before@example.com", "unsubscribed_at": dt.datetime(2026, 10, 1)},
+                {"event_id": "u-2", "email": " AFTER@example.com", "unsubscribed_at": dt.datetime(2026, 11, 25)},
+            ],
+            "gitlab_users": [
+                {"user_id": 101, "email": "company@example.com", "setup_for_company": False},
+                {"user_id": 102, "email": "personal@example.com", "setup_for_company": True},
+            ],
+        },
+    )
+    run_dbt(["build", "--select", SIGNUP_VIEWS], path)
+    return path
+
+
+@pytest.fixture
+def warehouse_path(built_views: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built_views, copy)
+    return copy
+
+
+def land(landing: Path, kind: str, name: str, events: list[dict]) -> Path:
+    folder = landing / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+@pytest.fixture
+def live_env(tmp_path: Path, warehouse_path: Path, monkeypatch: pytest.MonkeyPatch):
+    landing = tmp_path / "landing"
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        for name, value in {
+            "DUCKDB_PATH": str(warehouse_path),
+            "MARKETING_WAREHOUSE": "duckdb",
+            "LANDING_DIR": str(landing),
+            "ITERABLE_API_KEY": API_KEY,
+            "ITERABLE_BASE_URL": emulator.base_url,
+            "ITERABLE_MARKETING_MESSAGE_TYPE_ID": str(GITLAB_MARKETING),
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield landing, emulator
+
+
+def run_sensor_and_jobs(times: int = 1) -> list[dg.ExecuteInProcessResult]:
+    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+
+    tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+    job = defs().resolve_job_def("ingest_signups_job")
+    return [
+        job.execute_in_process(
+            run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
+        )
+        for _ in range(times)
+        for request in tick.run_requests
+    ]
+
+
+def validate_bodies(emulator: IterableEmulator) -> None:
+    for path, body in emulator.received_bodies:
+        if path.startswith("/api/subscriptions/"):
+            validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
+        else:
+            validate_request(path, body)
+
+
+def test_shared_id_is_two_events_each_sent_once_and_consent_holds(live_env, warehouse_path):
+    landing, emulator = live_env
+    land(landing, "trial_signups", "t.jsonl", TRIALS)
+    land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS)
+    results = run_sensor_and_jobs(times=2)  # every run twice: the reruns send nothing
+    assert all(result.success for result in results)
+    validate_bodies(emulator)
+
+    sent = {key: iterable_event_id(key) for key in ("trial_signups:shared-1", "free_registrations:shared-1")}
+    assert len(set(sent.values())) == 2
+    assert emulator.events[sent["trial_signups:shared-1"]]["eventName"] == "saasTrial"
+    assert emulator.events[sent["free_registrations:shared-1"]]["eventName"] == "saasFreeRegistration"
+    expected_events = {
+        *(f"trial_signups:{e['event_id']}" for e in TRIALS),
+        "free_registrations:shared-1",
+        "free_registrations:disagree-company",
+    }
+    assert dict(emulator.event_receipts) == {iterable_event_id(key): 1 for key in expected_events}
+    for result in results[2:]:
+        for step in ("iterable_signup_profile_sync", "iterable_trial_event_sync"):
+            (materialization,) = result.asset_materializations_for_node(step)
+            assert materialization.metadata["sent"].value == 0
+
+    # consent: both unsubscribed people (one before, one after signing up) end opted out of GitLab Marketing only
+    assert emulator.unsubscribed == {"before@example.com": {GITLAB_MARKETING}, "after@example.com": {GITLAB_MARKETING}}
+    assert {"before@example.com", "after@example.com", "plain@example.com"} <= set(emulator.users)
+    order = [
+        (path, body)
+        for path, body in emulator.received_bodies
+        if "before@example.com" in json.dumps(body)  # the profile update, the opt-out, then the event
+    ]
+    assert [path for path, _ in order] == [
+        BULK_UPDATE_USERS,
+        f"/api/subscriptions/messageType/{GITLAB_MARKETING}",
+        TRACK_BULK,
+    ]
+    opt_outs = Counter(key[0] for key in emulator.subscription_action_receipts)
+    assert opt_outs == {"before@example.com": 1, "after@example.com": 1}
+
+
+def test_unsubscribed_persons_event_waits_for_the_opt_out(live_env, monkeypatch):
+    """Live without the message type id no opt-out can be sent: the unsubscribed person's event is held, every
+    other event goes out; once the id is set, the next run opts them out and then tracks their event."""
+    landing, emulator = live_env
+    monkeypatch.delenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID")
+    land(landing, "trial_signups", "t.jsonl", TRIALS)
+    (first,) = run_sensor_and_jobs()
+    assert first.success
+    held = iterable_event_id("trial_signups:before-1")
+    assert held not in emulator.events and iterable_event_id("trial_signups:plain-1") in emulator.events
+    assert emulator.unsubscribed == {}
+
+    monkeypatch.setenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID", str(GITLAB_MARKETING))
+    from marketing_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("ingest_signups_job")
+    nothing = {
+        "ops": {a: {"config": {"files": []}} for a in ("raw__trial_signup_events", "raw__free_registration_events")}
+    }
+    assert job.execute_in_process(run_config=nothing, instance=dg.DagsterInstance.ephemeral()).success
+    assert emulator.unsubscribed["before@example.com"] == {GITLAB_MARKETING}
+    assert emulator.event_receipts[held] == 1
+    validate_bodies(emulator)
+
+
+def personal_view_sql() -> str:
+    """A regression of the audience view that forgets the companyNamespace filter (what the check is for)."""
+    columns = (
+        "event_key, event_kind, event_id, email, {name} as event_name, 1763600000 as created_at, '{{}}' as data_fields"
+    )
+    return f"""create or replace view audiences.iterable_trial_events as
+        select {columns.format(name="'saasTrial'")} from staging.stg_signups__trial_signup_events
+        union all
+        select {columns.format(name="'saasFreeRegistration'")} from staging.stg_signups__free_registration_events"""
+
+
+def test_a_few_personal_free_registrations_warn_and_are_left_out_while_the_rest_go_out(live_env, warehouse_path):
+    landing, emulator = live_env
+    land(landing, "trial_signups", "t.jsonl", TRIALS)
+    land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS)
+    DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
+    results = run_sensor_and_jobs()
+    assert all(result.success for result in results)
+    checks = [e for r in results for e in r.get_asset_check_evaluations()]
+    assert checks and all(c.severity == dg.AssetCheckSeverity.WARN for c in checks)
+    assert any(not c.passed for c in checks)
+    last = checks[-1]
+    assert last.metadata["failing_records"].value == 2 and last.metadata["personal_share"].value == 0.5
+    personal = {iterable_event_id(f"free_registrations:{i}") for i in ("disagree-personal", "personal-1")}
+    assert not personal & set(emulator.events)
+    assert iterable_event_id("free_registrations:disagree-company") in emulator.events
+    assert iterable_event_id("trial_signups:plain-1") in emulator.events
+    assert "personal@example.com" not in emulator.users and "personal1@example.com" not in emulator.users
+
+
+def test_mostly_personal_free_registrations_fail_with_error_and_block_the_push(live_env, warehouse_path):
+    landing, emulator = live_env
+    more = [event(f"personal-{i}", f"p{i}@example.com", companyNamespace=False) for i in range(2, 6)]
+    land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS + more)
+    DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
+    from marketing_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("ingest_signups_job")
+    config = {
+        "ops": {
+            "raw__trial_signup_events": {"config": {"files": []}},
+            "raw__free_registration_events": {"config": {"files": [str(landing / "free_registrations" / "f.jsonl")]}},
+        }
+    }
+    result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    (check,) = result.get_asset_check_evaluations()
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert check.metadata["failing_records"].value == 6
+    assert not result.asset_materializations_for_node("iterable_trial_event_sync")
+    assert emulator.received_bodies == []
+
+
+def test_company_namespace_decides_when_setup_for_company_disagrees(warehouse_path, tmp_path):
+    """The event's companyNamespace decides (it arrives with the event; raw.gitlab_users is loaded daily);
+    setup_for_company, on the event or in raw.gitlab_users, is not consulted."""
+    from marketing_pipelines.signups.ingest import ensure_tables, ingest_file
+
+    db = DuckDBWarehouse(warehouse_path)
+    ensure_tables(db)
+    ingest_file(db, land(tmp_path / "landing", "free_registrations", "f.jsonl", FREE_REGISTRATIONS))
+    rows = db.query(
+        "select event_id from audiences.iterable_trial_events where event_kind = 'free_registrations' order by 1"
+    )
+    assert rows == [("disagree-company",), ("shared-1",)]
+    assert db.query("select setup_for_company from raw.gitlab_users where user_id = 101") == [(False,)]
+    check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(warehouse_path)))
+    assert check.passed and check.metadata["free_registrations_considered"].value == 2
