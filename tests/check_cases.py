@@ -412,7 +412,7 @@ BREAKAGES: dict[str, Breakage] = {
         raw={"free_registration_events": [event("f5", company_namespace=False)]},
         tamper=append(
             "audiences.iterable_trial_events",
-            "select event_id, email, 'saasFreeRegistration' as event_name "
+            "select event_key, event_kind, event_id, email, 'saasFreeRegistration' as event_name "
             "from staging.stg_signups__free_registration_events where not is_company_namespace",
         ),
         stage="python",
@@ -460,7 +460,7 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
     "audiences.iterable_trial_events": (
         "the view drops events without an e-mail, the staging views drop events without an id, and it names events "
         "from the dbt vars only",
-        "select null as event_id, null as email, 'signup' as event_name",
+        "select null as event_key, null as event_id, null as email, 'signup' as event_name",
     ),
     "audiences.gainsight_program_recipients": (
         "the model computes the program from the account's dates, the segment by a CASE that ends in Tech Touch, "
@@ -494,10 +494,13 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
     "staging.stg_gitlab__namespaces": ("the view drops namespaces without an id", "select null as namespace_id"),
     "staging.stg_gitlab__users": ("the view drops users without an id", "select null as user_id"),
     "staging.stg_marketo__unsubscribes": ("the view drops events without an id", "select null as event_id"),
-    "staging.stg_signups__trial_signup_events": ("the view drops events without an id", "select null as event_id"),
+    "staging.stg_signups__trial_signup_events": (
+        "the view drops events without an id, and its key is the kind and the id",
+        "select null as event_id, null as event_key",
+    ),
     "staging.stg_signups__free_registration_events": (
-        "the view drops events without an id",
-        "select null as event_id",
+        "the view drops events without an id, and its key is the kind and the id",
+        "select null as event_id, null as event_key",
     ),
 }
 
@@ -661,11 +664,13 @@ CASES: dict[CheckId, Case] = {
                 by("signup_bad_rows"),  # the staging views keep events without an e-mail
                 f"not_null_stg_signups__{table}_email",
                 f"unique_stg_signups__{table}_event_id",
+                f"unique_stg_signups__{table}_event_key",
             ),
             **cases(
                 f"staging/stg_signups__{table}",
                 appended(f"staging.stg_signups__{table}"),
                 f"not_null_stg_signups__{table}_event_id",
+                f"not_null_stg_signups__{table}_event_key",
             ),
         }.items()
     },
@@ -744,8 +749,9 @@ CASES: dict[CheckId, Case] = {
         "accepted_values_iterable_trial_events_event_name___var_trial_event_name____var_free_registration_event_name_",
         "not_null_iterable_trial_events_email",
         "not_null_iterable_trial_events_event_id",
+        "not_null_iterable_trial_events_event_key",
     ),
-    **cases("audiences/iterable_trial_events", by("signup_bad_rows"), "unique_iterable_trial_events_event_id"),
+    **cases("audiences/iterable_trial_events", by("signup_bad_rows"), "unique_iterable_trial_events_event_key"),
     **cases(
         "audiences/gainsight_program_companies",
         appended("audiences.gainsight_program_companies"),

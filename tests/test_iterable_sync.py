@@ -339,15 +339,32 @@ def test_throttling_and_server_errors_never_split_a_batch(warehouse):
 def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_their_checks_name_it(tmp_path):
     warehouse = DuckDBWarehouse(tmp_path / "events.duckdb")
     emails = [f"signup{i:03d}@example.com" for i in range(120)]
-    poison = "signup077@example.com"
+    # the people who unsubscribed are not the ones signing up: a signup event of an unsubscribed person waits for
+    # its opt-out (tested with the signups), which would hold these events back
+    unsubscribed = [f"unsub{i:03d}@example.com" for i in range(120)]
+    poison = {"signup077@example.com", "unsub077@example.com"}
     warehouse.write_frame(
         "staging",
         "stg_marketo__unsubscribes",
-        pd.DataFrame({"event_id": [f"unsub-{i:03d}" for i in range(120)], "email": emails}),
+        pd.DataFrame({"event_id": [f"unsub-{i:03d}" for i in range(120)], "email": unsubscribed}),
+        replace=True,
+    )
+    warehouse.write_frame(  # no free registrations: the signup pushes exclude personal ones by this view
+        "staging",
+        "stg_signups__free_registration_events",
+        pd.DataFrame(
+            {
+                "event_key": pd.Series(dtype="str"),
+                "user_id": pd.Series(dtype="int64"),
+                "is_company_namespace": pd.Series(dtype="bool"),
+            }
+        ),
         replace=True,
     )
     events = pd.DataFrame(
         {
+            "event_key": [f"trial_signups:evt-{i:03d}" for i in range(120)],
+            "event_kind": "trial_signups",
             "event_id": [f"evt-{i:03d}" for i in range(120)],
             "email": emails,
             "event_name": "saasTrial",
@@ -356,7 +373,7 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
         }
     )
     warehouse.write_frame("audiences", "iterable_trial_events", events, replace=True)
-    with IterableEmulator(api_key=API_KEY, rate_limits={}, poison_emails={poison}) as emulator:
+    with IterableEmulator(api_key=API_KEY, rate_limits={}, poison_emails=poison) as emulator:
         client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=100, track_bulk_per_second=100,
                                 subscriptions_per_second=100)  # fmt: skip
         destinations = [
@@ -377,14 +394,14 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
         else:
             validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
     resource = WarehouseResource(duckdb_path=str(warehouse.path))
-    for check, key in (
-        (checks.iterable_unsubscribe_rejection_backlog, "unsub-077"),
-        (checks.iterable_signup_profile_rejection_backlog, "evt-077"),
-        (checks.iterable_trial_event_rejection_backlog, "evt-077"),
+    for check, key, masked in (
+        (checks.iterable_unsubscribe_rejection_backlog, "unsub-077", "u***@example.com"),
+        (checks.iterable_signup_profile_rejection_backlog, "trial_signups:evt-077", "s***@example.com"),
+        (checks.iterable_trial_event_rejection_backlog, "trial_signups:evt-077", "s***@example.com"),
     ):
         result = check(warehouse=resource)
         assert not result.passed and result.severity.value == "WARN"
         ((sample,),) = [result.metadata["sample_records"].value]
-        assert sample["event_id"] == key and sample["email"] == "s***@example.com"
+        assert sample["event_id"] == key and sample["email"] == masked
         assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
     assert iterable_rejection_backlog(warehouse=resource).passed, "each check watches its own destination"

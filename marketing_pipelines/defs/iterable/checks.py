@@ -11,10 +11,10 @@ from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY, TRIAL_SIGNUP_EVENTS_KEY
 from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
+from marketing_pipelines.sync.engine import Audience
 from marketing_pipelines.sync.iterable import (
     PERSONAL_FREE_REGISTRATIONS_SQL,
-    SIGNUP_PROFILE_AUDIENCE,
-    TRIAL_EVENT_AUDIENCE,
+    TRIAL_EVENTS_VIEW,
     UNSUBSCRIBE_AUDIENCE,
     USER_AUDIENCE,
     IterableSignupProfileDestination,
@@ -125,6 +125,9 @@ def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
+#: The signup audiences are queries over this view; the backlog checks name a rejected event by its row here.
+SIGNUP_EVENTS_BY_KEY = Audience(table=TRIAL_EVENTS_VIEW, key_column="event_key", columns=("event_key", "email"))
+
 iterable_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_REJECTION_BACKLOG,
     asset="iterable_user_sync",
@@ -147,7 +150,7 @@ iterable_signup_profile_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG,
     asset="iterable_signup_profile_sync",
     destination=IterableSignupProfileDestination.name,
-    audience=SIGNUP_PROFILE_AUDIENCE,
+    audience=SIGNUP_EVENTS_BY_KEY,
     what="Iterable (signup profile updates)",
     record_columns=("rejections.record_key", "audience.email"),
     labels=("event_id", "email", "reason"),
@@ -156,7 +159,7 @@ iterable_trial_event_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG,
     asset="iterable_trial_event_sync",
     destination=IterableTrackBulkDestination.name,
-    audience=TRIAL_EVENT_AUDIENCE,
+    audience=SIGNUP_EVENTS_BY_KEY,
     what="Iterable (trial and free registration events)",
     record_columns=("rejections.record_key", "audience.email"),
     labels=("event_id", "email", "reason"),
