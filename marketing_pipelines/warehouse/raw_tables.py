@@ -42,7 +42,7 @@ RAW_TABLES: dict[str, dict[str, str]] = {
         "record_type": "varchar",
         "status": "varchar",
         "initial_source": "varchar",
-        "person_score": "integer",
+        "person_score": "varchar",  # as the CRM exports it: usually a whole number, sometimes text or negative
         "account_id": "bigint",
         "created_at": "timestamp",
         "updated_at": "timestamp",
