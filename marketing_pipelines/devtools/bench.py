@@ -138,7 +138,7 @@ def dagster_pipeline(work: Path, env: dict[str, str], log: Path) -> dict[str, An
         env=env, cwd=PROJECT_ROOT, log=log,
     )  # fmt: skip
     steps = step_seconds(Path(env["DAGSTER_HOME"]))
-    dbt_seconds = sum(v for k, v in steps.items() if k in ("marketing_dbt_models", "audience_dbt_models"))
+    dbt_seconds = sum(v for k, v in steps.items() if k.endswith("_dbt_models"))
     warehouse = DuckDBWarehouse(env["DUCKDB_PATH"])
     ((accepted, push_seconds, requests, retries),) = warehouse.query(
         "select accepted, seconds, requests, retries from ops.sync_runs where destination = 'iterable_users' "

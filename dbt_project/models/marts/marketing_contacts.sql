@@ -23,7 +23,7 @@ survivors as (
     where is_survivor
 ),
 
-{#- Seed 001: when records merge, the Initial Source that was set first wins. -#}
+{#- When records merge, the Initial Source that was set first in the whole merged set wins. -#}
 merged_set_sources as (
     select
         persons.surviving_person_id,
@@ -51,7 +51,7 @@ merged_sets as (
     group by surviving_person_id
 ),
 
-{#- Seed 000: an unsubscribe opts the person out; any e-mail of a merged set counts. -#}
+{#- An unsubscribe opts the person out; any e-mail of a merged set counts. -#}
 unsubscribed_persons as (
     select distinct persons.surviving_person_id
     from persons
@@ -69,6 +69,8 @@ final as (
         initial_sources.source_bucket as initial_source_bucket,
         oldest_sources.first_seen_at as initial_source_first_seen_at,
         survivors.person_score,
+        {#- isMql is the score rule; lead_status stays the CRM's canonical status even when they disagree
+            (mql_matches_score names those contacts). -#}
         coalesce(survivors.person_score >= {{ var('mql_score_threshold') }}, false) as is_mql,
         survivors.email is not null and unsubscribed_persons.surviving_person_id is null as is_opted_in,
         survivors.account_id,

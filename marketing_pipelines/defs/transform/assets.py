@@ -1,7 +1,11 @@
 """The dbt project as Dagster assets, with dbt tests as asset checks.
 
-Two steps: the warehouse models (seeds, staging, marts), then the audiences. The blocking rule checks on the
-marts sit between them, so a broken rule stops the audiences and every destination sync downstream.
+Three steps, each held back by the blocking checks on the assets of the step before it:
+1. `staging_dbt_models`: seeds, staging and intermediate views, and the append-only `initial_source_history`;
+2. `mart_dbt_models`: the other marts (`marketing_contacts`, ...), built only once the history passed
+   `initial_source_immutable`, so an edited history never reaches a contact;
+3. `audience_dbt_models`: the audiences, built only once the marts pass their rule checks, so a broken rule
+   stops every destination sync downstream.
 """
 
 from collections.abc import Iterator
@@ -16,6 +20,12 @@ from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 
 AUDIENCES_SELECTION = "path:models/audiences"
+MARTS_SELECTION = "path:models/marts"
+HISTORY_SELECTION = "initial_source_history"
+# The first step: everything the audited history needs, and the history itself (sources: their tests run here).
+STAGING_SELECTION = (
+    f"resource_type:seed resource_type:source path:models/staging path:models/intermediate {HISTORY_SELECTION}"
+)
 
 translator = MarketingDbtTranslator()
 
@@ -24,14 +34,31 @@ translator = MarketingDbtTranslator()
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=translator,
-    name="marketing_dbt_models",
-    exclude=AUDIENCES_SELECTION,
+    name="staging_dbt_models",
+    select=STAGING_SELECTION,
     pool=WAREHOUSE_POOL,
 )
-def marketing_dbt_models(
+def staging_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """Seeds, staging views and marts, with their dbt tests."""
+    """Seeds, staging and intermediate views and the append-only Initial Source history, with their dbt tests
+    and those of the raw sources."""
+    yield from build_with_row_counts(context, dbt, warehouse)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="mart_dbt_models",
+    select=MARTS_SELECTION,
+    exclude=HISTORY_SELECTION,
+    pool=WAREHOUSE_POOL,
+)
+def mart_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """The marts built on the audited history (`marketing_contacts`, ...), with their dbt tests."""
     yield from build_with_row_counts(context, dbt, warehouse)
 
 

@@ -1,31 +1,42 @@
-"""Business-rule checks on the marts (DESIGN 6, rules 1-2; seed 001).
+"""Business-rule checks on the CRM records, the Initial Source history and the contacts mart.
 
 Two layers:
 - upstream violations (WARN, not blocking): the CRM broke a rule; the pipeline corrects it, people fix the source;
-- our output (ERROR, blocking): the marts broke a rule; the audiences and every sync downstream are skipped.
+- our output (ERROR, blocking): the marts broke a rule; everything downstream of the checked asset is skipped.
+  A blocking check reaches its verdict by another path than the model it guards (the merge checks resolve the
+  merge chains themselves from the raw records, in `merge_resolution`).
 """
 
 import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.defs.transform.merge_resolution import merged_sets, oldest_initial_sources, rows
+from marketing_pipelines.defs.transform.rule_checks import Violation, rows_result, violations_result
 
+CRM_RAW = dg.AssetKey(["raw", "crm_persons"])
 CRM_PERSONS = dg.AssetKey(["staging", "stg_crm__persons"])
+CRM_MERGED = dg.AssetKey(["staging", "int_crm_persons_merged"])
 INITIAL_SOURCE_HISTORY = dg.AssetKey(["marts", "initial_source_history"])
 MARKETING_CONTACTS = dg.AssetKey(["marts", "marketing_contacts"])
 
 CRM_INITIAL_SOURCE_OVERWRITTEN = "crm_initial_source_overwritten"
 CRM_INITIAL_SOURCE_UNKNOWN = "crm_initial_source_unknown"
 CRM_LEAD_STATUS_UNKNOWN = "crm_lead_status_unknown"
+CRM_MERGE_CYCLES = "crm_merge_cycles"
+CRM_MERGE_DANGLING_TARGETS = "crm_merge_dangling_targets"
+CRM_SELF_MERGES = "crm_self_merges"
+CRM_PERSON_SCORE_INVALID = "crm_person_score_invalid"
 INITIAL_SOURCE_IMMUTABLE = "initial_source_immutable"
 INITIAL_SOURCE_ALLOWED = "initial_source_allowed"
+EVERY_CRM_RECORD_IN_ONE_CONTACT = "every_crm_record_in_one_contact"
 MERGE_KEEPS_OLDEST_INITIAL_SOURCE = "merge_keeps_oldest_initial_source"
 LEAD_STATUS_ALLOWED = "lead_status_allowed"
 MQL_MATCHES_SCORE = "mql_matches_score"
 
 HISTORY_AUDIT_TABLE = "ops.initial_source_history_audit"
-MQL_SCORE_THRESHOLD = 100  # seed 001; the dbt var `mql_score_threshold` holds the same number
+MQL_SCORE_THRESHOLD = 100  # the dbt var `mql_score_threshold` holds the same number
+PRE_MQL_STATUSES = ("Raw", "Inquiry")  # statuses a person at 100 points has left behind
 
 WARN = dg.AssetCheckSeverity.WARN
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -40,8 +51,8 @@ ERROR = dg.AssetCheckSeverity.ERROR
     name=CRM_INITIAL_SOURCE_OVERWRITTEN,
     additional_deps=[INITIAL_SOURCE_HISTORY],
     description=(
-        "Seed 001: Initial Source is never changed once set. Warns on CRM record versions that carry another "
-        "value after one was recorded; the recorded value is kept."
+        "Initial Source is never changed once set. Warns on CRM record versions that carry another value after "
+        "one was recorded; the recorded value is kept."
     ),
 )
 def crm_initial_source_overwritten(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -69,8 +80,8 @@ def crm_initial_source_overwritten(warehouse: WarehouseResource) -> dg.AssetChec
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_UNKNOWN,
     description=(
-        "Seed 001: only the values of dim_initial_source are allowed. Warns on CRM records carrying another "
-        "value (after case/whitespace matching); such values never reach the marts."
+        "Only the values of dim_initial_source are allowed as Initial Source. Warns on CRM records carrying "
+        "another value (after case/whitespace matching); such values never reach the marts."
     ),
 )
 def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -91,38 +102,126 @@ def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckRes
     pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
     name=CRM_LEAD_STATUS_UNKNOWN,
-    description="Seed 001: lead status is one of ten statuses. Warns on CRM records carrying another status.",
+    description=(
+        "Lead status is one of the ten statuses of dim_lead_status (matched ignoring case and spaces). Warns on "
+        "CRM records carrying another status, with the raw value; the marts show NULL for it."
+    ),
 )
 def crm_lead_status_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
         """
-        select distinct persons.person_id, persons.email, persons.lead_status as value
-        from staging.stg_crm__persons as persons
-        left join marts.dim_lead_status as statuses on persons.lead_status = statuses.lead_status
-        where persons.lead_status is not null
-          and statuses.lead_status is null
+        select distinct person_id, email, raw_lead_status as value
+        from staging.stg_crm__persons
+        where nullif(trim(raw_lead_status), '') is not null
+          and lead_status is null
         """,
         severity=WARN,
         what="CRM records carry a lead status that is not one of the ten statuses",
     )
 
 
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=CRM_PERSONS,
+    name=CRM_PERSON_SCORE_INVALID,
+    description=(
+        "A person score is a whole number of zero or more. Warns on CRM records whose score is text or negative, "
+        "with the raw value; the build goes on with no score (not an MQL) for them."
+    ),
+)
+def crm_person_score_invalid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return violations_result(
+        warehouse.get_warehouse(),
+        """
+        select distinct person_id, email, raw_person_score as value
+        from staging.stg_crm__persons
+        where nullif(trim(raw_person_score), '') is not null
+          and person_score is null
+        """,
+        severity=WARN,
+        what="CRM records carry a person score that is not a whole number of zero or more",
+    )
+
+
+def merge_issue_result(warehouse: WarehouseResource, issue: str, value_sql: str, what: str) -> dg.AssetCheckResult:
+    """The CRM records whose merge chain has `issue` (int_crm_persons_merged.merge_issue), as a WARN."""
+    return violations_result(
+        warehouse.get_warehouse(),
+        f"""
+        select person_id, email, {value_sql} as value
+        from staging.int_crm_persons_merged
+        where merge_issue = '{issue}'
+        """,
+        severity=WARN,
+        what=what,
+    )
+
+
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=CRM_PERSONS,
+    name=CRM_MERGE_CYCLES,
+    additional_deps=[CRM_MERGED],
+    description=(
+        "Merges form chains, never cycles. Warns on CRM records merged in a cycle (A into B, B into A; or longer) "
+        "or into a chain that runs into one; all of them live on as the cycle's lowest person id."
+    ),
+)
+def crm_merge_cycles(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return merge_issue_result(
+        warehouse,
+        "cycle",
+        "'merged into ' || cast(merged_into_person_id as varchar) || ', in a cycle: kept as '"
+        " || cast(surviving_person_id as varchar)",
+        "CRM records are merged in a cycle",
+    )
+
+
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=CRM_PERSONS,
+    name=CRM_MERGE_DANGLING_TARGETS,
+    additional_deps=[CRM_MERGED],
+    description=(
+        "A record is merged into a record that exists. Warns on CRM records whose merge chain ends at a person id "
+        "that does not exist; the last existing record of the chain survives."
+    ),
+)
+def crm_merge_dangling_targets(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return merge_issue_result(
+        warehouse,
+        "dangling_target",
+        "'chain ends at a missing record: kept as ' || cast(surviving_person_id as varchar)",
+        "CRM records are merged into a person id that does not exist",
+    )
+
+
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=CRM_PERSONS,
+    name=CRM_SELF_MERGES,
+    additional_deps=[CRM_MERGED],
+    description="A record is never merged into itself. Warns on CRM records that are; each stays its own survivor.",
+)
+def crm_self_merges(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return merge_issue_result(warehouse, "self_merge", "'merged into itself'", "CRM records are merged into themselves")
+
+
 # --- our output: ERROR, blocking ------------------------------------------------------------------------------
 
 
-# Attached to marketing_contacts, the asset that carries the Initial Source to the audiences, so that a
-# failure blocks them: blocking only holds back direct dependents of the checked asset.
+# On the history itself, built in the first dbt step: a failure holds back the second step (marketing_contacts and
+# everything downstream), because blocking only holds back direct dependents of the checked asset.
 @dg.asset_check(
     pool=WAREHOUSE_POOL,
-    asset=MARKETING_CONTACTS,
+    asset=INITIAL_SOURCE_HISTORY,
     name=INITIAL_SOURCE_IMMUTABLE,
     blocking=True,
-    additional_deps=[INITIAL_SOURCE_HISTORY],
     description=(
-        "Seed 001: Initial Source is never changed. Fails when the history lost or changed a row since the "
-        f"last passing evaluation (kept in {HISTORY_AUDIT_TABLE}), or a contact's source differs from its "
-        "history value. Blocks the audiences and syncs."
+        "Initial Source is never changed. Fails when the history lost or changed a row since the last passing "
+        f"evaluation (kept in {HISTORY_AUDIT_TABLE}), naming each row as `old -> new`. Holds back "
+        "marketing_contacts, so an edited history never reaches the contacts, the audiences or the syncs."
     ),
 )
 def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -140,32 +239,21 @@ def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResul
         select
             audit.person_id,
             cast(null as varchar) as email,
-            'history ' || audit.initial_source || ' -> ' || coalesce(history.initial_source, '<row deleted>')
-                as value
+            case
+                when history.person_id is null then audit.initial_source || ' -> <row deleted>'
+                when history.initial_source is distinct from audit.initial_source
+                    then audit.initial_source || ' -> ' || coalesce(history.initial_source, '<null>')
+                else 'first seen ' || cast(audit.first_seen_at as varchar) || ' -> '
+                    || coalesce(cast(history.first_seen_at as varchar), '<null>')
+            end as value
         from {HISTORY_AUDIT_TABLE} as audit
         left join marts.initial_source_history as history on audit.person_id = history.person_id
         where history.person_id is null
            or history.initial_source is distinct from audit.initial_source
            or history.first_seen_at is distinct from audit.first_seen_at
-        union all
-        select
-            contacts.person_id,
-            contacts.email,
-            'contact ' || coalesce(contacts.initial_source, '<null>')
-                || ' != history ' || coalesce(expected.initial_source, '<null>') as value
-        from marts.marketing_contacts as contacts
-        left join (
-            select merged.surviving_person_id, history.initial_source
-            from staging.int_crm_persons_merged as merged
-            inner join marts.initial_source_history as history on merged.person_id = history.person_id
-            qualify row_number() over (
-                partition by merged.surviving_person_id order by history.first_seen_at, history.person_id
-            ) = 1
-        ) as expected on contacts.person_id = expected.surviving_person_id
-        where contacts.initial_source is distinct from expected.initial_source
         """,
         severity=ERROR,
-        what="Initial Source values were lost or changed",
+        what="recorded Initial Source values were lost or changed in the history",
     )
     if result.passed:
         db.execute(
@@ -184,7 +272,7 @@ def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResul
     asset=MARKETING_CONTACTS,
     name=INITIAL_SOURCE_ALLOWED,
     blocking=True,
-    description="Seed 001: every contact's Initial Source is a value of dim_initial_source or NULL. Blocks syncs.",
+    description="Every contact's Initial Source is a value of dim_initial_source or NULL. Blocks syncs.",
 )
 def initial_source_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
@@ -201,42 +289,73 @@ def initial_source_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
+CONTACTS_SQL = "select person_id, merged_record_count, initial_source from marts.marketing_contacts"
+
+
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=MARKETING_CONTACTS,
+    name=EVERY_CRM_RECORD_IN_ONE_CONTACT,
+    blocking=True,
+    additional_deps=[CRM_RAW],
+    description=(
+        "Every CRM record ends up in exactly one contact, however long, broken or circular its merge chain. "
+        "Resolves the chains itself from raw.crm_persons (latest version of each record) and names the records "
+        "in no contact, in a contact they do not survive as, or in a contact whose merged_record_count differs "
+        "from its merged set. Blocks syncs."
+    ),
+)
+def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    db = warehouse.get_warehouse()
+    sets = merged_sets(db)
+    violations: list[Violation] = []
+    seen: set[int] = set()
+    for person_id, merged_record_count, _ in rows(db, CONTACTS_SQL):
+        contact = int(person_id)
+        seen.add(contact)
+        survivor = sets.survivor_of.get(contact)
+        if survivor is None:
+            violations.append((contact, None, "contact is no CRM record"))
+        elif survivor != contact:
+            violations.append((contact, None, f"in its own contact, but merged into {survivor}"))
+        elif merged_record_count != sets.sizes[contact]:
+            violations.append(
+                (contact, None, f"contact holds {merged_record_count} records, its merged set {sets.sizes[contact]}")
+            )
+    for survivor in sorted(set(sets.sizes) - seen):
+        violations.extend(
+            (member, None, f"in no contact (merged set of {survivor})") for member in sets.members(survivor)
+        )
+    return rows_result(violations, severity=ERROR, what="CRM records are not in exactly one contact")
+
+
 @dg.asset_check(
     pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=MERGE_KEEPS_OLDEST_INITIAL_SOURCE,
     blocking=True,
+    additional_deps=[CRM_RAW, INITIAL_SOURCE_HISTORY],
     description=(
-        "Seed 001: when records merge, the Initial Source set first wins. Recomputes the oldest known value of "
-        "every merged set from the CRM versions and compares. Blocks syncs."
+        "When records merge, the Initial Source set first wins, and a contact carries its history value. Resolves "
+        "the merge chains itself from raw.crm_persons, takes the oldest value of each merged set from "
+        "initial_source_history and names the contacts that carry another. Blocks syncs."
     ),
 )
 def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return violations_result(
-        warehouse.get_warehouse(),
-        """
-        with oldest as (
-            select merged.surviving_person_id, versions.initial_source
-            from staging.stg_crm__persons as versions
-            inner join staging.int_crm_persons_merged as merged on versions.person_id = merged.person_id
-            where versions.initial_source is not null
-            qualify row_number() over (
-                partition by merged.surviving_person_id order by versions.updated_at, versions.person_id
-            ) = 1
-        )
-        select
-            contacts.person_id,
-            contacts.email,
-            coalesce(contacts.initial_source, '<null>') || ' != oldest ' || coalesce(oldest.initial_source, '<null>')
-                as value
-        from marts.marketing_contacts as contacts
-        left join oldest on contacts.person_id = oldest.surviving_person_id
-        where contacts.merged_record_count > 1
-          and contacts.initial_source is distinct from oldest.initial_source
-        """,
-        severity=ERROR,
-        what="merged contacts do not keep the oldest Initial Source",
-    )
+    db = warehouse.get_warehouse()
+    sets = merged_sets(db)
+    oldest = oldest_initial_sources(db, sets)
+    violations: list[Violation] = []
+    for person_id, _, initial_source in rows(db, CONTACTS_SQL):
+        contact = int(person_id)
+        if sets.survivor_of.get(contact) != contact:
+            continue  # not a merged set's survivor: every_crm_record_in_one_contact names it
+        expected, carrier = oldest.get(contact, (None, None))
+        actual = None if initial_source is None or initial_source != initial_source else initial_source
+        if actual != expected:
+            where = f" (record {carrier})" if carrier is not None else ""
+            violations.append((contact, None, f"{actual or '<null>'} != oldest {expected or '<null>'}{where}"))
+    return rows_result(violations, severity=ERROR, what="contacts do not keep their merged set's oldest Initial Source")
 
 
 @dg.asset_check(
@@ -244,7 +363,7 @@ def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetC
     asset=MARKETING_CONTACTS,
     name=LEAD_STATUS_ALLOWED,
     blocking=True,
-    description="Seed 001: every contact's lead status is one of the ten statuses or NULL. Blocks syncs.",
+    description="Every contact's lead status is one of the ten statuses or NULL. Blocks syncs.",
 )
 def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
@@ -265,20 +384,25 @@ def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     pool=WAREHOUSE_POOL,
     asset=MARKETING_CONTACTS,
     name=MQL_MATCHES_SCORE,
-    description="Seed 001: a person is an MQL exactly when the person score reached 100 points.",
+    description=(
+        f"A person becomes an MQL at {MQL_SCORE_THRESHOLD} points. Warns on contacts whose CRM lead status is MQL "
+        f"with a score under {MQL_SCORE_THRESHOLD}, and on contacts at {MQL_SCORE_THRESHOLD} or more still in "
+        "Raw or Inquiry. Iterable then gets the CRM's status as leadStatus and isMql from the score."
+    ),
 )
 def mql_matches_score(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    pre_mql = ", ".join(f"'{status}'" for status in PRE_MQL_STATUSES)
     return violations_result(
         warehouse.get_warehouse(),
         f"""
         select
             person_id,
             email,
-            'score ' || coalesce(cast(person_score as varchar), '<null>')
-                || ', is_mql ' || cast(is_mql as varchar) as value
+            'status ' || lead_status || ', score ' || coalesce(cast(person_score as varchar), '<none>') as value
         from marts.marketing_contacts
-        where is_mql is distinct from coalesce(person_score >= {MQL_SCORE_THRESHOLD}, false)
+        where (lead_status = 'MQL' and coalesce(person_score, 0) < {MQL_SCORE_THRESHOLD})
+           or (lead_status in ({pre_mql}) and person_score >= {MQL_SCORE_THRESHOLD})
         """,
         severity=WARN,
-        what="contacts whose MQL flag disagrees with the 100-point score",
+        what=f"contacts whose lead status disagrees with the {MQL_SCORE_THRESHOLD}-point MQL score",
     )

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
 import dagster as dg
 
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.warehouse import Warehouse
 
 SAMPLE_SIZE = 20
+
+Violation = tuple[Any, Any, Any]
+"""One violating record: ``(person_id, email, value)`` (or the columns ``labels`` names)."""
 
 
 def violations_result(
@@ -32,12 +39,38 @@ def violations_result(
         f"select value, count(*) as n from ({violations_sql}) as violations "
         f"group by value order by n desc, value limit {SAMPLE_SIZE}"
     )
+    return _result(int(failing), samples, values, severity=severity, what=what, labels=labels)
+
+
+def rows_result(
+    violations: Sequence[Violation],
+    *,
+    severity: dg.AssetCheckSeverity,
+    what: str,
+    labels: tuple[str, str, str] = ("person_id", "email", "value"),
+) -> dg.AssetCheckResult:
+    """`violations_result` for violations a check computed in Python, one ``(person_id, email, value)`` each."""
+    samples = sorted(violations, key=lambda violation: (violation[0] is None, violation[0]))[:SAMPLE_SIZE]
+    counts = Counter(value for _, _, value in violations)
+    values = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:SAMPLE_SIZE]
+    return _result(len(violations), samples, values, severity=severity, what=what, labels=labels)
+
+
+def _result(
+    failing: int,
+    samples: Sequence[Violation],
+    values: Sequence[tuple[Any, int]],
+    *,
+    severity: dg.AssetCheckSeverity,
+    what: str,
+    labels: tuple[str, str, str],
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=failing == 0,
         severity=severity,
         description=f"{failing} {what}" if failing else f"No {what}.",
         metadata={
-            "failing_records": dg.MetadataValue.int(int(failing)),
+            "failing_records": dg.MetadataValue.int(failing),
             "sample_records": dg.MetadataValue.json(
                 [
                     {
