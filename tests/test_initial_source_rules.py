@@ -1,4 +1,4 @@
-"""Initial Source and lead status rules (seed 001) across real Dagster runs on a dbt-built DuckDB."""
+"""Initial Source and lead status rules across real Dagster runs on a dbt-built DuckDB."""
 
 from __future__ import annotations
 
@@ -163,18 +163,24 @@ def test_full_refresh_leaves_the_history_untouched(runs):
     assert after == before
 
 
-def test_edited_history_fails_immutability_and_skips_the_audience(runs):
+def test_edited_history_fails_immutability_and_never_reaches_the_contacts(runs):
     pipeline, _, _ = runs
     pipeline.warehouse.execute("update marts.initial_source_history set initial_source = 'Demo' where person_id = 1")
     third = pipeline.run()
     immutable = check_result(third, checks.INITIAL_SOURCE_IMMUTABLE)
     assert not immutable.passed
     assert immutable.severity == dg.AssetCheckSeverity.ERROR
-    assert "history Trial - GitLab.com -> Demo" in immutable.metadata["values"].value
-    assert AUDIENCE not in materialized(third)
+    assert immutable.metadata["sample_records"].value == [
+        {"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}
+    ]
+    assert pipeline.source("marketing_contacts", 1) == "Trial - GitLab.com", "the contact keeps the audited value"
+    built = materialized(third)
+    assert "marts/initial_source_history" in built
+    assert {"marts/marketing_contacts", AUDIENCE} & built == set()
     step_events = {(event.step_key, event.event_type_value) for event in third.all_events}
-    assert ("audience_dbt_models", "STEP_START") not in step_events, "the audience step must not run"
-    assert ("marts__marketing_contacts_initial_source_immutable", "STEP_FAILURE") in step_events
+    for step in ("mart_dbt_models", "audience_dbt_models", "iterable_user_sync"):
+        assert (step, "STEP_START") not in step_events, f"{step} must not run"
+    assert ("marts__initial_source_history_initial_source_immutable", "STEP_FAILURE") in step_events
     assert not third.success
 
 
