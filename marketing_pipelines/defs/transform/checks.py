@@ -44,12 +44,15 @@ ERROR = dg.AssetCheckSeverity.ERROR
 
 # --- upstream violations: WARN ------------------------------------------------------------------------------
 
+# Checks that read marts.initial_source_history do not list it in `additional_deps`: that would put them behind the
+# blocking `initial_source_immutable`. They run after it is built all the same: the history is built in the same
+# dbt step as stg_crm__persons, and before marketing_contacts.
+
 
 @dg.asset_check(
     pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_OVERWRITTEN,
-    additional_deps=[INITIAL_SOURCE_HISTORY],
     description=(
         "Initial Source is never changed once set. Warns on CRM record versions that carry another value after "
         "one was recorded; the recorded value is kept."
@@ -334,7 +337,7 @@ def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetChe
     asset=MARKETING_CONTACTS,
     name=MERGE_KEEPS_OLDEST_INITIAL_SOURCE,
     blocking=True,
-    additional_deps=[CRM_RAW, INITIAL_SOURCE_HISTORY],
+    additional_deps=[CRM_RAW],
     description=(
         "When records merge, the Initial Source set first wins, and a contact carries its history value. Resolves "
         "the merge chains itself from raw.crm_persons, takes the oldest value of each merged set from "
