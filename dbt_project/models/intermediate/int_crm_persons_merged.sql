@@ -48,19 +48,21 @@ merge_walk (start_person_id, person_id, depth, walked_path) as (
     select
         person_id as start_person_id,
         person_id,
-        0 as depth,
-        {{ dbt.concat(["'/'", "cast(person_id as " ~ dbt.type_string() ~ ")", "'/'"]) }} as walked_path
+        cast(0 as integer) as depth,
+        {#- Typed wide in the anchor: Snowflake sizes a recursive CTE's columns by it. #}
+        cast({{ dbt.concat(["'/'", "cast(person_id as " ~ dbt.type_string() ~ ")", "'/'"]) }} as {{ dbt.type_string() }})
+            as walked_path
     from latest_versions
     union all
     select
         merge_walk.start_person_id,
         merge_edges.next_person_id as person_id,
-        merge_walk.depth + 1 as depth,
-        {{ dbt.concat([
+        cast(merge_walk.depth + 1 as integer) as depth,
+        cast({{ dbt.concat([
             "merge_walk.walked_path",
             "cast(merge_edges.next_person_id as " ~ dbt.type_string() ~ ")",
             "'/'",
-        ]) }} as walked_path
+        ]) }} as {{ dbt.type_string() }}) as walked_path
     from merge_walk
     inner join merge_edges on merge_walk.person_id = merge_edges.person_id
     where merge_walk.depth < {{ var('crm_merge_max_depth') }}

@@ -1,0 +1,94 @@
+"""The recursive merge walk on dbt-snowflake (a fakesnow server on loopback): a chain of 5 and a cycle.
+
+`tests/test_snowflake_pipeline.py` runs the sample data, whose merges are one hop; here the model's recursive CTE
+walks a long chain and a cycle through dbt-snowflake, and the blocking merge check resolves them on Snowflake too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.transform import checks
+from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.warehouse import Warehouse
+from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
+from tests import fakesnow_shims
+from tests.conftest import DBT
+
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
+
+def person(person_id: int, merged_into: int | None, source: str | None = None, day: int = 0) -> dict:
+    return {
+        "person_id": person_id,
+        "email": f"person{person_id}@example.com",
+        "record_type": "lead",
+        "status": "Inquiry",
+        "initial_source": source,
+        "person_score": "10",
+        "created_at": datetime(2024, 1, 1),
+        "updated_at": datetime(2024, 1, 1) + timedelta(days=day),
+        "merged_into_person_id": merged_into,
+    }
+
+
+ROWS = [
+    person(1, 2, "Webcast", day=0),
+    person(2, 3, "Demo", day=5),
+    person(3, 4),
+    person(4, 5),
+    person(5, None, "Trial - GitLab.com", day=9),
+    person(10, 11),  # 10 -> 11 -> 12 -> 10, and 13 into the cycle
+    person(11, 12),
+    person(12, 10),
+    person(13, 11),
+]
+
+
+@pytest.fixture(scope="module")
+def snowflake() -> Iterator[tuple[Warehouse, WarehouseResource]]:
+    with fakesnow_shims.server() as connection, pytest.MonkeyPatch.context() as patch:
+        env = fakesnow_shims.snowflake_env(connection)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        resource = WarehouseResource()
+        warehouse = resource.get_warehouse()
+        warehouse.execute(create_raw_tables_sql(replace=True))
+        warehouse.write_frame("raw", "crm_persons", pd.DataFrame(ROWS, columns=list(RAW_TABLES["crm_persons"])))
+        result = subprocess.run(
+            [DBT, "build", "--select", "+marketing_contacts", "--profiles-dir", str(DBT_PROJECT_DIR)],
+            cwd=DBT_PROJECT_DIR,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        yield warehouse, resource
+        warehouse.close()
+
+
+def test_the_recursive_walk_resolves_a_long_chain_and_a_cycle_on_snowflake(snowflake):
+    warehouse, _ = snowflake
+    rows = warehouse.query("select person_id, surviving_person_id, merge_issue from staging.int_crm_persons_merged")
+    resolved = {int(person_id): (int(survivor), issue) for person_id, survivor, issue in rows}
+    assert {resolved[i] for i in range(1, 6)} == {(5, None)}
+    assert {resolved[i] for i in (10, 11, 12, 13)} == {(10, "cycle")}
+    contacts = warehouse.query(
+        "select person_id, merged_record_count, initial_source from marts.marketing_contacts order by person_id"
+    )
+    assert [(int(p), int(n), s) for p, n, s in contacts] == [(5, 5, "Webcast"), (10, 4, None)]
+
+
+def test_the_independent_merge_checks_pass_on_snowflake(snowflake):
+    _, resource = snowflake
+    assert checks.every_crm_record_in_one_contact(warehouse=resource).passed
+    assert checks.merge_keeps_oldest_initial_source(warehouse=resource).passed
+    assert not checks.crm_merge_cycles(warehouse=resource).passed
