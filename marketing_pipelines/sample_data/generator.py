@@ -542,6 +542,11 @@ def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) ->
     n_p = len(p_email)
     person_id = np.arange(100_000_001, 100_000_001 + n_p, dtype=np.int64)
     is_loser = merge_target >= 0
+    # One merge chain of five records: the four oldest merged-away records are merged one into the next, the last
+    # into its survivor, so the lineage and the contacts show a merge deeper than one hop.
+    chained = np.flatnonzero(is_loser)[:4]
+    if len(chained) == 4:
+        merge_target[chained[:-1]] = chained[1:]
     is_survivor = np.zeros(n_p, bool)
     is_survivor[merge_target[is_loser]] = True
 
@@ -742,6 +747,11 @@ def generate(users: int = 3000, seed: int = 42, as_of: dt.date | None = None) ->
     special = rng.random(len(rows))
     score[special < 0.015] = 100
     score[(special >= 0.015) & (special < 0.03)] = 99
+    # The CRM moves a lead to MQL at 100 points: a latest version in MQL has reached them, one in Raw or Inquiry not.
+    latest_mql = last & (status == "MQL")
+    score[latest_mql] = np.maximum(score[latest_mql], 100)
+    latest_pre_mql = last & np.isin(status, ("Raw", "Inquiry"))
+    score[latest_pre_mql] = np.minimum(score[latest_pre_mql], 99)
 
     email = p_email[rows].copy()
     email[np.isin(rows, v_null_email)] = None
