@@ -154,3 +154,29 @@ def test_every_sync_asset_has_a_warn_rejection_backlog_check(repository):
     assert syncs == set(backlog) and len(syncs) == 6, "one rejection backlog check on every destination sync"
     assert backlog["iterable_user_sync"].name == "iterable_rejection_backlog"
     assert not any(spec.blocking for spec in backlog.values()), "a backlog warns; it never stops a push"
+
+
+def test_the_audited_history_is_built_in_a_step_before_the_contacts(repository):
+    """A blocking check on the history holds back only its direct dependents: the contacts must be one, in a later
+    dbt step, so a tampered history never reaches them."""
+    graph = repository.asset_graph
+    history, contacts = dg.AssetKey(["marts", "initial_source_history"]), dg.AssetKey(["marts", "marketing_contacts"])
+    steps = {
+        assets_def.node_def.name: set(assets_def.keys)
+        for assets_def in graph.assets_defs
+        if assets_def.is_executable and assets_def.node_def.name.endswith("_dbt_models")
+    }
+    assert set(steps) == {"staging_dbt_models", "mart_dbt_models", "audience_dbt_models"}
+    assert (
+        history in steps["staging_dbt_models"]
+        and dg.AssetKey(["staging", "stg_crm__persons"]) in steps["staging_dbt_models"]
+    )
+    assert contacts in steps["mart_dbt_models"] and history not in steps["mart_dbt_models"]
+    assert history in graph.get(contacts).parent_keys
+    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    immutable = checks["initial_source_immutable"]
+    assert immutable.asset_key == history and immutable.blocking
+    for name in ("every_crm_record_in_one_contact", "merge_keeps_oldest_initial_source"):
+        assert checks[name].asset_key == contacts and checks[name].blocking, name
+    job = repository.get_job("refresh_marketing_data_job")
+    assert set(steps) <= set(job.graph.node_dict)

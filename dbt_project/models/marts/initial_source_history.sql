@@ -7,7 +7,7 @@
   )
 }}
 {#
-  Seed 001: Initial Source is the first known touch and is never changed once set.
+  Initial Source is the first known touch and is never changed once set.
   Append-only: one row per CRM record, written the first time a version carries a known Initial Source.
   Later versions with another value never touch it, and `full_refresh=false` keeps it through
   `dbt build --full-refresh`.
