@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,18 @@ def load_raw_rows(warehouse: DuckDBWarehouse, rows: Mapping[str, list[dict[str, 
             continue
         frame = pd.DataFrame(table_rows, columns=list(RAW_TABLES[table]))
         warehouse.write_frame("raw", table, frame)
+
+
+def crm_person(person_id: int, updated_at: datetime, **fields: Any) -> dict[str, Any]:
+    """One raw CRM record version (a lead in Inquiry with 10 points, the score as text as the CRM exports it)."""
+    row: dict[str, Any] = {
+        "person_id": person_id,
+        "email": f"person{person_id}@example.com",
+        "record_type": "lead",
+        "status": "Inquiry",
+        "initial_source": None,
+        "person_score": "10",
+        "created_at": datetime(2024, 1, 1),
+        "updated_at": updated_at,
+    }
+    return {**row, **fields}

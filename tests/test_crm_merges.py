@@ -19,25 +19,20 @@ from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.defs.transform.merge_resolution import resolve_survivors
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import load_raw_rows, run_dbt
+from tests.conftest import crm_person, load_raw_rows, run_dbt
 
 START = datetime(2024, 1, 1)
 
 
 def person(person_id: int, merged_into: int | None = None, source: str | None = None, day: int = 0, **fields):
     """One CRM record version; `day` days after START (the oldest version carries the oldest Initial Source)."""
-    row = {
-        "person_id": person_id,
-        "email": f"person{person_id}@example.com",
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": source,
-        "person_score": "10",
-        "created_at": START,
-        "updated_at": START + timedelta(days=day),
-        "merged_into_person_id": merged_into,
-    }
-    return {**row, **fields}
+    return crm_person(
+        person_id,
+        START + timedelta(days=day),
+        initial_source=source,
+        merged_into_person_id=merged_into,
+        **fields,
+    )
 
 
 def chain(first: int, length: int) -> list[dict]:

@@ -20,23 +20,14 @@ from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
-from tests.conftest import DBT
+from tests.conftest import DBT, crm_person
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 
 def person(person_id: int, merged_into: int | None, source: str | None = None, day: int = 0) -> dict:
-    return {
-        "person_id": person_id,
-        "email": f"person{person_id}@example.com",
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": source,
-        "person_score": "10",
-        "created_at": datetime(2024, 1, 1),
-        "updated_at": datetime(2024, 1, 1) + timedelta(days=day),
-        "merged_into_person_id": merged_into,
-    }
+    updated_at = datetime(2024, 1, 1) + timedelta(days=day)
+    return crm_person(person_id, updated_at, initial_source=source, merged_into_person_id=merged_into)
 
 
 ROWS = [

@@ -78,6 +78,21 @@ def crm_initial_source_overwritten(warehouse: WarehouseResource) -> dg.AssetChec
     )
 
 
+def raw_value_rejected(warehouse: WarehouseResource, raw: str, kept: str, what: str) -> dg.AssetCheckResult:
+    """The CRM records whose `raw` value (stg_crm__persons) is not empty but left no `kept` value, as a WARN."""
+    return violations_result(
+        warehouse.get_warehouse(),
+        f"""
+        select distinct person_id, email, {raw} as value
+        from staging.stg_crm__persons
+        where nullif(trim({raw}), '') is not null
+          and {kept} is null
+        """,
+        severity=WARN,
+        what=what,
+    )
+
+
 @dg.asset_check(
     pool=WAREHOUSE_POOL,
     asset=CRM_PERSONS,
@@ -88,16 +103,11 @@ def crm_initial_source_overwritten(warehouse: WarehouseResource) -> dg.AssetChec
     ),
 )
 def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return violations_result(
-        warehouse.get_warehouse(),
-        """
-        select distinct person_id, email, raw_initial_source as value
-        from staging.stg_crm__persons
-        where nullif(trim(raw_initial_source), '') is not null
-          and initial_source is null
-        """,
-        severity=WARN,
-        what="CRM records carry an Initial Source that is not in dim_initial_source",
+    return raw_value_rejected(
+        warehouse,
+        "raw_initial_source",
+        "initial_source",
+        "CRM records carry an Initial Source that is not in dim_initial_source",
     )
 
 
@@ -111,16 +121,11 @@ def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckRes
     ),
 )
 def crm_lead_status_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return violations_result(
-        warehouse.get_warehouse(),
-        """
-        select distinct person_id, email, raw_lead_status as value
-        from staging.stg_crm__persons
-        where nullif(trim(raw_lead_status), '') is not null
-          and lead_status is null
-        """,
-        severity=WARN,
-        what="CRM records carry a lead status that is not one of the ten statuses",
+    return raw_value_rejected(
+        warehouse,
+        "raw_lead_status",
+        "lead_status",
+        "CRM records carry a lead status that is not one of the ten statuses",
     )
 
 
@@ -134,16 +139,11 @@ def crm_lead_status_unknown(warehouse: WarehouseResource) -> dg.AssetCheckResult
     ),
 )
 def crm_person_score_invalid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return violations_result(
-        warehouse.get_warehouse(),
-        """
-        select distinct person_id, email, raw_person_score as value
-        from staging.stg_crm__persons
-        where nullif(trim(raw_person_score), '') is not null
-          and person_score is null
-        """,
-        severity=WARN,
-        what="CRM records carry a person score that is not a whole number of zero or more",
+    return raw_value_rejected(
+        warehouse,
+        "raw_person_score",
+        "person_score",
+        "CRM records carry a person score that is not a whole number of zero or more",
     )
 
 
