@@ -46,7 +46,8 @@ ROWS = [
 @pytest.fixture(scope="module")
 def snowflake() -> Iterator[tuple[Warehouse, WarehouseResource]]:
     with fakesnow_shims.server() as connection, pytest.MonkeyPatch.context() as patch:
-        env = fakesnow_shims.snowflake_env(connection)
+        # A database of its own: the emulator keeps its state for the whole test process.
+        env = {**fakesnow_shims.snowflake_env(connection), "SNOWFLAKE_DATABASE": "CRM_MERGES"}
         for name, value in env.items():
             patch.setenv(name, value)
         resource = WarehouseResource()
@@ -63,6 +64,7 @@ def snowflake() -> Iterator[tuple[Warehouse, WarehouseResource]]:
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         yield warehouse, resource
+        warehouse.execute([f"drop schema if exists {schema} cascade" for schema in ("raw", "staging", "marts")])
         warehouse.close()
 
 
