@@ -14,8 +14,12 @@ contacts as (
     qualify row_number() over (partition by email order by updated_at desc, person_id desc) = 1
 ),
 
-unsubscribes as (
-    select distinct email from {{ ref('stg_marketo__unsubscribes') }}
+{#- Consent first: an e-mail is left out when any CRM contact carrying it is opted out, not only the latest. -#}
+opted_out_emails as (
+    select email from {{ ref('marketing_contacts') }}
+    where email is not null and not is_opted_in
+    union
+    select email from {{ ref('stg_marketo__unsubscribes') }}
     where email is not null
 ),
 
@@ -36,9 +40,8 @@ final as (
         ]) }} as data_fields
     from namespace_detail
     left join contacts on namespace_detail.email = contacts.email
-    left join unsubscribes on namespace_detail.email = unsubscribes.email
-    where unsubscribes.email is null
-      and coalesce(contacts.is_opted_in, true)
+    left join opted_out_emails on namespace_detail.email = opted_out_emails.email
+    where opted_out_emails.email is null
 )
 
 select * from final
