@@ -1,4 +1,4 @@
-"""Initial Source and lead status rules (seed 001) across real Dagster runs on a dbt-built DuckDB."""
+"""Initial Source and lead status rules across real Dagster runs on a dbt-built DuckDB."""
 
 from __future__ import annotations
 

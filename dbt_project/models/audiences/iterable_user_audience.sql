@@ -1,8 +1,8 @@
 {#
   Exactly the Iterable `users/bulkUpdate` user objects to send: one per e-mail of a recently created user
-  (seed 000's two-month window), with the namespace array and CRM marketing fields as `dataFields`.
+  (the two-month window), with the namespace array and CRM marketing fields as `dataFields`.
   Only opted-in people: anyone whose CRM contact is opted out, or whose e-mail unsubscribed in Marketo,
-  is left out (seed 000: only the opt-in `GitLab Marketing` message type is used).
+  is left out (only the opt-in `GitLab Marketing` message type is used).
 #}
 with namespace_detail as (
     select * from {{ ref('marketing_contact_namespace_detail') }}

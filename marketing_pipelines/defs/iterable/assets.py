@@ -60,7 +60,7 @@ def iterable_user_sync(
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 000: opts every Marketo unsubscribe (`staging.stg_marketo__unsubscribes`, once per event) out of the "
+        "Opts every Marketo unsubscribe (`staging.stg_marketo__unsubscribes`, once per event) out of the "
         "opt-in `GitLab Marketing` message type only, with `PUT /api/subscriptions/messageType/{id}?action="
         "unsubscribe` (never updateSubscriptions, which overwrites every other type). Live runs need "
         "ITERABLE_MARKETING_MESSAGE_TYPE_ID; without ITERABLE_API_KEY it writes `ops.outbox` instead."

@@ -1,4 +1,4 @@
-"""The daily refresh: every asset, once a day (seed 000: namespace data is synced every 24 hours)."""
+"""The daily refresh: every asset, once a day (namespace data is synced every 24 hours)."""
 
 from __future__ import annotations
 

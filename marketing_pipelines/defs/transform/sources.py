@@ -1,4 +1,4 @@
-"""The raw tables upstream tools land (DESIGN 5.1), shown in the lineage as external source assets."""
+"""The raw tables upstream tools land, shown in the lineage as external source assets."""
 
 from __future__ import annotations
 
