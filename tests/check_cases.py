@@ -243,9 +243,13 @@ BREAKAGES: dict[str, Breakage] = {
                 person(12, "2025-05-01", email="shared@example.com"),
             ],
             "marketo_unsubscribes": [{"event_id": "e1", "email": "gone@example.com", "unsubscribed_at": RECENT}],
-            "gitlab_users": [user(1, "shared@example.com")],
+            # user 2 is an ordinary audience member, so the audience's own tests have a row to duplicate
+            "gitlab_users": [user(1, "shared@example.com"), user(2, "member@example.com")],
             "gitlab_namespaces": [{"namespace_id": NAMESPACE, "namespace_name": "acme", "created_at": RECENT}],
-            "gitlab_members": [{"namespace_id": NAMESPACE, "user_id": 1, "access_level": 50}],
+            "gitlab_members": [
+                {"namespace_id": NAMESPACE, "user_id": 1, "access_level": 50},
+                {"namespace_id": NAMESPACE, "user_id": 2, "access_level": 30},
+            ],
         },
         tamper=append(
             "audiences.iterable_user_audience",
