@@ -504,7 +504,10 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
     "staging.stg_cs__contacts": ("the view drops contacts without an account id", "select null as account_id"),
     "staging.stg_gitlab__namespaces": ("the view drops namespaces without an id", "select null as namespace_id"),
     "staging.stg_gitlab__users": ("the view drops users without an id", "select null as user_id"),
-    "staging.stg_marketo__unsubscribes": ("the view drops events without an id", "select null as event_id"),
+    "staging.stg_marketo__unsubscribes": (
+        "the view gives an event without an id one of its own (or drops it when it has no e-mail either)",
+        "select null as event_id",
+    ),
     "staging.stg_signups__trial_signup_events": (
         "the view drops events without an id, and its key is the kind and the id",
         "select null as event_id, null as event_key",

@@ -32,7 +32,12 @@ def user(user_id: int, email: str) -> dict[str, object]:
 
 
 RAW_ROWS = {
-    "gitlab_users": [user(1, SHARED), user(2, "kept@example.com")],
+    "gitlab_users": [
+        user(1, SHARED),
+        user(2, "kept@example.com"),
+        *(user(10 + i, email) for i, email in enumerate(("cr@example.com", "tab@example.com", "nl@example.com"))),
+        user(20, "nullid@example.com"),
+    ],
     "gitlab_namespaces": [
         {
             "namespace_id": 10,
@@ -55,7 +60,16 @@ RAW_ROWS = {
         person(4, "kept@example.com", "2025-02-01"),
     ],
     "marketo_unsubscribes": [
-        {"event_id": "u-1", "email": "old.address@example.com", "unsubscribed_at": datetime.fromisoformat("2025-04-01")}
+        {
+            "event_id": "u-1",
+            "email": "old.address@example.com",
+            "unsubscribed_at": datetime.fromisoformat("2025-04-01"),
+        },
+        # a CRLF export, a tab, a trailing newline, and an event that arrived without an id: each still opts out
+        {"event_id": "u-2", "email": "cr@example.com\r", "unsubscribed_at": datetime.fromisoformat("2025-04-01")},
+        {"event_id": "u-3", "email": "\tTab@Example.com", "unsubscribed_at": datetime.fromisoformat("2025-04-01")},
+        {"event_id": "u-4", "email": "nl@example.com\n", "unsubscribed_at": datetime.fromisoformat("2025-04-01")},
+        {"event_id": None, "email": "nullid@example.com", "unsubscribed_at": datetime.fromisoformat("2025-04-01")},
     ],
 }
 
@@ -71,7 +85,39 @@ def test_an_email_any_opted_out_contact_carries_is_left_out_and_the_check_passes
     )
     assert opted_in == {1: False, 3: True}, "the two CRM records of one e-mail disagree on consent"
     emails = {email for (email,) in warehouse.query("select email from audiences.iterable_user_audience")}
-    assert emails == {"kept@example.com"}, "the shared e-mail is left out: one of its contacts opted out"
+    assert emails == {"kept@example.com"}, "left out: the shared e-mail (one contact opted out) and every unsubscribe"
+    unsubscribed = {email for (email,) in warehouse.query("select email from staging.stg_marketo__unsubscribes")}
+    assert {"cr@example.com", "tab@example.com", "nl@example.com", "nullid@example.com"} <= unsubscribed
 
     result = checks.audience_only_opted_in(warehouse=WarehouseResource(duckdb_path=str(path)))
     assert result.passed, result.metadata
+
+
+def test_a_signup_of_a_person_opted_out_in_the_crm_is_followed_by_their_opt_out(tmp_path, monkeypatch):
+    """The signup path applies the same consent as the user audience: profile update, opt-out, then the event."""
+    from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
+    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
+
+    path = tmp_path / "warehouse.duckdb"
+    load_raw_rows(DuckDBWarehouse(path), RAW_ROWS)
+    build_dbt(path, as_of=AS_OF)
+    landing = tmp_path / "landing"
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        for name, value in {
+            "DUCKDB_PATH": str(path),
+            "MARKETING_WAREHOUSE": "duckdb",
+            "LANDING_DIR": str(landing),
+            "ITERABLE_API_KEY": API_KEY,
+            "ITERABLE_BASE_URL": emulator.base_url,
+            "ITERABLE_MARKETING_MESSAGE_TYPE_ID": str(GITLAB_MARKETING),
+        }.items():
+            monkeypatch.setenv(name, value)
+        land(landing, "trial_signups", "t.jsonl", [event("s-1", SHARED), event("s-2", "kept@example.com")])
+        assert all(result.success for result in run_sensor_and_jobs())
+
+        assert emulator.unsubscribed == {SHARED: {GITLAB_MARKETING}}, "only the opted-out person is opted out"
+        assert {SHARED, "kept@example.com"} <= set(emulator.users)
+        assert sorted(e["email"] for e in emulator.events.values()) == sorted([SHARED, "kept@example.com"])
+        shared = [path for path, body in emulator.received_bodies if SHARED in str(body)]
+        assert shared == [BULK_UPDATE_USERS, f"/api/subscriptions/messageType/{GITLAB_MARKETING}", TRACK_BULK]
