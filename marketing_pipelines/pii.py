@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 #: A plausible e-mail address: something, one @, a domain with a dot; no whitespace.
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")  # \Z: `$` would accept a trailing newline
 
 
 def mask_email(email: str | None) -> str | None:

@@ -253,9 +253,9 @@ BREAKAGES: dict[str, Breakage] = {
         unreachable="the model takes both values from the dimension tables (an unknown value becomes NULL)",
     ),
     # Iterable users
-    "shared_email_one_opted_out": Breakage(
+    "opted_out_person_in_audience": Breakage(
         "persons 10 and 12 share the e-mail shared@; person 11 (gone@, unsubscribed) is merged into 10, so 10 is "
-        "opted out, while the audience takes the newer contact 12 and sends shared@",
+        "opted out; a row for shared@ and one for gone@ are then added to the built audience",
         raw={
             "crm_persons": [
                 person(10, email="shared@example.com"),
@@ -263,10 +263,21 @@ BREAKAGES: dict[str, Breakage] = {
                 person(12, "2025-05-01", email="shared@example.com"),
             ],
             "marketo_unsubscribes": [{"event_id": "e1", "email": "gone@example.com", "unsubscribed_at": RECENT}],
-            "gitlab_users": [user(1, "shared@example.com")],
+            # user 2 is an ordinary audience member, so the audience's own tests have a row to duplicate
+            "gitlab_users": [user(1, "shared@example.com"), user(2, "member@example.com")],
             "gitlab_namespaces": [{"namespace_id": NAMESPACE, "namespace_name": "acme", "created_at": RECENT}],
-            "gitlab_members": [{"namespace_id": NAMESPACE, "user_id": 1, "access_level": 50}],
+            "gitlab_members": [
+                {"namespace_id": NAMESPACE, "user_id": 1, "access_level": 50},
+                {"namespace_id": NAMESPACE, "user_id": 2, "access_level": 30},
+            ],
         },
+        tamper=append(
+            "audiences.iterable_user_audience",
+            "select email, '1' as user_id, 12 as person_id, current_timestamp as user_created_at, "
+            "'{{}}' as data_fields from (values ('shared@example.com'), ('gone@example.com')) as added(email)",
+        ),
+        stage="python",
+        unreachable="the model leaves out every e-mail an opted-out contact carries or Marketo unsubscribed",
     ),
     "user_email_invalid": Breakage(
         "a GitLab user whose e-mail is 'not an email', a member of a namespace: it reaches the Iterable audience",
@@ -514,7 +525,10 @@ APPENDED_ROWS: dict[str, tuple[str, str]] = {
     "staging.stg_cs__contacts": ("the view drops contacts without an account id", "select null as account_id"),
     "staging.stg_gitlab__namespaces": ("the view drops namespaces without an id", "select null as namespace_id"),
     "staging.stg_gitlab__users": ("the view drops users without an id", "select null as user_id"),
-    "staging.stg_marketo__unsubscribes": ("the view drops events without an id", "select null as event_id"),
+    "staging.stg_marketo__unsubscribes": (
+        "the view gives an event without an id one of its own (or drops it when it has no e-mail either)",
+        "select null as event_id",
+    ),
     "staging.stg_signups__trial_signup_events": (
         "the view drops events without an id, and its key is the kind and the id",
         "select null as event_id, null as event_key",
@@ -568,7 +582,7 @@ CASES: dict[CheckId, Case] = {
     ),
     ("marts/marketing_contacts", "mql_matches_score"): by("mql_status_disagrees_with_score"),
     # Python checks on the Iterable audiences and sync
-    ("audiences/iterable_user_audience", "audience_only_opted_in"): by("shared_email_one_opted_out"),
+    ("audiences/iterable_user_audience", "audience_only_opted_in"): by("opted_out_person_in_audience"),
     ("audiences/iterable_user_audience", "audience_within_two_months"): by("stale_as_of_date"),
     ("audiences/iterable_user_audience", "audience_payload_valid"): by("user_email_invalid"),
     ("iterable_user_sync", "iterable_rejection_backlog"): by("user_email_invalid", "iterable_rejections"),

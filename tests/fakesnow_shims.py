@@ -14,6 +14,7 @@ Each works around an emulator gap, not a Snowflake behaviour:
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,14 +24,17 @@ import fakesnow
 # import rebinds the package attribute), which patching it does: keep the function.
 _start_server = fakesnow.server
 _applied = False
+# Every server of a process shares one in-memory DuckDB: each server gets its own database, so a test module
+# never sees the raw tables another module's server filled.
+_databases = itertools.count(1)
 
 
 @contextlib.contextmanager
 def server() -> Iterator[dict[str, Any]]:
-    """A patched fakesnow server on loopback; yields its connection keyword arguments."""
+    """A patched fakesnow server on loopback; yields its connection keyword arguments and its own `database`."""
     apply()
     with _start_server() as connection:
-        yield connection
+        yield {**connection, "database": f"MARKETING_{next(_databases)}"}
 
 
 def snowflake_env(connection: dict[str, Any]) -> dict[str, str]:
@@ -40,7 +44,7 @@ def snowflake_env(connection: dict[str, Any]) -> dict[str, str]:
         "SNOWFLAKE_ACCOUNT": connection["account"],
         "SNOWFLAKE_USER": connection["user"],
         "SNOWFLAKE_PASSWORD": connection["password"],
-        "SNOWFLAKE_DATABASE": "MARKETING",
+        "SNOWFLAKE_DATABASE": connection["database"],
         "SNOWFLAKE_SCHEMA": "PUBLIC",
         "SNOWFLAKE_WAREHOUSE": "TRANSFORMING",
         "SNOWFLAKE_ROLE": "TRANSFORMER",

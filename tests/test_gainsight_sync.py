@@ -243,6 +243,23 @@ def test_dry_run_writes_bodies_of_at_most_fifty_records_to_the_outbox_and_marks_
     assert warehouse.query("select count(*) from ops.sync_state") == [(0,)]
 
 
+def test_dry_run_outbox_and_rejections_carry_carr_exactly_as_a_live_run_sends_it(warehouse):
+    skipped = companies(ACCOUNTS, skip={2: "CARR is negative: -5.10"})
+    warehouse.write_frame("audiences", "gainsight_program_companies", skipped, replace=True)
+    warehouse.execute(
+        [
+            "alter table audiences.gainsight_program_companies alter carr type decimal(18, 2)",
+            "update audiences.gainsight_program_companies set carr = 972765.41 where account_id = 60000001",
+            "update audiences.gainsight_program_companies set carr = -5.10 where account_id = 60000002",
+        ]
+    )
+    sync(warehouse, None)
+    bodies = "".join(body for (body,) in warehouse.query("select body from ops.outbox"))
+    assert '"Arr":972765.41,' in bodies, "the outbox holds the number a live run sends, not a string or a float"
+    [(payload,)] = warehouse.query("select payload from ops.sync_rejections where record_key = '60000002'")
+    assert json.loads(payload, parse_float=Decimal)["carr"] == Decimal("-5.10"), "the recorded row keeps the amount"
+
+
 def test_the_access_key_never_appears_in_errors_logs_or_the_outbox(warehouse, caplog):
     caplog.set_level(logging.DEBUG)
     with GainsightEmulator(access_key="another-key") as emu, pytest.raises(ApiError) as raised:

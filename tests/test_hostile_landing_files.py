@@ -449,7 +449,10 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
 
     db_path = tmp_path / "warehouse.duckdb"
     load_raw_rows(DuckDBWarehouse(db_path), {})
-    run_dbt(["build", "--select", "+audiences.iterable_trial_events +stg_marketo__unsubscribes"], db_path)
+    run_dbt(
+        ["build", "--select", "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"],
+        db_path,
+    )
     landing = tmp_path / "landing"
     trials, frees = landing / "trial_signups", landing / "free_registrations"
     trials.mkdir(parents=True)

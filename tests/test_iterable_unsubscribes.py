@@ -1,4 +1,4 @@
-"""Marketo unsubscribes → Iterable (seed 000): sync engine + client + loopback emulator, and the asset's settings.
+"""Marketo unsubscribes → Iterable: sync engine + client + loopback emulator, and the asset's settings.
 
 Each unsubscribe event opts the person out of the opt-in `GitLab Marketing` message type ONLY, with the bulk
 subscription action `PUT /api/subscriptions/messageType/{id}?action=unsubscribe`, once per event.
@@ -141,7 +141,7 @@ def test_the_default_client_pacing_stays_within_the_emulators_default_five_per_s
     assert emulator.status_counts[429] == 0
 
 
-# -- seed 000 semantics --------------------------------------------------------------------------------------
+# -- opt-out semantics --------------------------------------------------------------------------------------
 
 
 def test_a_person_is_opted_out_once_across_two_syncs_and_only_from_gitlab_marketing(warehouse):

@@ -131,7 +131,7 @@ def test_user_in_two_namespaces_gets_both_with_access_level_names(built):
     assert namespaces[1]["IS_ACTIVE_TRIAL"] is False
 
 
-def test_namespace_objects_carry_every_seed_000_field(built):
+def test_namespace_objects_carry_every_namespace_field(built):
     warehouse, _ = built
     ((detail,),) = warehouse.query("select namespace_detail from marts.marketing_contact_namespace_detail")
     assert set(json.loads(detail)[0]) == {

@@ -24,7 +24,7 @@ from tests.spec import validate_request
 
 API_KEY = "sk-test-signups-0123456789"
 GITLAB_MARKETING = 4321
-SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes"
+SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"
 
 
 def event(event_id: str, email: str, **overrides) -> dict:

@@ -28,7 +28,7 @@ from tests.spec import validate_request
 
 API_KEY = "sk-test-0123456789abcdef"
 #: What the signup pushes read: the event audience and the Marketo unsubscribes (dbt selection).
-SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes"
+SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"
 
 
 def event(event_id: str, **overrides) -> dict:

@@ -164,7 +164,7 @@ def row_count_metadata(result: dg.ExecuteInProcessResult) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def fakesnow_env() -> Iterator[dict[str, str]]:
-    """One fakesnow server for the module, as the `SNOWFLAKE_*` settings of DESIGN 4 point at it."""
+    """One fakesnow server for the module, as the `SNOWFLAKE_*` settings point at it."""
     with fakesnow_shims.server() as connection:
         yield fakesnow_shims.snowflake_env(connection)
 

@@ -1,5 +1,5 @@
 {#
-  Schemas are a contract (DESIGN 5.2): models land in exactly `staging`, `marts`, `audiences` or `ops`,
+  Schemas are a contract: models land in exactly `staging`, `marts`, `audiences` or `ops`,
   never `<target_schema>_marts` as dbt's default would name them.
 #}
 {% macro generate_schema_name(custom_schema_name, node) -%}

@@ -1,4 +1,4 @@
-"""Resources shared by every domain, configured from the environment (DESIGN 4) at run time."""
+"""Resources shared by every domain, configured from the environment at run time."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse selected by ``MARKETING_WAREHOUSE`` (``duckdb`` by default, or ``snowflake``).
 
     Fields left unset are read from the environment when a run starts, never when definitions load. Snowflake
-    sessions come from dagster-snowflake's ``SnowflakeResource`` (DESIGN 4 settings); one session serves the
+    sessions come from dagster-snowflake's ``SnowflakeResource`` (the ``SNOWFLAKE_*`` settings); one session serves the
     whole run and is closed when the run's resources are torn down.
     """
 

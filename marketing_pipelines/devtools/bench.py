@@ -1,4 +1,4 @@
-"""`make bench` / `make chaos`: reproducible performance and reliability figures (DESIGN 8).
+"""`make bench` / `make chaos`: reproducible performance and reliability figures against the documented targets.
 
     python -m marketing_pipelines.devtools.bench [--users 1000000 | --quick] [--out bench/results.json]
     python -m marketing_pipelines.devtools.bench --chaos [--chaos-users 100000]

@@ -12,16 +12,16 @@ and never split a batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
-from marketing_pipelines.clients._http import ApiError, JsonApiClient, batches_by_size
+from marketing_pipelines.clients._http import ApiError, JsonApiClient, batches_by_size, dumps_compact
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
@@ -412,7 +412,7 @@ def _rejections_frame(rejected: list[tuple[str, dict[str, Any], str]], report: S
     report.rejected += len(rejected)
     for _, _, reason in rejected:
         report.rejection_reasons[reason] = report.rejection_reasons.get(reason, 0) + 1
-    rows = [(key, json.dumps(payload, default=str), reason) for key, payload, reason in rejected]
+    rows = [(key, dumps_compact(payload).decode(), reason) for key, payload, reason in rejected]
     return pd.DataFrame(rows, columns=["record_key", "payload", "reason"])
 
 
@@ -442,7 +442,7 @@ def _rejection_statements(destination: str, now: str) -> list[str]:
 def _write_outbox(warehouse: Warehouse, destination: Destination, payloads: list[dict[str, Any]], run_id: str) -> None:
     import pandas as pd
 
-    body = json.dumps(destination.request_body(payloads), default=str)
+    body = dumps_compact(destination.request_body(payloads)).decode()  # the bytes a live run would send
     frame = pd.DataFrame(
         [
             {
@@ -468,6 +468,9 @@ def _write_run(warehouse: Warehouse, report: SyncReport, started_at: datetime) -
 
 
 def _jsonable(value: Any) -> Any:
+    """A rejected row's value as JSON can hold it: money stays an exact number, other types become text."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return value
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 

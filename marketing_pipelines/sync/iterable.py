@@ -55,11 +55,16 @@ _SIGNUP_EVENTS = f"""
     select events.* from audiences.iterable_trial_events as events
     where events.event_key not in (select personal.event_key from ({PERSONAL_FREE_REGISTRATIONS_SQL}) as personal)
 """
-#: Signup events of people with a Marketo unsubscribe (e-mails are trimmed and lower-cased on both sides).
+#: Signup events of people who opted out: a Marketo unsubscribe of their e-mail, or any CRM contact carrying it
+#: opted out (consent first, as in the user audience; e-mails are trimmed and lower-cased on every side).
 _UNSUBSCRIBED_SIGNUP_EVENTS = f"""
     select signup_events.event_key, signup_events.email from ({_SIGNUP_EVENTS}) as signup_events
     where exists (
         select 1 from staging.stg_marketo__unsubscribes as unsubscribes where unsubscribes.email = signup_events.email
+    )
+    or exists (
+        select 1 from marts.marketing_contacts as contacts
+        where contacts.email = signup_events.email and not contacts.is_opted_in
     )
 """
 

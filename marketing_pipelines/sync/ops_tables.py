@@ -1,4 +1,4 @@
-"""The operational tables (DESIGN 5.3) the sync engine keeps in schema `ops`."""
+"""The operational tables the sync engine keeps in schema `ops`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The raw-table contract (DESIGN 5.1): the columns upstream tools land, with their SQL types."""
+"""The raw-table contract: the columns upstream tools land, with their SQL types."""
 
 from __future__ import annotations
 

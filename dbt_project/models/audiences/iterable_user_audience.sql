@@ -1,8 +1,8 @@
 {#
   Exactly the Iterable `users/bulkUpdate` user objects to send: one per e-mail of a recently created user
-  (seed 000's two-month window), with the namespace array and CRM marketing fields as `dataFields`.
+  (the two-month window), with the namespace array and CRM marketing fields as `dataFields`.
   Only opted-in people: anyone whose CRM contact is opted out, or whose e-mail unsubscribed in Marketo,
-  is left out (seed 000: only the opt-in `GitLab Marketing` message type is used).
+  is left out (only the opt-in `GitLab Marketing` message type is used).
 #}
 with namespace_detail as (
     select * from {{ ref('marketing_contact_namespace_detail') }}
@@ -14,8 +14,12 @@ contacts as (
     qualify row_number() over (partition by email order by updated_at desc, person_id desc) = 1
 ),
 
-unsubscribes as (
-    select distinct email from {{ ref('stg_marketo__unsubscribes') }}
+{#- Consent first: an e-mail is left out when any CRM contact carrying it is opted out, not only the latest. -#}
+opted_out_emails as (
+    select email from {{ ref('marketing_contacts') }}
+    where email is not null and not is_opted_in
+    union
+    select email from {{ ref('stg_marketo__unsubscribes') }}
     where email is not null
 ),
 
@@ -36,9 +40,8 @@ final as (
         ]) }} as data_fields
     from namespace_detail
     left join contacts on namespace_detail.email = contacts.email
-    left join unsubscribes on namespace_detail.email = unsubscribes.email
-    where unsubscribes.email is null
-      and coalesce(contacts.is_opted_in, true)
+    left join opted_out_emails on namespace_detail.email = opted_out_emails.email
+    where opted_out_emails.email is null
 )
 
 select * from final

@@ -28,6 +28,7 @@ from marketing_pipelines.sync.iterable import (
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
 UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
+MARKETING_CONTACTS_KEY = dg.AssetKey(["marts", "marketing_contacts"])
 TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
 
 
@@ -60,7 +61,7 @@ def iterable_user_sync(
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Seed 000: opts every Marketo unsubscribe (`staging.stg_marketo__unsubscribes`, once per event) out of the "
+        "Opts every Marketo unsubscribe (`staging.stg_marketo__unsubscribes`, once per event) out of the "
         "opt-in `GitLab Marketing` message type only, with `PUT /api/subscriptions/messageType/{id}?action="
         "unsubscribe` (never updateSubscriptions, which overwrites every other type). Live runs need "
         "ITERABLE_MARKETING_MESSAGE_TYPE_ID; without ITERABLE_API_KEY it writes `ops.outbox` instead."
@@ -89,7 +90,7 @@ def iterable_unsubscribe_sync(
 
 @dg.asset(
     name="iterable_signup_profile_sync",
-    deps=[TRIAL_EVENTS_KEY],
+    deps=[TRIAL_EVENTS_KEY, UNSUBSCRIBES_KEY, MARKETING_CONTACTS_KEY],
     group_name="iterable",
     owners=[OWNER],
     kinds={"iterable"},
@@ -99,8 +100,9 @@ def iterable_unsubscribe_sync(
         "`audiences.iterable_trial_events` row with its signup fields (company, companyNamespace, country, "
         "employeeBucket, firstName, lastName, latest_trial_start_date, signupReason, state, userRole) via "
         "`users/bulkUpdate`, once per event, before `iterable_trial_event_sync` tracks the event, so a Journey "
-        "started by the event sees the fields. Consent: right after, every updated person with a Marketo "
-        "unsubscribe (`staging.stg_marketo__unsubscribes`, also one that predates the signup) is opted out of the "
+        "started by the event sees the fields. Consent: right after, every updated person who opted out (a Marketo "
+        "unsubscribe in `staging.stg_marketo__unsubscribes`, also one that predates the signup, or any CRM contact "
+        "with that e-mail opted out in `marts.marketing_contacts`) is opted out of the "
         "opt-in `GitLab Marketing` message type with the same subscription action as `iterable_unsubscribe_sync` "
         "(destination `iterable_signup_opt_outs`, once per event); their event is tracked only once that opt-out "
         "was accepted. Rows `free_registrations_only_for_company` reports are left out. Without ITERABLE_API_KEY "
@@ -120,7 +122,7 @@ def iterable_signup_profile_sync(
 def _push_signup_opt_outs(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dict[str, Any]:
-    """Opt signed-up people with a Marketo unsubscribe out of `GitLab Marketing` (after their profile update).
+    """Opt signed-up people who opted out out of `GitLab Marketing` (after their profile update).
 
     A live run without the message type id sends no opt-out and says so: the events of those people stay held
     (the event sync waits for an accepted opt-out), every other event goes out.

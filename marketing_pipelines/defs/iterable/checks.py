@@ -42,7 +42,7 @@ MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
     name=AUDIENCE_ONLY_OPTED_IN,
     blocking=True,
     pool=WAREHOUSE_POOL,
-    description="Seed 000: no unsubscribed or opted-out person is in the Iterable audience. Blocks the push.",
+    description="No unsubscribed or opted-out person is in the Iterable audience. Blocks the push.",
 )
 def audience_only_opted_in(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
@@ -67,7 +67,7 @@ def audience_only_opted_in(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     name=AUDIENCE_WITHIN_TWO_MONTHS,
     blocking=True,
     pool=WAREHOUSE_POOL,
-    description="Seed 000: only users created within the last two months are synced. Blocks the push.",
+    description="Only users created within the last two months are synced. Blocks the push.",
 )
 def audience_within_two_months(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(

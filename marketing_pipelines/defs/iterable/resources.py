@@ -8,7 +8,7 @@ from pydantic import field_validator
 from marketing_pipelines.clients.iterable import DEFAULT_USERS_PER_REQUEST, US_BASE_URL, IterableClient
 
 OPT_IN_MESSAGE_TYPE = "GitLab Marketing"
-# Seed 000: the default `Marketing Message` type is opt-out and could e-mail unsubscribed people.
+# The default `Marketing Message` type is opt-out and could e-mail unsubscribed people.
 FORBIDDEN_MESSAGE_TYPES = frozenset({"marketing message"})
 MESSAGE_TYPE_ID_ENV = "ITERABLE_MARKETING_MESSAGE_TYPE_ID"
 #: The id written to the dry-run outbox path when no message type id is configured.
@@ -38,7 +38,7 @@ class IterableResource(dg.ConfigurableResource):
         if value.strip().lower() in FORBIDDEN_MESSAGE_TYPES:
             raise ValueError(
                 f"{value!r} is the opt-out message type and must never be used for marketing sends; "
-                f"use the opt-in {OPT_IN_MESSAGE_TYPE!r} type (seed 000)"
+                f"use the opt-in {OPT_IN_MESSAGE_TYPE!r} type"
             )
         return value
 
@@ -72,7 +72,7 @@ class IterableResource(dg.ConfigurableResource):
         """The message type id unsubscribes opt people out of, and whether it was configured.
 
         Live (an API key is set) it must be configured: without it, fails rather than guess, because the default
-        ``Marketing Message`` type is opt-out (seed 000). In dry-run an unset id becomes
+        ``Marketing Message`` type is opt-out. In dry-run an unset id becomes
         ``DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID`` (0) in the outbox path.
         """
         message_type_id = self.resolved_marketing_message_type_id()
