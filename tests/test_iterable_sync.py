@@ -349,6 +349,12 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
         pd.DataFrame({"event_id": [f"unsub-{i:03d}" for i in range(120)], "email": unsubscribed}),
         replace=True,
     )
+    warehouse.write_frame(  # no CRM contact opted out
+        "marts",
+        "marketing_contacts",
+        pd.DataFrame({"email": pd.Series(dtype="str"), "is_opted_in": pd.Series(dtype="bool")}),
+        replace=True,
+    )
     warehouse.write_frame(  # no free registrations: the signup pushes exclude personal ones by this view
         "staging",
         "stg_signups__free_registration_events",

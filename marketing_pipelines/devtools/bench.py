@@ -273,13 +273,16 @@ def build_chaos_audiences(database: Path, users: int) -> None:
     warehouse.execute(
         [
             "create schema if not exists staging",
-            # what the signup pushes join: no personal free registration, no unsubscribe
+            # what the signup pushes join: no personal free registration, no unsubscribe, no CRM opt-out
             """create or replace table staging.stg_signups__free_registration_events as
             select cast(null as varchar) as event_key, cast(null as bigint) as user_id,
                 cast(null as boolean) as is_company_namespace
             where false""",
             "create or replace table staging.stg_marketo__unsubscribes as "
             "select cast(null as varchar) as email where false",
+            "create schema if not exists marts",
+            "create or replace table marts.marketing_contacts as "
+            "select cast(null as varchar) as email, cast(null as boolean) as is_opted_in where false",
             f"""create or replace table audiences.iterable_trial_events as
             select
                 'trial_signups:evt-' || lpad(cast(i as varchar), 7, '0') as event_key,
