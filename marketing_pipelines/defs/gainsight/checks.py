@@ -374,8 +374,11 @@ def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckRe
                 continue
             failing += 1
             shown = "NULL" if carr_text is None or pd.isna(carr_text) else repr(carr_text)
-            value = f"{'NULL' if actual is None else actual} instead of {'NULL' if expected is None else expected}"
-            values[f"{value} (source {shown})"] += 1
+            value = (
+                f"{'NULL' if actual is None else actual} instead of {'NULL' if expected is None else expected} "
+                f"(source {shown})"
+            )
+            values[value] += 1
             if len(samples) < SAMPLE_SIZE:
                 samples.append({"account_id": account_id, "account_name": account_name, "value": value})
     what = "companies carry another CARR than the source text"
