@@ -308,7 +308,7 @@ def test_a_float_carr_fails_the_blocking_money_check(corrupted):
     assert named(result) == {
         6: "0.00 instead of NULL (source '-10')",  # a negative CARR is left out
         11: "972765.44 instead of 972765.41 (source '972765.41')",  # the float32 972765.4375, in cents
-        14: "10000000000000000.00 instead of 9999999999999999.99 (source '9999999999999999.99')",
+        14: "10000000272564224.00 instead of 9999999999999999.99 (source '9999999999999999.99')",  # float32
     }
 
 
