@@ -12,13 +12,10 @@ import dagster as dg
 import pytest
 
 from marketing_pipelines.defs.gainsight import checks
-from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
-from marketing_pipelines.defs.gainsight.resources import GainsightResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import build_dbt, load_raw_rows
-from tests.test_gainsight_recipients import AS_OF, account, contact, named, recipients
+from tests.test_gainsight_recipients import AS_OF, account, contact, materialize_syncs, named, recipients
 
 FULLWIDTH_5000 = "\uff15\uff10\uff10\uff10"
 #: CARR text -> (CARR of the company, `carr_problem`), one account each (ids from 20), each with a GitLab Admin.
@@ -94,6 +91,14 @@ def resource(built: DuckDBWarehouse) -> WarehouseResource:
     return WarehouseResource(duckdb_path=str(built.path))
 
 
+@pytest.fixture
+def corrupted(built: DuckDBWarehouse, tmp_path: Path) -> tuple[DuckDBWarehouse, WarehouseResource]:
+    """A copy of the built warehouse to change."""
+    copy = DuckDBWarehouse(tmp_path / "corrupted.duckdb")
+    shutil.copy(built.path, copy.path)
+    return copy, WarehouseResource(duckdb_path=str(copy.path))
+
+
 def test_carr_is_an_amount_only_when_written_as_plain_digits_with_at_most_two_decimals(built, resource):
     rows = built.query(
         "select account_id, cast(carr as varchar), carr_problem, segment from audiences.gainsight_program_companies "
@@ -115,13 +120,6 @@ def test_the_python_parser_of_the_carr_check_follows_the_same_rule():
     for text, (carr, _) in CARR_TEXTS.items():
         assert checks.source_carr(text) == (None if carr is None else Decimal(carr)), text
     assert checks.source_carr(None) is None and checks.source_carr("٣٤٥") is None and checks.source_carr("NaN") is None
-
-
-@pytest.fixture
-def corrupted(built: DuckDBWarehouse, tmp_path: Path) -> tuple[DuckDBWarehouse, WarehouseResource]:
-    copy = DuckDBWarehouse(tmp_path / "corrupted.duckdb")
-    shutil.copy(built.path, copy.path)
-    return copy, WarehouseResource(duckdb_path=str(copy.path))
 
 
 def test_a_lenient_cast_fails_the_carr_check_which_parses_the_source_itself(corrupted):
@@ -188,16 +186,7 @@ def test_a_sold_to_fallback_beside_an_admin_with_an_e_mail_fails_the_roles_check
 
 
 def test_accounts_sharing_a_name_are_two_companies_in_gainsight_each_with_its_people(built, tmp_path):
-    path = tmp_path / "push.duckdb"
-    shutil.copy(built.path, path)
-    with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
-        result = dg.materialize(
-            [gainsight_company_sync, gainsight_person_sync],
-            resources={
-                "warehouse": WarehouseResource(duckdb_path=str(path)),
-                "gainsight": GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1),
-            },
-        )
+    emu, result = materialize_syncs(built, tmp_path / "push.duckdb")
     assert result.success
     acme = {c["GitLab_Account_ID__gc"]: str(c["Arr"]) for c in emu.find_companies(Name="Acme")}
     assert acme == {1: "900000.00", 2: "1000.00"}

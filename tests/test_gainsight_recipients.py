@@ -361,11 +361,11 @@ def test_carr_reaches_gainsight_with_exactly_its_digits(built, tmp_path):
     assert arr["Account 11"] == Decimal(EXACT_CARR) and isinstance(arr["Account 11"], Decimal)
 
 
-def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):
+def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, dg.ExecuteInProcessResult]:
+    """Both Gainsight sync assets, live with the resource against the emulator, on a copy of the built warehouse."""
     from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
     from marketing_pipelines.defs.gainsight.resources import GainsightResource
 
-    path = tmp_path / "assets.duckdb"
     shutil.copy(built.path, path)
     with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
         result = dg.materialize(
@@ -375,6 +375,11 @@ def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(buil
                 "gainsight": GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1),
             },
         )
+    return emu, result
+
+
+def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):
+    emu, result = materialize_syncs(built, tmp_path / "assets.duckdb")
     assert result.success
     person = result.asset_materializations_for_node("gainsight_person_sync")[0].metadata
     assert person["mode"].value == "live" and person["accepted"].value == len(emu.people) == 17
