@@ -1,7 +1,9 @@
 """Checks that guard the Customer Programs push (Customer Programs handbook).
 
 Each check reaches its verdict from staging (`stg_cs__accounts`, `stg_cs__contacts`, `stg_gitlab__members`) with its
-own SQL, never by re-reading the expression of the model it guards. ERROR checks are blocking: on the recipients they
+own SQL, never by re-reading the expression of the model it guards; `company_carr_matches_source` goes further back
+and parses the raw CARR text in Python, and `every_program_account_has_a_recipient` reads the recipients audience,
+because what it warns about is what will be sent. ERROR checks are blocking: on the recipients they
 stop both Gainsight syncs (both depend on that asset); on the companies they stop the company sync and, through it,
 the person sync. WARN checks name the accounts CS Ops should fix at the source; the push goes on.
 """
