@@ -413,8 +413,9 @@ BREAKAGES: dict[str, Breakage] = {
         tamper=sql("update audiences.gainsight_program_companies set carr = 972765.44 where account_id = 10"),
         stage="python",
         unreachable=(
-            "the model and the check read the same CARR text with the same cast to decimal(18,2); they part only when "
-            "the model's cast or column type changes (a float on the way), which no raw row can do"
+            "the check parses the raw CARR text itself (Python Decimal and its own pattern of the amount rule) and the "
+            "model follows the same rule in SQL; they part only when the model's parsing, cast or column type changes "
+            "(a lenient cast, a float on the way), which no raw row can do"
         ),
     ),
     "company_segment_wrong": Breakage(

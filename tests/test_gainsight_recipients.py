@@ -155,7 +155,7 @@ def test_two_sold_to_contacts_without_an_admin_both_receive_never_surveyed_and_t
     }
     warning = checks.account_has_several_sold_to_contacts(warehouse=resource)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
-    assert named(warning) == {5: "2 Sold-To contacts, no GitLab Admin"}  # not account 1: it has Admins
+    assert named(warning) == {5: "2 Sold-To contacts, no GitLab Admin with an e-mail address"}  # not 1: it has Admins
 
 
 def test_a_saas_account_adds_owners_and_maintainers_but_not_developers(built):
@@ -187,7 +187,7 @@ def test_carr_is_exact_and_a_bad_carr_is_left_out_without_stopping_the_account(b
     assert company(built, 14, "carr") == (Decimal(LARGEST_CARR),)
     assert company(built, 15, "carr") == (Decimal("60000.00"),)
     assert company(built, 6, "carr, carr_problem, skip_reason") == (None, "CARR is negative: -10", None)
-    assert company(built, 7, "carr, carr_problem, skip_reason") == (None, "CARR is not a number: lots", None)
+    assert company(built, 7, "carr, carr_problem, skip_reason") == (None, "CARR is not an amount: lots", None)
     assert recipients(built, 7) == {("p701@example.com", "gitlab_admin", True, "enablement", None)}
     warning = checks.account_carr_not_an_amount(warehouse=resource)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
@@ -220,7 +220,8 @@ def test_the_blocking_checks_pass_on_the_model_and_the_missing_recipient_is_name
     warning = checks.every_program_account_has_a_recipient(warehouse=resource)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
     assert warning.metadata["sample_records"].value == [
-        {"account_id": 10, "account_name": "Account 10", "value": "enablement"}
+        {"account_id": 8, "account_name": "Account 8", "value": "account skipped: unknown deployment type: On-Prem"},
+        {"account_id": 10, "account_name": "Account 10", "value": "no GitLab Admin or Sold-To contact"},
     ]
 
 
@@ -305,9 +306,9 @@ def test_a_float_carr_fails_the_blocking_money_check(corrupted):
     result = checks.company_carr_matches_source(warehouse=resource)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert named(result) == {
-        6: "0.0 instead of -10",
-        11: "972765.44 instead of 972765.41",  # the float32 972765.4375, printed shortest
-        14: "1e+16 instead of 9999999999999999.99",
+        6: "0.00 instead of NULL (source '-10')",  # a negative CARR is left out
+        11: "972765.44 instead of 972765.41 (source '972765.41')",  # the float32 972765.4375, in cents
+        14: "10000000272564224.00 instead of 9999999999999999.99 (source '9999999999999999.99')",  # float32
     }
 
 
@@ -325,12 +326,13 @@ def push(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, list, D
 
 def test_the_built_audiences_reach_the_emulator_and_bad_rows_only_reach_the_rejections(built, tmp_path):
     emu, reports, warehouse = push(built, tmp_path / "push.duckdb")
-    assert set(emu.companies) == {f"Account {i}" for i in ALL_ACCOUNTS - {8}}
-    assert emu.companies["Account 3"]["Customer_Program__gc"] == "retention"
-    assert emu.companies["Account 4"]["Customer_Segment__gc"] == "CSM-Managed"
-    assert emu.companies["Account 7"]["Arr"] is None and emu.companies["Account 7"]["Customer_Segment__gc"] == (
-        "Tech Touch"
-    )
+    assert {c["GitLab_Account_ID__gc"]: c["Name"] for c in emu.companies.values()} == {
+        i: f"Account {i}" for i in ALL_ACCOUNTS - {8}
+    }
+    assert emu.company(GitLab_Account_ID__gc=3)["Customer_Program__gc"] == "retention"
+    assert emu.company(GitLab_Account_ID__gc=4)["Customer_Segment__gc"] == "CSM-Managed"
+    assert emu.company(GitLab_Account_ID__gc=7)["Arr"] is None
+    assert emu.company(GitLab_Account_ID__gc=7)["Customer_Segment__gc"] == "Tech Touch"
     assert set(emu.people) == {
         "p101@example.com", "p102@example.com", "p201@example.com", "owner1@example.com", "owner2@example.com",
         "maintainer3@example.com", "p401@example.com", "p501@example.com", "p502@example.com", "p601@example.com",
@@ -338,8 +340,8 @@ def test_the_built_audiences_reach_the_emulator_and_bad_rows_only_reach_the_reje
         "p1401@example.com", "p1501@example.com",
     }  # fmt: skip
     for sold_to in ("p201@example.com", "p501@example.com", "p502@example.com"):
-        account = "Account 2" if sold_to == "p201@example.com" else "Account 5"
-        assert emu.company_people[(sold_to, account)]["Receives_Surveys__gc"] is False
+        account_id = 2 if sold_to == "p201@example.com" else 5
+        assert emu.association(sold_to, GitLab_Account_ID__gc=account_id)["Receives_Surveys__gc"] is False
     # 3 people rejected: the Admin without an e-mail, the contact with neither id nor e-mail, the On-Prem Admin
     assert [(r.accepted, r.rejected) for r in reports] == [(14, 1), (17, 3)]
     reasons = warehouse.query("select reason from ops.sync_rejections where destination = 'gainsight_people'")
@@ -351,20 +353,19 @@ def test_the_built_audiences_reach_the_emulator_and_bad_rows_only_reach_the_reje
 
 def test_carr_reaches_gainsight_with_exactly_its_digits(built, tmp_path):
     emu, _, _ = push(built, tmp_path / "exact.duckdb")
-    assert emu.companies["Account 11"]["Arr"] == Decimal(EXACT_CARR)  # the emulator parses numbers as Decimal
-    assert str(emu.companies["Account 11"]["Arr"]) == EXACT_CARR
-    assert str(emu.companies["Account 14"]["Arr"]) == LARGEST_CARR
-    assert str(emu.companies["Account 1"]["Arr"]) == "25000.00"
+    arr_of = {c["GitLab_Account_ID__gc"]: c["Arr"] for c in emu.companies.values()}
+    assert arr_of[11] == Decimal(EXACT_CARR)  # the emulator parses numbers as Decimal
+    assert str(arr_of[11]) == EXACT_CARR and str(arr_of[14]) == LARGEST_CARR and str(arr_of[1]) == "25000.00"
     bodies = [body for path, body in emu.received_bodies if path == COMPANY_UPSERT]
     arr = {record["Name"]: record["Arr"] for body in bodies for record in body["records"]}
     assert arr["Account 11"] == Decimal(EXACT_CARR) and isinstance(arr["Account 11"], Decimal)
 
 
-def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):
+def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, dg.ExecuteInProcessResult]:
+    """Both Gainsight sync assets, live with the resource against the emulator, on a copy of the built warehouse."""
     from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
     from marketing_pipelines.defs.gainsight.resources import GainsightResource
 
-    path = tmp_path / "assets.duckdb"
     shutil.copy(built.path, path)
     with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
         result = dg.materialize(
@@ -374,6 +375,11 @@ def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(buil
                 "gainsight": GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1),
             },
         )
+    return emu, result
+
+
+def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):
+    emu, result = materialize_syncs(built, tmp_path / "assets.duckdb")
     assert result.success
     person = result.asset_materializations_for_node("gainsight_person_sync")[0].metadata
     assert person["mode"].value == "live" and person["accepted"].value == len(emu.people) == 17

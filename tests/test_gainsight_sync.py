@@ -120,7 +120,7 @@ def test_companies_go_out_in_calls_of_at_most_fifty_records(warehouse):
     assert (report.considered, report.sent, report.accepted, report.rejected) == (ACCOUNTS, ACCOUNTS, ACCOUNTS, 0)
     assert emu.records_per_call == [50, 50, 20]
     assert emu.records_received[COMPANY_UPSERT] == ACCOUNTS == len(emu.companies)
-    stored = emu.companies["Company 0007"]
+    stored = emu.company(Name="Company 0007")
     assert stored["GitLab_Account_ID__gc"] == 60_000_007 and str(stored["Arr"]) == "7000.00"
     assert stored["Customer_Segment__gc"] == "Tech Touch"
     assert stored["Customer_Program__gc"] == "enablement" and stored["OriginalContractDate"] == "2025-01-08"
@@ -142,7 +142,7 @@ def test_a_client_that_ignores_the_limit_gets_plain_text_429s_from_the_emulator(
         )
         with pytest.raises(ApiError) as raised:
             for _ in range(CALLS + 1):
-                greedy.upsert_companies([{"Name": "Acme"}])
+                greedy.upsert_companies([{"Name": "Acme", "GitLab_Account_ID__gc": 1}])
     assert raised.value.status_code == 429 and "Too Many Requests" in raised.value.body_excerpt
 
 
@@ -177,7 +177,7 @@ def test_rejected_records_are_recorded_with_gainsights_reason_and_retried_next_r
     assert (first.accepted, first.rejected) == (ACCOUNTS - 2, 2)
     assert [(key, resolved) for key, _, resolved in rejections] == [("60000003", False), ("60000077", False)]
     assert all(reason.startswith("GS_2502: company 'Company 00") for _, reason, _ in rejections)
-    assert (second.sent, second.accepted) == (2, 2) and set(emu.companies) == invalid
+    assert (second.sent, second.accepted) == (2, 2) and {c["Name"] for c in emu.companies.values()} == invalid
     assert warehouse.query("select count(*) from ops.sync_rejections where not resolved") == [(0,)]
 
 
@@ -196,7 +196,7 @@ def test_a_rerun_with_nothing_changed_sends_nothing_and_a_change_sends_only_it(w
     assert quiet[1].unchanged == 2 * ACCOUNTS
     # one request (a new client does not know the previous sync's calls in the tenant window: a 429 may be retried)
     assert (again.sent, again.requests - again.retries) == (1, 1)
-    assert emu.companies["Company 0005"]["Customer_Program__gc"] == "retention"
+    assert emu.company(Name="Company 0005")["Customer_Program__gc"] == "retention"
 
 
 def test_people_are_associated_with_their_company_and_need_it_to_exist_first(warehouse):
@@ -206,17 +206,57 @@ def test_people_are_associated_with_their_company_and_need_it_to_exist_first(war
         late = sync(warehouse, emu, PEOPLE)
     assert early.rejected == 2 * ACCOUNTS and early.accepted == 0
     reason = warehouse.query("select reason from ops.sync_rejections where destination = 'gainsight_people' limit 1")
-    assert reason[0][0].startswith("GS_3503: no Company named")
+    assert reason[0][0].startswith("GS_3503: no Company with GitLab_Account_ID__gc 600")
     assert late.accepted == 2 * ACCOUNTS
-    association = emu.company_people[("admin4@example.com", "Company 0004")]
+    association = emu.association("admin4@example.com", GitLab_Account_ID__gc=60_000_004)
     assert association == {
-        "Company_ID": "Company 0004",
+        "Company_ID": emu.company(Name="Company 0004")["Gsid"],  # the lookup resolved the account id
         "Role__gc": "GitLab Admin",
         "Recipient_Reason__gc": "gitlab_admin",
         "Receives_Surveys__gc": True,
         "Customer_Program__gc": "enablement",
     }
-    assert emu.company_people[("owner4@example.com", "Company 0004")]["Receives_Surveys__gc"] is False
+    assert emu.association("owner4@example.com", Name="Company 0004")["Receives_Surveys__gc"] is False
+
+
+def test_two_accounts_with_one_name_stay_two_companies_each_with_its_own_people(tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "names.duckdb")
+    frame = companies(3)
+    frame.loc[[0, 1], "account_name"] = "Acme"
+    frame.loc[0, "carr"], frame.loc[1, "carr"] = 900_000.0, 1_000.0
+    people = recipients(3)
+    people.loc[people["account_id"] < 60_000_002, "account_name"] = "Acme"
+    shared = (people["account_id"] == 60_000_001) & (people["role"] == "GitLab Admin")
+    people.loc[shared, "email"] = "admin0@example.com"  # one person, Admin of both
+    people["recipient_key"] = people["account_id"].astype(str) + ":" + people["email"]
+    warehouse.write_frame("audiences", "gainsight_program_companies", frame, replace=True)
+    warehouse.write_frame("audiences", "gainsight_program_recipients", people, replace=True)
+    with emulator() as emu:
+        reports = [sync(warehouse, emu), sync(warehouse, emu, PEOPLE)]
+    assert [(r.accepted, r.rejected) for r in reports] == [(3, 0), (6, 0)]
+    acme = {c["GitLab_Account_ID__gc"]: str(c["Arr"]) for c in emu.find_companies(Name="Acme")}
+    assert acme == {60_000_000: "900000.00", 60_000_001: "1000.00"}
+    assert emu.association("admin0@example.com", GitLab_Account_ID__gc=60_000_000)["Role__gc"] == "GitLab Admin"
+    assert emu.association("admin0@example.com", GitLab_Account_ID__gc=60_000_001)["Role__gc"] == "GitLab Admin"
+    assert emu.association("owner1@example.com", GitLab_Account_ID__gc=60_000_001)["Role__gc"] == "Owner"
+    assert ("owner1@example.com", emu.company(GitLab_Account_ID__gc=60_000_000)["Gsid"]) not in emu.company_people
+
+
+def test_the_emulator_matches_companies_on_the_keys_of_the_call_as_gainsight_does():
+    acme = [{"Name": "Acme", "GitLab_Account_ID__gc": 1, "Arr": 5}, {"Name": "Acme", "GitLab_Account_ID__gc": 2}]
+    with emulator() as emu:
+        client = GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=CALLS, window_seconds=WINDOW)
+        by_name = client.request_json("PUT", COMPANY_UPSERT, {"records": acme}, params={"keys": "Name"})
+        assert by_name["data"]["count"] == 2 and len(emu.companies) == 1, "keyed by name, the second overwrote"
+        assert emu.company(Name="Acme")["GitLab_Account_ID__gc"] == 2
+        emu.reset()
+        assert client.upsert_companies(acme).written == 2 and len(emu.find_companies(Name="Acme")) == 2
+        no_key = client.upsert_companies([{"Name": "Beta"}])
+        with pytest.raises(ApiError) as raised:
+            client.request_json("PUT", COMPANY_UPSERT, {"records": acme})
+        client.close()
+    assert no_key.failed == {0: "GS_2505: key field GitLab_Account_ID__gc has no value"}
+    assert raised.value.status_code == 400 and "needs ?keys=" in raised.value.body_excerpt
 
 
 def test_rows_with_a_skip_reason_are_rejected_with_it_and_the_rest_are_sent(tmp_path):
@@ -229,7 +269,7 @@ def test_rows_with_a_skip_reason_are_rejected_with_it_and_the_rest_are_sent(tmp_
     rejections = dict(warehouse.query("select record_key, reason from ops.sync_rejections"))
     assert rejections == {"60000002": "invalid record: CARR is negative: -5",
                           "60000009": "invalid record: unknown deployment type: Dedicated"}  # fmt: skip
-    assert "Company 0002" not in emu.companies and len(emu.companies) == 18
+    assert not emu.find_companies(Name="Company 0002") and len(emu.companies) == 18
 
 
 def test_dry_run_writes_bodies_of_at_most_fifty_records_to_the_outbox_and_marks_nothing_synced(warehouse):
@@ -348,8 +388,8 @@ def test_poison_records_are_isolated_and_every_other_company_and_person_is_writt
     ]
     # people: the poison person is isolated; the people of the three missing companies fail one by one (data.errors)
     assert (people_run.accepted, people_run.rejected, people_run.isolated_records) == (2 * ACCOUNTS - 7, 7, 1)
-    written = {name for kind, name in writes if kind == "Company"}
-    assert written == {f"Company {i:04d}" for i in range(ACCOUNTS)} - POISON_COMPANIES
+    written = {key for kind, key in writes if kind == "Company"}
+    assert written == {str(60_000_000 + i) for i in range(ACCOUNTS) if f"Company {i:04d}" not in POISON_COMPANIES}
     assert sum(kind == "Person" for kind, _ in writes) == 2 * ACCOUNTS - 7 and ("Person", POISON_PERSON) not in writes
     assert set(writes.values()) == {1}, "every record written once"
     # the runs succeeded; the WARN checks name the rejected records (e-mails masked) with Gainsight's reason

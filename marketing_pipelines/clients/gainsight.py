@@ -1,8 +1,10 @@
 """A typed client for the two Gainsight NXT write endpoints the Customer Programs sync uses.
 
-- Company upsert: `PUT /v1/data/objects/Company?keys=Name` with `{"records": [...]}` (matched on `Name`).
+- Company upsert: `PUT /v1/data/objects/Company?keys=GitLab_Account_ID__gc` with `{"records": [...]}`, matched on
+  our account id (a custom Company field; Gainsight takes any Data Management field names as `keys`). Never on
+  `Name`: two accounts may share a name, and keyed by name one would overwrite the other.
 - People upsert: `PUT /v1.0/api/people` with `{"records": [...], "lookups": {...}}`; each person carries its
-  Company Person associations in `companies`, the company resolved by name through `lookups`.
+  Company Person associations in `companies`, the company resolved by account id through `lookups`.
 
 Gainsight documents: header `Accesskey`, at most 50 records a write call, about 100 synchronous calls
 a minute per tenant (a fixed window; one shared limiter paces every endpoint). Response shapes are assumed from
@@ -30,14 +32,15 @@ logger = logging.getLogger(__name__)
 
 COMPANY_UPSERT = "/v1/data/objects/Company"
 PEOPLE_UPSERT = "/v1.0/api/people"
-COMPANY_KEY_FIELD = "Name"
+#: The Company field that identifies a company: our account id (a custom field), unique where names are not.
+COMPANY_KEY_FIELD = "GitLab_Account_ID__gc"
 MAX_RECORDS_PER_CALL = 50
 DEFAULT_CALLS_PER_MINUTE = 100
 PACING_SAFETY_MARGIN = 0.25
-#: The People API resolves each association's `Company_ID` from the company name (Company `Name` -> `Gsid`).
+#: The People API resolves each association's `Company_ID` from our account id (`GitLab_Account_ID__gc` -> `Gsid`).
 COMPANY_LOOKUP = {
     "Company_ID": {
-        "fields": {"Company_ID": "Name"},
+        "fields": {"Company_ID": COMPANY_KEY_FIELD},
         "lookupField": "Gsid",
         "objectName": "Company",
         "multiMatchOption": "FIRSTMATCH",
@@ -117,7 +120,8 @@ class GainsightClient(JsonApiClient):
         return parse_upsert_response(response, len(records))
 
     def upsert_companies(self, records: list[dict[str, Any]]) -> UpsertResult:
-        """PUT /v1/data/objects/Company?keys=Name `{"records": records}`: update by name, insert when new."""
+        """PUT /v1/data/objects/Company?keys=GitLab_Account_ID__gc `{"records": records}`: update by account id,
+        insert when new."""
         return self._upsert(COMPANY_UPSERT, company_upsert_body(records), {"keys": COMPANY_KEY_FIELD})
 
     def upsert_people(self, records: list[dict[str, Any]]) -> UpsertResult:
@@ -142,5 +146,5 @@ def company_upsert_body(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def people_upsert_body(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The body of a people upsert call: the records and the lookup that resolves `Company_ID` by name."""
+    """The body of a people upsert call: the records and the lookup that resolves `Company_ID` by account id."""
     return {"records": records, "lookups": COMPANY_LOOKUP}

@@ -3,18 +3,28 @@
     with GainsightEmulator(access_key="test", calls_per_window=5, window_seconds=1) as emu:
         client = GainsightClient("test", emu.base_url, calls_per_window=5, window_seconds=1)
         ...
-        assert emu.companies["Acme"]["Customer_Program__gc"] == "onboarding"
+        assert emu.company(GitLab_Account_ID__gc=42)["Customer_Program__gc"] == "onboarding"
 
 Standalone: `python -m marketing_pipelines.devtools.gainsight_emulator --port 8766 --access-key test`.
 
 What it enforces, as Gainsight documents it: the `Accesskey` header (401 otherwise), at most 50 records a write call
-(400 otherwise), about 100 calls a minute per tenant across every path (429 with a plain-text body beyond; a
-sliding window, which is stricter than Gainsight's fixed one). Partial failures use the reply shape the client
-assumes (`data.errors[]` with the record `index`): a company without a `Name`, a non-numeric `Arr`, a
-`Customer_Segment__gc` outside its picklist (Tech Touch, Scale, CSM-Managed), a person without a valid `Email`, a
-person whose company association names no known company, and any name or e-mail listed in `invalid_company_names` /
-`invalid_emails`. Numbers are parsed as Decimal, so `companies` holds exactly the digits that were sent (`Arr`
-972765.41 is `Decimal("972765.41")`). Faults (429, 500, slow) come from the shared loopback machinery.
+(400 otherwise), a company update names its match fields in `?keys=` (any Company fields, comma-separated; 400
+without), about 100 calls a minute per tenant across every path (429 with a plain-text body beyond; a sliding
+window, which is stricter than Gainsight's fixed one).
+
+Companies are stored by `Gsid`, as Gainsight does; names need not be unique. A company record updates the company
+whose `keys` fields all equal the record's, and is inserted when none does: keyed by `Name`, two accounts of the same
+name are one company (the later overwrites the earlier), keyed by an id they are two. A People association's
+`Company_ID` is resolved through the call's `lookups` (the Company field it names -> `Gsid`): no match fails the
+record (`onNoMatch: ERROR`), several take the first one (`FIRSTMATCH`) or fail the record otherwise.
+
+Partial failures use the reply shape the client assumes (`data.errors[]` with the record `index`): a company without
+a `Name` or a value for a key field, a non-numeric `Arr`, a `Customer_Segment__gc` outside its picklist (Tech Touch,
+Scale, CSM-Managed), a company record whose keys match several companies (an assumption: Gainsight does not document
+it), a person without a valid `Email`, a person whose association no company matches, and any name or e-mail listed
+in `invalid_company_names` / `invalid_emails`. Numbers are parsed as Decimal, so `companies` holds exactly the
+digits that were sent (`Arr` 972765.41 is `Decimal("972765.41")`). Faults (429, 500, slow) come from the shared
+loopback machinery.
 
 A call is refused WHOLE (HTTP 400 with the error envelope, nothing written), as when Gainsight rejects a payload
 before writing, when one of its records is a company named in `poison_company_names` or a person whose e-mail is in
@@ -30,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT
 from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
@@ -86,13 +97,32 @@ class GainsightEmulator(LoopbackEmulator):
         )
 
     def reset_state(self) -> None:
+        #: Companies by Gsid.
         self.companies: dict[str, dict[str, Any]] = {}
         self.people: dict[str, dict[str, Any]] = {}
+        #: Company Person associations by (e-mail, company Gsid); `Company_ID` holds the resolved Gsid.
         self.company_people: dict[tuple[str, str], dict[str, Any]] = {}
         self.records_received: Counter[str] = Counter()
         self.records_per_call: list[int] = []
-        #: Records written per (object, key): ("Company", name) or ("Person", email).
+        #: Records written per (object, key): ("Company", the record's key field values joined by "|"), or
+        #: ("Person", email).
         self.writes: Counter[tuple[str, str]] = Counter()
+
+    # -- reading the state (tests) ---------------------------------------------------------------------------
+    def find_companies(self, **fields: Any) -> list[dict[str, Any]]:
+        """The stored companies whose fields equal all of `fields`."""
+        return [c for c in self.companies.values() if all(c.get(k) == v for k, v in fields.items())]
+
+    def company(self, **fields: Any) -> dict[str, Any]:
+        """The one stored company whose fields equal all of `fields` (LookupError when none or several)."""
+        found = self.find_companies(**fields)
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} companies with {fields}")
+        return found[0]
+
+    def association(self, email: str, **company_fields: Any) -> dict[str, Any]:
+        """The Company Person association of `email` with the one company matching `company_fields`."""
+        return self.company_people[(email, self.company(**company_fields)["Gsid"])]
 
     def error_body(self, status: int, code: str, message: str) -> dict[str, Any]:
         return {
@@ -115,8 +145,11 @@ class GainsightEmulator(LoopbackEmulator):
     # -- writes ----------------------------------------------------------------------------------------------
     def _write(self, path: str, upsert: Any, body: Any, *, query: str) -> dict[str, Any]:
         """Validate the call, then upsert record by record: failures are reported by index, the rest written."""
-        if path == COMPANY_UPSERT and "keys=Name" not in query:
-            raise BadRequest("the company upsert needs ?keys=Name")
+        keys: tuple[str, ...] = ()
+        if path == COMPANY_UPSERT:
+            keys = tuple(k.strip() for k in ",".join(parse_qs(query).get("keys", [])).split(",") if k.strip())
+            if not keys:
+                raise BadRequest("the company update needs ?keys=<field>[,<field>...] to match records on")
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise BadRequest("'records' must be a list of objects")
@@ -132,14 +165,14 @@ class GainsightEmulator(LoopbackEmulator):
             self.records_per_call.append(len(records))
             for index, record in enumerate(records):
                 try:
-                    written.append(upsert(record, body))
+                    written.append(upsert(record, body, keys))
                 except BadRequest as invalid:
                     code, _, message = str(invalid).partition(" ")
                     errors.append({"index": index, "errorCode": code, "errorMessage": message})
         data = {"count": len(written), "records": written, "errors": errors or None}
         return {"result": True, "errorCode": None, "errorDesc": None, "requestId": str(uuid.uuid4()), "data": data}
 
-    def _upsert_company(self, record: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def _upsert_company(self, record: dict[str, Any], body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         name = record.get("Name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("GS_2501 Name is required")
@@ -151,27 +184,40 @@ class GainsightEmulator(LoopbackEmulator):
         segment = record.get("Customer_Segment__gc")
         if segment is not None and segment not in SEGMENTS:
             raise BadRequest(f"GS_2504 Customer_Segment__gc {segment!r} is not a picklist value")
-        gsid = str(uuid.uuid5(GSID_NAMESPACE, f"Company:{name}"))
-        self.companies[name] = {**self.companies.get(name, {}), **record, "Gsid": gsid}
-        self.writes[("Company", name)] += 1
+        missing = [key for key in keys if record.get(key) in (None, "")]
+        if missing:
+            raise BadRequest(f"GS_2505 key field {missing[0]} has no value")
+        matches = self.find_companies(**{key: record[key] for key in keys})
+        if len(matches) > 1:
+            raise BadRequest(f"GS_2506 {len(matches)} companies match keys {', '.join(keys)}")
+        gsid = matches[0]["Gsid"] if matches else str(uuid.uuid5(GSID_NAMESPACE, f"Company:{len(self.companies)}"))
+        self.companies[gsid] = {**self.companies.get(gsid, {}), **record, "Gsid": gsid}
+        self.writes[("Company", "|".join(str(record[key]) for key in keys))] += 1
         return {"Name": name, "Gsid": gsid}
 
-    def _upsert_person(self, record: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def _upsert_person(self, record: dict[str, Any], body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         email = record.get("Email")
         if not isinstance(email, str) or "@" not in email or email in self.invalid_emails:
             raise BadRequest(f"GS_3501 invalid Email {email!r}")
         associations = record.get("companies") or []
         lookup = (body.get("lookups") or {}).get("Company_ID", {})
-        if associations and lookup.get("objectName") != "Company":
-            raise BadRequest("GS_3502 company associations need a Company_ID lookup")
+        field = (lookup.get("fields") or {}).get("Company_ID")
+        if associations and (lookup.get("objectName") != "Company" or lookup.get("lookupField") != "Gsid" or not field):
+            raise BadRequest("GS_3502 company associations need a Company_ID lookup of a Company field to its Gsid")
+        resolved = []
         for association in associations:
-            if association.get("Company_ID") not in self.companies:
-                raise BadRequest(f"GS_3503 no Company named {association.get('Company_ID')!r} (lookup onNoMatch)")
+            value = association.get("Company_ID")
+            matches = self.find_companies(**{field: value}) if value is not None else []
+            if not matches:
+                raise BadRequest(f"GS_3503 no Company with {field} {value!r} (lookup onNoMatch)")
+            if len(matches) > 1 and lookup.get("multiMatchOption") != "FIRSTMATCH":
+                raise BadRequest(f"GS_3504 {len(matches)} companies with {field} {value!r} (lookup multiMatchOption)")
+            resolved.append({**association, "Company_ID": matches[0]["Gsid"]})
         person = {key: value for key, value in record.items() if key != "companies"}
         gsid = str(uuid.uuid5(GSID_NAMESPACE, f"Person:{email}"))
         self.people[email] = {**self.people.get(email, {}), **person, "Gsid": gsid}
         self.writes[("Person", email)] += 1
-        for association in associations:
+        for association in resolved:
             key = (email, association["Company_ID"])
             self.company_people[key] = {**self.company_people.get(key, {}), **association}
         return {"Email": email, "Gsid": gsid}

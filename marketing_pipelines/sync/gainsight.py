@@ -2,6 +2,9 @@
 with a Company Person association (role, reason, program, surveys). Mostly configuration: which audience columns
 become which Gainsight fields; the engine does the diffing, batching, rejections, run history and dry-run.
 
+Companies are matched on our account id (`GitLab_Account_ID__gc`), never on `Name`: two accounts may share a name,
+and each must stay its own Company with its own people. A person's association names its company by that id too.
+
 A row the audience marks with a `skip_reason` (bad input: no e-mail, an unknown deployment type) is never sent: it
 is recorded in `ops.sync_rejections` with that reason. Money is exact: CARR is sent as a JSON number with exactly its
 digits (a Decimal, encoded by `dumps_compact`), never through a binary float.
@@ -35,8 +38,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Company field -> column of `audiences.gainsight_program_companies` (the filter fields of the Customer Digital
 #: Journey handbook, the segment and the program).
 COMPANY_FIELDS: Mapping[str, str] = {
-    COMPANY_KEY_FIELD: "account_name",
-    "GitLab_Account_ID__gc": "account_id",
+    COMPANY_KEY_FIELD: "account_id",
+    "Name": "account_name",
     "Arr": "carr",
     "Customer_Segment__gc": "segment",
     "Technical_Account_Manager__gc": "technical_account_manager",
@@ -54,7 +57,7 @@ MONEY_FIELDS = frozenset({"Arr"})
 SEGMENTS = ("Tech Touch", "Scale", "CSM-Managed")
 #: Company Person association field -> column of `audiences.gainsight_program_recipients`.
 COMPANY_PERSON_FIELDS: Mapping[str, str] = {
-    "Company_ID": "account_name",
+    "Company_ID": "account_id",
     "Role__gc": "role",
     "Recipient_Reason__gc": "recipient_reason",
     "Receives_Surveys__gc": "receives_surveys",
@@ -113,8 +116,10 @@ def company_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     record = _mapped(row, COMPANY_FIELDS)
     for field in MONEY_FIELDS:
         record[field] = exact_money(record[field])
-    if not record[COMPANY_KEY_FIELD]:
-        raise ValueError("account has no name (Gainsight matches companies by Name)")
+    if record[COMPANY_KEY_FIELD] is None:
+        raise ValueError(f"account has no id (Gainsight matches companies by {COMPANY_KEY_FIELD})")
+    if not record["Name"]:
+        raise ValueError("account has no name (Gainsight requires a company Name)")
     return record
 
 

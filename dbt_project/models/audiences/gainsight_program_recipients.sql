@@ -3,7 +3,8 @@
   person (every customer account is in exactly one lifecycle program and one segment), with the reason the person
   was chosen:
     gitlab_admin      - the account's `GitLab Admin` contacts (there can be several): the primary recipients;
-    sold_to_fallback  - the `Sold-To` contacts, only when the account has no GitLab Admin (web-direct purchases);
+    sold_to_fallback  - the `Sold-To` contacts, only when the account has no GitLab Admin with a usable e-mail
+                        address (web-direct purchases, or an Admin nobody can write to);
                         each of them when there are several (the `account_has_several_sold_to_contacts` check names
                         those accounts); never surveyed (no NPS/CSAT);
     saas_owner        - on SaaS accounts, Owners of the account's namespace;
@@ -45,7 +46,7 @@ role_contacts as (
     from contacts
     inner join accounts on contacts.account_id = accounts.account_id
     where contacts.gitlab_role = 'GitLab Admin'
-       or (contacts.gitlab_role = 'Sold-To' and accounts.admin_contact_count = 0)
+       or (contacts.gitlab_role = 'Sold-To' and accounts.reachable_admin_count = 0)
 ),
 
 saas_members as (
@@ -115,6 +116,8 @@ final as (
         case
             when accounts.account_skip_reason is not null then accounts.account_skip_reason
             when ranked.email is null then 'contact has no e-mail address'
+            when not {{ matches_pattern('ranked.email', '[^@[:space:]]+@[^@[:space:]]+[.][^@[:space:]]+') }}
+                then 'contact e-mail is not an address'
         end as skip_reason
     from ranked
     inner join accounts on ranked.account_id = accounts.account_id

@@ -9,8 +9,11 @@
     onboarding  - the account became a customer fewer than `gainsight_onboarding_days` (90) days ago;
     retention   - its renewal date is within `gainsight_renewal_window_days` (120) days, or already past;
     enablement  - everything else (and accounts without dates).
-  A CARR that is not a number or negative is left out (`carr` NULL, `carr_problem` says why): the account is still
-  served; the `account_carr_not_an_amount` check names it.
+  A CARR that is not an amount (see `stg_cs__accounts`) or negative is left out (`carr` NULL, `carr_problem` says
+  why): the account is still served; the `account_carr_not_an_amount` check names it. A missing CARR (empty or only
+  whitespace) is NULL without a problem.
+  `reachable_admin_count` counts the GitLab Admins with a usable e-mail address: only they can receive the programs,
+  so an account without one falls back to its Sold-To contacts.
 -#}
 with accounts as (
     select * from {{ ref('stg_cs__accounts') }}
@@ -24,6 +27,8 @@ contact_roles as (
     select
         account_id,
         cast(sum(case when gitlab_role = 'GitLab Admin' then 1 else 0 end) as integer) as admin_contact_count,
+        cast(sum(case when gitlab_role = 'GitLab Admin' and has_usable_email then 1 else 0 end) as integer)
+            as reachable_admin_count,
         cast(sum(case when gitlab_role = 'Sold-To' then 1 else 0 end) as integer) as sold_to_contact_count
     from contacts
     group by account_id
@@ -46,7 +51,7 @@ final as (
         lifecycle.carr_text,
         case
             when lifecycle.carr_text is not null and lifecycle.carr is null
-                then 'CARR is not a number: ' || lifecycle.carr_text
+                then 'CARR is not an amount: ' || lifecycle.carr_text
             when lifecycle.carr < 0 then 'CARR is negative: ' || lifecycle.carr_text
         end as carr_problem,
         lifecycle.technical_account_manager,
@@ -60,6 +65,7 @@ final as (
         lifecycle.account_age_days,
         lifecycle.days_to_renewal,
         coalesce(contact_roles.admin_contact_count, 0) as admin_contact_count,
+        coalesce(contact_roles.reachable_admin_count, 0) as reachable_admin_count,
         coalesce(contact_roles.sold_to_contact_count, 0) as sold_to_contact_count,
         lifecycle.technical_account_manager is not null as is_tam_managed,
         case

@@ -57,7 +57,8 @@ def push_to_gainsight(
     description=(
         "Customer Programs handbook: upserts every new or changed account of "
         "`audiences.gainsight_program_companies` (every customer account) as a Gainsight Company "
-        "(`PUT /v1/data/objects/Company?keys=Name`, 50 records a call, ~100 calls a minute) with the program "
+        "(`PUT /v1/data/objects/Company?keys=GitLab_Account_ID__gc`: matched on the account id, never the name, which "
+        "two accounts may share; 50 records a call, ~100 calls a minute) with the program "
         "filter fields, its segment (`Customer_Segment__gc`: Tech Touch, Scale, CSM-Managed) and lifecycle program. "
         "CARR (`Arr`) is sent with exactly its digits; NULL when the source is not a usable amount. Accounts with an "
         "unknown deployment type are recorded in `ops.sync_rejections`. Runs after the blocking checks of both "
@@ -79,7 +80,8 @@ def gainsight_company_sync(
     pool=WAREHOUSE_POOL,
     description=(
         "Customer Programs handbook: upserts every new or changed `audiences.gainsight_program_recipients` row as "
-        "a Gainsight Person (`PUT /v1.0/api/people`, 50 records a call) associated with its company: role, reason "
+        "a Gainsight Person (`PUT /v1.0/api/people`, 50 records a call) associated with its company (looked up by "
+        "account id): role, reason "
         "(gitlab_admin, sold_to_fallback, saas_owner, saas_maintainer), program and whether surveys may go to it. "
         "After the company sync (associations need the company). Rows with bad input are recorded in "
         "`ops.sync_rejections`; without GAINSIGHT_ACCESS_KEY it writes `ops.outbox` instead."

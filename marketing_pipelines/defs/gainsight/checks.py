@@ -1,23 +1,28 @@
 """Checks that guard the Customer Programs push (Customer Programs handbook).
 
 Each check reaches its verdict from staging (`stg_cs__accounts`, `stg_cs__contacts`, `stg_gitlab__members`) with its
-own SQL, never by re-reading the expression of the model it guards. ERROR checks are blocking: on the recipients they
+own SQL, never by re-reading the expression of the model it guards; `company_carr_matches_source` goes further back
+and parses the raw CARR text in Python, and `every_program_account_has_a_recipient` reads the recipients audience,
+because what it warns about is what will be sent. ERROR checks are blocking: on the recipients they
 stop both Gainsight syncs (both depend on that asset); on the companies they stop the company sync and, through it,
 the person sync. WARN checks name the accounts CS Ops should fix at the source; the push goes on.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from decimal import Decimal, InvalidOperation
 
 import dagster as dg
+import pandas as pd
 import yaml
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.defs.transform.rule_checks import SAMPLE_SIZE, violations_result
 from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.sync.gainsight import COMPANIES, COMPANY_AUDIENCE, PEOPLE, PERSON_AUDIENCE
 
@@ -30,8 +35,11 @@ EVERY_CUSTOMER_ACCOUNT_IN_A_PROGRAM = "every_customer_account_in_a_program"
 COMPANY_CARR_MATCHES_SOURCE = "company_carr_matches_source"
 
 ACCOUNT_LABELS = ("account_id", "account_name", "value")
-#: The source's CARR text as an exact amount, cast here rather than read from a model (portable: DuckDB, Snowflake).
-SOURCE_CARR = "try_cast(accounts.carr_text as decimal(18, 2))"
+#: Whitespace allowed around an amount: ASCII whitespace, as `[[:space:]]` in the models' SQL.
+AMOUNT_WHITESPACE = " \t\n\r\v\f"
+#: An amount written as text: an optional leading '-', 1 to 16 digits, optionally a '.' and one or two decimals.
+AMOUNT_TEXT = re.compile(r"-?[0-9]{1,16}(?:\.[0-9]{1,2})?")
+READ_BATCH_ROWS = 10_000
 GAINSIGHT_COMPANY_REJECTION_BACKLOG = "gainsight_company_rejection_backlog"
 GAINSIGHT_PERSON_REJECTION_BACKLOG = "gainsight_person_rejection_backlog"
 
@@ -42,6 +50,22 @@ REASON_ROLES = {
     "saas_owner": "Owner",
     "saas_maintainer": "Maintainer",
 }
+
+
+def source_carr(text: object) -> Decimal | None:
+    """The CARR a company must carry for the CARR text that arrived, parsed here, not by the models' SQL.
+
+    None when the text is missing (NULL, empty or only whitespace), is not an amount (anything but an optional
+    leading '-', 1 to 16 digits and optionally a '.' with one or two decimals: no exponent, '+', separators,
+    currency signs, third decimal, non-ASCII digits) or is negative; otherwise the exact amount.
+    """
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return None
+    stripped = str(text).strip(AMOUNT_WHITESPACE)
+    if not AMOUNT_TEXT.fullmatch(stripped):
+        return None
+    amount = Decimal(stripped)
+    return amount if amount >= 0 else None
 
 
 def scale_carr_threshold() -> Decimal:
@@ -101,7 +125,8 @@ def sold_to_never_surveyed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     description=(
         "Customer Programs handbook: every recipient was chosen for one of four reasons, with the matching role, "
         "and staging confirms it: gitlab_admin (a GitLab Admin contact of the account in `stg_cs__contacts`), "
-        "sold_to_fallback (a Sold-To contact of an account without any GitLab Admin), saas_owner / saas_maintainer "
+        "sold_to_fallback (a Sold-To contact of an account without a GitLab Admin with a usable e-mail address), "
+        "saas_owner / saas_maintainer "
         "(Owner / Maintainer of the SaaS account's namespace in `stg_gitlab__members`). Blocks both syncs."
     ),
 )
@@ -138,7 +163,9 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                recipients.recipient_reason = 'sold_to_fallback'
                and exists (
                    select 1 from staging.stg_cs__contacts as admins
-                   where admins.account_id = recipients.account_id and admins.gitlab_role = 'GitLab Admin'
+                   where admins.account_id = recipients.account_id
+                     and admins.gitlab_role = 'GitLab Admin'
+                     and admins.has_usable_email
                )
            )
            or (
@@ -166,24 +193,35 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     pool=WAREHOUSE_POOL,
     description=(
         "Customer Programs handbook: configuring a GitLab Admin contact is a required step of the sales process. "
-        "Warns on program accounts with neither a GitLab Admin nor a Sold-To contact in `stg_cs__contacts`, naming "
-        "them, so CS Ops can add one."
+        "Warns on program accounts that no recipient in `gainsight_program_recipients` can be sent to (none at all, "
+        "or only skipped ones: no usable e-mail address, an account that is skipped), naming them with why, so CS "
+        "Ops can add a contact with an e-mail address."
     ),
 )
 def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
         """
-        select companies.account_id as person_id, companies.account_name as email, companies.program as value
+        select
+            companies.account_id as person_id,
+            companies.account_name as email,
+            case
+                when companies.skip_reason is not null then 'account skipped: ' || companies.skip_reason
+                when not exists (
+                    select 1 from audiences.gainsight_program_recipients as any_recipient
+                    where any_recipient.account_id = companies.account_id
+                ) then 'no GitLab Admin or Sold-To contact'
+                else 'no recipient with a usable e-mail address'
+            end as value
         from audiences.gainsight_program_companies as companies
-        where not exists (
-            select 1 from staging.stg_cs__contacts as contacts
-            where contacts.account_id = companies.account_id
-              and contacts.gitlab_role in ('GitLab Admin', 'Sold-To')
-        )
+        where companies.skip_reason is not null
+           or not exists (
+               select 1 from audiences.gainsight_program_recipients as recipients
+               where recipients.account_id = companies.account_id and recipients.skip_reason is null
+           )
         """,
         severity=dg.AssetCheckSeverity.WARN,
-        what="program accounts have neither a GitLab Admin nor a Sold-To contact",
+        what="program accounts have no recipient that can be sent to",
         labels=ACCOUNT_LABELS,
     )
 
@@ -194,8 +232,9 @@ def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.As
     pool=WAREHOUSE_POOL,
     description=(
         "Customer Programs handbook: without a GitLab Admin, the Sold-To contact receives the programs. Warns on "
-        "accounts with no GitLab Admin and two or more Sold-To contacts in `stg_cs__contacts`, naming them: each "
-        "Sold-To receives the programs (never surveys) until CS Ops configures a GitLab Admin."
+        "accounts with no GitLab Admin with a usable e-mail address and two or more Sold-To contacts in "
+        "`stg_cs__contacts`, naming them: each Sold-To receives the programs (never surveys) until CS Ops "
+        "configures a GitLab Admin."
     ),
 )
 def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -205,19 +244,21 @@ def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.Ass
         select
             accounts.account_id as person_id,
             accounts.account_name as email,
-            cast(count(*) as varchar) || ' Sold-To contacts, no GitLab Admin' as value
+            cast(count(*) as varchar) || ' Sold-To contacts, no GitLab Admin with an e-mail address' as value
         from staging.stg_cs__accounts as accounts
         inner join staging.stg_cs__contacts as sold_to
             on sold_to.account_id = accounts.account_id and sold_to.gitlab_role = 'Sold-To'
         where not exists (
             select 1 from staging.stg_cs__contacts as admins
-            where admins.account_id = accounts.account_id and admins.gitlab_role = 'GitLab Admin'
+            where admins.account_id = accounts.account_id
+              and admins.gitlab_role = 'GitLab Admin'
+              and admins.has_usable_email
         )
         group by accounts.account_id, accounts.account_name
         having count(*) > 1
         """,
         severity=dg.AssetCheckSeverity.WARN,
-        what="accounts have several Sold-To contacts and no GitLab Admin",
+        what="accounts have several Sold-To contacts and no GitLab Admin with an e-mail address",
         labels=ACCOUNT_LABELS,
     )
 
@@ -228,20 +269,22 @@ def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.Ass
     pool=WAREHOUSE_POOL,
     description=(
         "Customer Digital Journey handbook: program creators filter on CARR. Warns on accounts whose CARR in "
-        "`stg_cs__accounts.carr_text` is not a number or is negative, naming them with the text that arrived: the "
-        "account is still served (Tech Touch unless it has a TAM) and its CARR is left out (NULL)."
+        "`stg_cs__accounts.carr_text` is not an amount (an optional leading '-', at most 16 digits, at most two "
+        "decimals: no exponent, '+', separators or currency signs) or is negative, naming them with the text that "
+        "arrived: the account is still served (Tech Touch unless it has a TAM) and its CARR is left out (NULL). A "
+        "missing CARR (empty or only whitespace) is not named."
     ),
 )
 def account_carr_not_an_amount(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
-        f"""
+        """
         select accounts.account_id as person_id, accounts.account_name as email, accounts.carr_text as value
         from staging.stg_cs__accounts as accounts
-        where accounts.carr_text is not null and ({SOURCE_CARR} is null or {SOURCE_CARR} < 0)
+        where accounts.carr_text is not null and (accounts.carr is null or accounts.carr < 0)
         """,
         severity=dg.AssetCheckSeverity.WARN,
-        what="accounts have a CARR that is not a number or is negative",
+        what="accounts have a CARR that is not an amount or is negative",
         labels=ACCOUNT_LABELS,
     )
 
@@ -253,7 +296,8 @@ def account_carr_not_an_amount(warehouse: WarehouseResource) -> dg.AssetCheckRes
     pool=WAREHOUSE_POOL,
     description=(
         "Customer Programs handbook: all customers are served, with segment-specific journeys. Recomputes each "
-        "customer account's segment from `stg_cs__accounts` (CSM-Managed with a TAM; else Scale when CARR >= dbt var "
+        "customer account's segment from `stg_cs__accounts` (CSM-Managed with a TAM; else Scale when CARR, which "
+        "`company_carr_matches_source` checks against the source text, >= dbt var "
         "`gainsight_scale_carr_threshold`; else Tech Touch) and fails on an account missing from the companies, "
         "with another segment, or a company that is not a customer account. Blocks both Gainsight syncs."
     ),
@@ -269,7 +313,7 @@ def every_customer_account_in_a_program(warehouse: WarehouseResource) -> dg.Asse
                 accounts.account_name,
                 case
                     when trim(coalesce(accounts.technical_account_manager, '')) <> '' then 'CSM-Managed'
-                    when {SOURCE_CARR} >= cast('{threshold}' as decimal(18, 2)) then 'Scale'
+                    when accounts.carr >= cast('{threshold}' as decimal(18, 2)) then 'Scale'
                     else 'Tech Touch'
                 end as segment
             from staging.stg_cs__accounts as accounts
@@ -296,38 +340,59 @@ def every_customer_account_in_a_program(warehouse: WarehouseResource) -> dg.Asse
     )
 
 
+#: Every company with its CARR as text in cents (never through a float) and the CARR text that arrived.
+COMPANY_CARR_SQL = """
+    select
+        companies.account_id,
+        companies.account_name,
+        cast(cast(companies.carr as decimal(38, 2)) as varchar) as carr,
+        cast(source.carr as varchar) as carr_text
+    from audiences.gainsight_program_companies as companies
+    left join raw.cs_accounts as source on cast(source.account_id as bigint) = companies.account_id
+    order by companies.account_id
+"""
+
+
 @dg.asset_check(
     asset=COMPANIES_KEY,
     name=COMPANY_CARR_MATCHES_SOURCE,
     blocking=True,
     pool=WAREHOUSE_POOL,
     description=(
-        "Exact money: every company's CARR equals the source text read as decimal(18,2) (NULL when it is not a "
-        "number or negative), compared with `stg_cs__accounts.carr_text`; a float on the way (972765.41 becoming "
-        "972765.4375) fails it. Blocks both Gainsight syncs."
+        "Exact money, checked independently of the models: parses each account's CARR text in `raw.cs_accounts` "
+        "in Python (Decimal; an amount is an optional leading '-', at most 16 digits and at most two decimals, "
+        "anything else is no amount, and a negative amount is left out) and fails on every company whose CARR is "
+        "another value, naming it: a lenient cast (1e3 read as 1000, 49999.995 rounded to 50000.00) or a float on "
+        "the way (972765.41 becoming 972765.4375). Blocks both Gainsight syncs."
     ),
 )
 def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    expected = f"case when {SOURCE_CARR} >= 0 then {SOURCE_CARR} end"
-    # Compared in cents at full precision: a float must not be compared as a float (the source would be rounded to
-    # the same float and match), nor overflow decimal(18,2) (a double of the largest amount is 1e16).
-    carr = "cast(companies.carr as decimal(38, 2))"
-    return violations_result(
-        warehouse.get_warehouse(),
-        f"""
-        select
-            companies.account_id as person_id,
-            companies.account_name as email,
-            coalesce(cast(companies.carr as varchar), 'NULL') || ' instead of ' || coalesce(accounts.carr_text, 'NULL')
-                as value
-        from audiences.gainsight_program_companies as companies
-        inner join staging.stg_cs__accounts as accounts on companies.account_id = accounts.account_id
-        where ({expected} is null and companies.carr is not null)
-           or ({expected} is not null and (companies.carr is null or {carr} <> cast({expected} as decimal(38, 2))))
-        """,
+    failing, samples, values = 0, [], Counter()
+    for frame in warehouse.get_warehouse().iter_batches(COMPANY_CARR_SQL, READ_BATCH_ROWS):
+        for account_id, account_name, carr, carr_text in frame.itertuples(index=False, name=None):
+            expected = source_carr(carr_text)
+            actual = None if carr is None or pd.isna(carr) else Decimal(carr)
+            if actual == expected:
+                continue
+            failing += 1
+            shown = "NULL" if carr_text is None or pd.isna(carr_text) else repr(carr_text)
+            value = (
+                f"{'NULL' if actual is None else actual} instead of {'NULL' if expected is None else expected} "
+                f"(source {shown})"
+            )
+            values[value] += 1
+            if len(samples) < SAMPLE_SIZE:
+                samples.append({"account_id": account_id, "account_name": account_name, "value": value})
+    what = "companies carry another CARR than the source text"
+    return dg.AssetCheckResult(
+        passed=failing == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        what="companies carry another CARR than the source",
-        labels=ACCOUNT_LABELS,
+        description=f"{failing} {what}" if failing else f"No {what}.",
+        metadata={
+            "failing_records": dg.MetadataValue.int(failing),
+            "sample_records": dg.MetadataValue.json(samples),
+            "values": dg.MetadataValue.json(dict(values.most_common(SAMPLE_SIZE))),
+        },
     )
 
 
