@@ -8,9 +8,3 @@
 {% macro trim_whitespace(column) -%}
     trim({{ column }}, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(160))
 {%- endmacro %}
-
-{#- A label's matching key: lower-cased with every space removed, so ` mql `, `Bad  data` and `bad data` meet
-    (NULL and '' become NULL). A raw value maps to a canonical label only when exactly one label has its key. -#}
-{% macro label_match_key(column) -%}
-    nullif(replace(lower({{ trim_whitespace(column) }}), ' ', ''), '')
-{%- endmacro %}

@@ -33,14 +33,15 @@
     regexp_replace({{ text }}, '{{ pattern }}', '', 'g')
 {%- endmacro %}
 
-{#- The text without leading and trailing whitespace of any kind (trim() strips spaces only); NULL when nothing is
+{#- The text without leading and trailing whitespace of any kind (see `trim_whitespace`); NULL when nothing is
     left. -#}
 {% macro strip_whitespace(text) -%}
-    nullif({{ remove_pattern(text, '^[[:space:]]+|[[:space:]]+$') }}, '')
+    nullif({{ trim_whitespace(text) }}, '')
 {%- endmacro %}
 
-{#- A key that ignores case, whitespace, hyphens and underscores ('Gitlab admin', ' sold_to ' and 'SOLD-TO' match
-    'GitLab Admin' and 'Sold-To'); NULL when nothing is left. -#}
+{#- A label's matching key: it ignores case, whitespace, hyphens and underscores (' mql ', 'Bad  data', 'Gitlab admin',
+    ' sold_to ' and 'SOLD-TO' match 'MQL', 'Bad Data', 'GitLab Admin' and 'Sold-To'); NULL when nothing is left.
+    A raw value maps to a canonical label only when exactly one label has its key. -#}
 {% macro loose_match_key(text) -%}
     nullif({{ remove_pattern('lower(' ~ text ~ ')', '[-_[:space:]]') }}, '')
 {%- endmacro %}

@@ -23,7 +23,7 @@ canonical_sources as (
 {#- Lead statuses likewise, ignoring case and every space (` mql ` is `MQL`). -#}
 canonical_statuses as (
     select
-        {{ label_match_key('lead_status') }} as match_key,
+        {{ loose_match_key('lead_status') }} as match_key,
         min(lead_status) as lead_status
     from lead_statuses
     group by 1
@@ -54,7 +54,7 @@ renamed as (
         cast(source.merged_into_person_id as bigint) as merged_into_person_id
     from typed as source
     left join canonical_statuses
-        on {{ label_match_key('source.status') }} = canonical_statuses.match_key
+        on {{ loose_match_key('source.status') }} = canonical_statuses.match_key
     left join canonical_sources
         on {{ normalize_text('source.initial_source') }} = canonical_sources.match_key
     where source.person_id is not null
