@@ -1,5 +1,5 @@
 {#
-  Seed 000: the namespace detail synced to Iterable every 24 hours, one row per user e-mail with a nested
+  The namespace detail synced to Iterable every 24 hours, one row per user e-mail with a nested
   JSON array holding one object per namespace the user belongs to. Only users created within the last
   `namespace_sync_window_months` months (two) are kept, for storage cost.
 #}
