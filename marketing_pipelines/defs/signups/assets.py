@@ -60,6 +60,7 @@ def _ingest(
         kind_of,
         pending_files,
     )
+    from marketing_pipelines.signups.landing import shown
 
     db = warehouse.get_warehouse()
     ensure_tables(db)  # also lets the views over the raw tables build before the first file lands
@@ -112,7 +113,7 @@ def _ingest(
         metadata={
             **totals,
             "mode": "catch-up" if catch_up else "sensor",
-            "source_files": dg.MetadataValue.json(files[:100]),
+            "source_files": dg.MetadataValue.json([shown(str(file)) for file in files[:100]]),
             "still_being_written": dg.MetadataValue.json(waiting),
             "files_not_loaded": dg.MetadataValue.json({k: v[:50] for k, v in outcomes.items()}),
             "quarantine_reasons": dg.MetadataValue.json(reasons),
