@@ -131,7 +131,8 @@ _DESCRIPTION = (
     "content under a second name is recorded as a duplicate). Each line is validated (JSON object, required "
     "fields, types, time zone, dates, e-mail shape, id ranges, NUL / surrogate characters); bad lines go to "
     "`ops.quarantine` with file, line number, raw text and reason. Entries that are not regular files (symlinks, "
-    "directories, FIFOs, devices) and gzip files are refused unread and recorded. No file content fails the step. "
+    "directories, FIFOs, devices), names not ending in `.jsonl`, names that are not UTF-8 (recorded with \\xNN "
+    "escapes), gzip and UTF-16/UTF-32 files are refused and recorded. No file content or name fails the step. "
     "A last line still being written is waited for (SIGNUPS_INCOMPLETE_LINE_SECONDS), then quarantined."
 )
 
