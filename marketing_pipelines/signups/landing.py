@@ -227,13 +227,6 @@ def sha256_of(handle: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a regular file's content (raises RefusedFile for anything else, never opening it)."""
-    fd, _ = open_regular(path)
-    with os.fdopen(fd, "rb") as handle:
-        return sha256_of(handle)
-
-
 def refused_version(ctime_ns: int) -> str:
     """The ledger's stand-in for the content hash of an entry that is never read (changes when the entry does)."""
     return f"refused:{ctime_ns}"
