@@ -22,7 +22,7 @@ import pytest
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
 from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
-from marketing_pipelines.signups.landing import EVENT_KINDS
+from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key
 from marketing_pipelines.signups.tables import EVENT_TABLES
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
@@ -232,6 +232,49 @@ def _dangling(folder: Path, name: str) -> None:
     (folder / name).symlink_to(folder / "does-not-exist.jsonl")
 
 
+#: file cases landed under a name other than `<case>.jsonl`: the name as recorded (escaped when not UTF-8)
+LANDED_NAMES: dict[str, str] = {"compressed_name.jsonl.gz": "compressed_name.jsonl.gz"}
+
+
+def _other_name(case: str, landed: str, reason: str = "not a .jsonl file: only *.jsonl files are read") -> None:
+    """A file case whose file is named `landed`: a good JSON Lines file that must be refused for its name."""
+
+    @_file_case(case, "refused", reason)
+    def _make(folder: Path, name: str) -> None:
+        real = os.fsdecode(landed.encode("utf-8").replace(b"\\xff", b"\xff"))  # the raw byte 0xFF in the name
+        (folder / real).write_bytes(jl(event(f"{folder.name}-{case}-1")))
+
+    LANDED_NAMES[case] = landed
+
+
+_other_name("upper_case_suffix", "upper_case_suffix.JSONL")
+_other_name("json_suffix", "json_suffix.json")
+_other_name("ndjson_suffix", "ndjson_suffix.ndjson")
+_other_name("text_suffix", "text_suffix.txt")
+_other_name("no_suffix", "no_suffix")
+_other_name("name_not_utf8", "name_not_utf8-\\xff.jsonl", "file name not UTF-8")  # the byte 0xFF, shown escaped
+
+
+@_file_case("utf16_le_bom", "refused", "UTF-16 text (byte order mark FF FE): only UTF-8 is read")
+def _utf16_le(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(jl(event(f"{folder.name}-u16le-1")).decode().encode("utf-16"))  # FF FE, then LE
+
+
+@_file_case("utf16_be_bom", "refused", "UTF-16 text (byte order mark FE FF)")
+def _utf16_be(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(b"\xfe\xff" + jl(event(f"{folder.name}-u16be-1")).decode().encode("utf-16-be"))
+
+
+@_file_case("utf32_bom", "refused", "UTF-32 text")
+def _utf32(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(jl(event(f"{folder.name}-u32-1")).decode().encode("utf-32"))
+
+
+@_file_case("utf16_without_bom", "refused", "bytes are NUL: UTF-16/UTF-32 text without a byte order mark")
+def _utf16_no_bom(folder: Path, name: str) -> None:
+    (folder / name).write_bytes(jl(event(f"{folder.name}-u16-1")).decode().encode("utf-16-le"))
+
+
 def _device(folder: Path, name: str) -> None:
     os.mknod(folder / name, 0o600 | 0o020000, os.makedev(1, 3))  # a character device like /dev/null
 
@@ -243,6 +286,10 @@ try:  # creating a device node needs privileges the test machine may not grant
     _file_case("device", "refused", "a device")(_device)
 except (PermissionError, OSError):
     pass
+
+
+#: Names starting with "." (a file being landed under a temporary name, an editor's file): skipped silently.
+HIDDEN_NAMES = (".being-landed.jsonl", ".upload.jsonl.x7Gq2", ".notes.txt.swp")
 
 
 def land_everything(root: Path) -> None:
@@ -257,11 +304,12 @@ def land_everything(root: Path) -> None:
             (folder / f"{case}.jsonl").write_bytes(build(f"{kind}-{case}"))
         for case, (make, _, _) in FILE_CASES.items():
             make(folder, f"{case}.jsonl")
-        (folder / ".being-landed.jsonl").write_bytes(jl(event(f"{kind}-hidden")))
+        for hidden in HIDDEN_NAMES:
+            (folder / hidden).write_bytes(jl(event(f"{kind}-hidden")))
 
 
 def landed_name(case: str) -> str:
-    return case if case.endswith(".gz") else f"{case}.jsonl"
+    return LANDED_NAMES.get(case, f"{case}.jsonl")
 
 
 def assert_every_line_accounted_for(db: DuckDBWarehouse, root: Path) -> None:
@@ -302,7 +350,7 @@ def assert_every_line_accounted_for(db: DuckDBWarehouse, root: Path) -> None:
             assert not [row for row in loaded if row[0] == file], (kind, case)
             if outcome == "refused":
                 assert "file refused" in quarantined[(file, 0)], (kind, case)
-        assert str(folder / ".being-landed.jsonl") not in ledger
+        assert not {str(folder / hidden) for hidden in HIDDEN_NAMES} & set(ledger)
         emails = {email for f, _, email in loaded if f.endswith("odd_case_email.jsonl")}
         assert emails == {"jane.doe@example.com"}
 
@@ -350,6 +398,8 @@ def test_sensor_path_accounts_for_every_line_of_every_hostile_file(hostile_landi
     per_kind = len(LINE_CASES) + len(FILE_CASES)
     assert len(tick.run_requests) == 2 * per_kind
     assert len({request.run_key for request in tick.run_requests}) == 2 * per_kind
+    for request in tick.run_requests:  # a name that is not UTF-8 is escaped wherever it is stored or shown
+        json.dumps([request.run_key, request.tags, request.run_config], ensure_ascii=False).encode("utf-8")
     files: dict[str, list[str]] = {"raw__trial_signup_events": [], "raw__free_registration_events": []}
     for request in tick.run_requests:
         for asset, config in request.run_config["ops"].items():
@@ -496,3 +546,192 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     assert "symbolic link" in reasons["trial_signups/link.jsonl"]
     assert "named pipe" in reasons["free_registrations/pipe.jsonl"]
     assert not [raw for (raw,) in db.query("select raw_text from ops.quarantine") if raw and SECRET in raw]
+
+
+def land_name_not_utf8(folder: Path, *lines: dict) -> str:
+    """A file named with the byte 0xFF (not UTF-8) holding good lines; returns its path as recorded (escaped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(os.path.join(os.fsencode(folder), b"bad-\xff.jsonl"), "wb") as handle:
+        handle.write(jl(*lines))
+    return str(folder / "bad-\\xff.jsonl")
+
+
+def assert_refused_name_and_good_file_loaded(db: DuckDBWarehouse, shown: str, good_ids: set[str]) -> None:
+    ledger = {
+        file: (outcome, reason)
+        for file, outcome, reason in db.query("select file, outcome, reason from ops.ingested_files")
+    }
+    assert ledger[shown][0] == "refused" and ledger[shown][1].startswith("file name not UTF-8"), ledger
+    ((reason,),) = db.query("select reason from ops.quarantine where file = ? and line_number = 0", [shown])
+    assert reason.startswith("file refused: file name not UTF-8")
+    assert {event_id for (event_id,) in db.query("select event_id from raw.trial_signup_events")} == good_ids
+
+
+def test_a_name_that_is_not_utf8_is_refused_unread_and_the_other_files_load_in_the_catch_up(tmp_path, monkeypatch):
+    folder = tmp_path / "landing" / "trial_signups"
+    shown = land_name_not_utf8(folder, event("never-read"))
+    (folder / "good.jsonl").write_bytes(jl(event("good-1")))
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    db_path = tmp_path / "warehouse.duckdb"
+    result = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    assert result.success
+    meta = metadata(result, "raw__trial_signup_events")
+    assert meta["loaded"] == 1 and shown in meta["source_files"]
+    assert_refused_name_and_good_file_loaded(DuckDBWarehouse(db_path), shown, {"good-1"})
+    again = dg.materialize([trial_signup_events, free_registration_events], resources=warehouse_resource(db_path))
+    assert metadata(again, "raw__trial_signup_events")["files"] == 0  # the refusal is recorded once
+
+
+def test_a_name_that_is_not_utf8_never_wedges_the_sensor(tmp_path, monkeypatch):
+    """The sensor tick requests a run for the file under its escaped name (tags and config are storable text), the
+    run records it as refused without reading it, the good file's run loads, and a file landed later still gets
+    its run: the cursor moves on."""
+    landing = tmp_path / "landing"
+    folder = landing / "trial_signups"
+    shown = land_name_not_utf8(folder, event("never-read"))
+    (folder / "good.jsonl").write_bytes(jl(event("good-1")))
+    monkeypatch.setenv("LANDING_DIR", str(landing))
+    db_path = tmp_path / "warehouse.duckdb"
+    with dg.instance_for_test() as instance:  # a persistent instance: tags and run config go through its storage
+        first = trial_signup_sensor(dg.build_sensor_context(instance=instance))
+        assert sorted(r.tags["signups/file"] for r in first.run_requests) == [
+            "trial_signups/bad-\\xff.jsonl",
+            "trial_signups/good.jsonl",
+        ]
+        for request in first.run_requests:
+            result = dg.materialize(
+                [trial_signup_events, free_registration_events],
+                run_config=request.run_config,
+                tags=request.tags,
+                resources=warehouse_resource(db_path),
+                instance=instance,
+            )
+            assert result.success
+            assert instance.get_run_by_id(result.run_id).tags["signups/file"] == request.tags["signups/file"]
+        assert_refused_name_and_good_file_loaded(DuckDBWarehouse(db_path), shown, {"good-1"})
+
+        time.sleep(0.01)
+        (folder / "later.jsonl").write_bytes(jl(event("later-1")))
+        second = trial_signup_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert [r.tags["signups/file"] for r in second.run_requests] == ["trial_signups/later.jsonl"]
+        (request,) = second.run_requests
+        assert dg.materialize(
+            [trial_signup_events, free_registration_events],
+            run_config=request.run_config,
+            tags=request.tags,
+            resources=warehouse_resource(db_path),
+            instance=instance,
+        ).success
+    assert_refused_name_and_good_file_loaded(DuckDBWarehouse(db_path), shown, {"good-1", "later-1"})
+
+
+def test_a_path_that_is_not_utf8_given_directly_is_recorded_escaped(tmp_path):
+    """`ingest_file` with the real path (Python's surrogate-escaped str) refuses it without reading it."""
+    from marketing_pipelines.signups.ingest import ensure_tables, ingest_file
+
+    folder = tmp_path / "trial_signups"
+    shown = land_name_not_utf8(folder, event("never-read"))
+    db = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    ensure_tables(db)
+    real = os.fsdecode(os.path.join(os.fsencode(folder), b"bad-\xff.jsonl"))
+    report = ingest_file(db, real)
+    assert (report.file, report.outcome) == (shown, "refused")
+    assert db.query("select file, outcome from ops.ingested_files") == [(shown, "refused")]
+
+
+def _bytes_read() -> int | None:
+    try:
+        fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    except OSError:
+        return None
+    return int(fields["rchar"])
+
+
+def test_run_key_of_a_huge_file_reads_only_its_edges_and_changes_with_the_file(tmp_path):
+    """A 2 GB sparse file: the run key reads at most its first and last MiB (counted by the kernel where it can
+    tell), is stable between ticks, and changes when the file changes, also in the middle with the mtime reset."""
+    folder = tmp_path / "trial_signups"
+    folder.mkdir()
+    huge = folder / "huge.jsonl"
+    with open(huge, "wb") as handle:
+        handle.truncate(2 * 1024**3)
+    before = _bytes_read()
+    key = file_run_key(huge)
+    after = _bytes_read()
+    if before is not None and after is not None:
+        assert after - before < 4 * 1024**2
+    assert file_run_key(huge) == key
+    stat = huge.stat()
+    with open(huge, "r+b") as handle:
+        handle.seek(1024**3)
+        handle.write(b"x")  # the middle: not hashed, the mtime and ctime change
+    os.utime(huge, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime back-dated: the ctime still moves on
+    middle = file_run_key(huge)
+    assert middle != key
+    with open(huge, "ab") as handle:
+        handle.write(b"\n")
+    assert file_run_key(huge) not in (key, middle)
+
+
+def test_a_touched_file_gets_a_new_run_key_and_its_run_loads_nothing_twice(tmp_path, monkeypatch):
+    """The run key changes with the file's times, not only its content; ingestion dedupes by the full content."""
+    folder = tmp_path / "landing" / "trial_signups"
+    folder.mkdir(parents=True)
+    path = folder / "a.jsonl"
+    path.write_bytes(jl(event("a-1")))
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    db_path = tmp_path / "warehouse.duckdb"
+    config = {
+        "ops": {
+            "raw__trial_signup_events": {"config": {"files": [str(path)]}},
+            "raw__free_registration_events": {"config": {"files": []}},
+        }
+    }
+    key = file_run_key(path)
+    first = dg.materialize(
+        [trial_signup_events, free_registration_events], run_config=config, resources=warehouse_resource(db_path)
+    )
+    time.sleep(0.01)
+    os.utime(path)
+    assert file_run_key(path) != key
+    second = dg.materialize(
+        [trial_signup_events, free_registration_events], run_config=config, resources=warehouse_resource(db_path)
+    )
+    assert (
+        metadata(first, "raw__trial_signup_events")["loaded"],
+        metadata(second, "raw__trial_signup_events")["loaded"],
+    ) == (1, 0)
+    assert DuckDBWarehouse(db_path).query("select count(*) from ops.ingested_files") == [(1,)]
+
+
+def test_a_utf16_file_is_refused_at_once_not_waited_for(tmp_path, monkeypatch):
+    """UTF-16 text ends in a NUL byte after its last newline: refused as a whole at once, never held as a
+    half-written line, in the catch-up and in the sensor's run."""
+    folder = tmp_path / "landing" / "free_registrations"
+    folder.mkdir(parents=True)
+    path = folder / "utf16.jsonl"
+    path.write_bytes(jl(event("u-1")).decode().encode("utf-16"))
+    assert path.read_bytes().endswith(b"\n\x00")
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("SIGNUPS_INCOMPLETE_LINE_SECONDS", "600")
+    config = {
+        "ops": {
+            "raw__trial_signup_events": {"config": {"files": []}},
+            "raw__free_registration_events": {"config": {"files": [str(path)]}},
+        }
+    }
+    sensor_db = tmp_path / "sensor.duckdb"
+    sensor = dg.materialize(
+        [trial_signup_events, free_registration_events], run_config=config, resources=warehouse_resource(sensor_db)
+    )
+    assert not [e for e in sensor.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    catch_up_db = tmp_path / "catch_up.duckdb"
+    catch_up = dg.materialize(
+        [trial_signup_events, free_registration_events], resources=warehouse_resource(catch_up_db)
+    )
+    assert metadata(catch_up, "raw__free_registration_events")["still_being_written"] == []
+    for db_path in (sensor_db, catch_up_db):
+        db = DuckDBWarehouse(db_path)
+        ((outcome, reason),) = db.query("select outcome, reason from ops.ingested_files")
+        assert outcome == "refused" and reason.startswith("UTF-16 text (byte order mark FF FE): only UTF-8 is read")
+        assert db.query("select line_number from ops.quarantine") == [(0,)]

@@ -116,7 +116,7 @@ def live_env(tmp_path: Path, warehouse_path: Path, monkeypatch: pytest.MonkeyPat
         yield landing, emulator
 
 
-def run_sensor_and_jobs(times: int = 1) -> list[dg.ExecuteInProcessResult]:
+def run_sensor_and_jobs(times: int = 1, *, raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
     from marketing_pipelines.definitions import defs
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
 
@@ -124,7 +124,10 @@ def run_sensor_and_jobs(times: int = 1) -> list[dg.ExecuteInProcessResult]:
     job = defs().resolve_job_def("ingest_signups_job")
     return [
         job.execute_in_process(
-            run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()
+            run_config=request.run_config,
+            tags=request.tags,
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=raise_on_error,
         )
         for _ in range(times)
         for request in tick.run_requests
@@ -270,4 +273,83 @@ def test_company_namespace_decides_when_setup_for_company_disagrees(warehouse_pa
     assert rows == [("disagree-company",), ("shared-1",)]
     assert db.query("select setup_for_company from raw.gitlab_users where user_id = 101") == [(False,)]
     check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(warehouse_path)))
-    assert check.passed and check.metadata["free_registrations_considered"].value == 2
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert check.metadata["free_registrations_considered"].value == 4
+    named = {r["event_key"]: r["email"] for r in check.metadata["sample_records"].value}
+    assert named == {
+        "free_registrations:disagree-personal": "p***@example.com",
+        "free_registrations:personal-1": "p***@example.com",
+    }
+
+
+def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (check,) = result.get_asset_check_evaluations()
+    return check
+
+
+def test_personal_free_registrations_left_out_by_the_view_are_named_with_warn(live_env):
+    """The audience view filters personal free registrations out by itself; the check still names them (read from
+    staging): WARN, the push goes on without them."""
+    landing, emulator = live_env
+    land(
+        landing,
+        "free_registrations",
+        "f.jsonl",
+        [
+            event("p1", "p1@example.com", companyNamespace=False),
+            event("c1", "c1@example.com"),
+            event("c2", "c2@example.com"),
+            event("c3", "c3@example.com"),
+        ],
+    )
+    (result,) = run_sensor_and_jobs()
+    assert result.success
+    check = check_of(result)
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert check.metadata["failing_records"].value == 1 and check.metadata["personal_share"].value == 0.25
+    (named,) = check.metadata["sample_records"].value
+    assert named == {
+        "event_key": "free_registrations:p1",
+        "email": "p***@example.com",
+        "value": "personal free registration: left out of the push",
+    }
+    assert "p1@example.com" not in json.dumps(check.metadata["sample_records"].value)
+    assert set(emulator.events) == {iterable_event_id(f"free_registrations:c{i}") for i in (1, 2, 3)}
+    assert "p1@example.com" not in emulator.users
+
+
+def test_mostly_personal_free_registrations_block_the_push_with_the_view_intact(live_env):
+    """3 personal and 1 company free registration, the audience view as built: over 50% personal, so the check
+    fails with ERROR and the signup pushes are skipped, the company one included."""
+    landing, emulator = live_env
+    land(
+        landing,
+        "free_registrations",
+        "f.jsonl",
+        [
+            event("p1", "p1@example.com", companyNamespace=False),
+            event("p2", "p2@example.com", companyNamespace=False),
+            event("p3", "p3@example.com", companyNamespace=False),
+            event("c1", "c1@example.com"),
+        ],
+    )
+    (result,) = run_sensor_and_jobs(raise_on_error=False)
+    check = check_of(result)
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert check.metadata["failing_records"].value == 3 and check.metadata["personal_share"].value == 0.75
+    assert check.metadata["free_registrations_considered"].value == 4
+    assert not result.asset_materializations_for_node("iterable_trial_event_sync")
+    assert not result.asset_materializations_for_node("iterable_signup_profile_sync")
+    assert emulator.received_bodies == []
+
+
+def test_free_registrations_loaded_over_a_day_ago_are_out_of_scope(warehouse_path, tmp_path):
+    """Only the last day's free registrations count: yesterday's personal ones were judged by yesterday's runs."""
+    from marketing_pipelines.signups.ingest import ensure_tables, ingest_file
+
+    db = DuckDBWarehouse(warehouse_path)
+    ensure_tables(db)
+    ingest_file(db, land(tmp_path / "landing", "free_registrations", "f.jsonl", FREE_REGISTRATIONS))
+    db.execute("update raw.free_registration_events set loaded_at = loaded_at - interval 25 hour")
+    check = free_registrations_only_for_company(WarehouseResource(duckdb_path=str(warehouse_path)))
+    assert check.passed and check.metadata["free_registrations_considered"].value == 0

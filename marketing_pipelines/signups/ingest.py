@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from marketing_pipelines.pii import mask_email
-from marketing_pipelines.signups.landing import RefusedFile, open_regular, refused_version, scan, sha256_of
+from marketing_pipelines.signups.landing import (
+    NAME_NOT_UTF8,
+    RefusedFile,
+    entry_shown_as,
+    is_utf8_name,
+    open_regular,
+    refused_version,
+    scan,
+    sha256_of,
+    shown,
+)
 from marketing_pipelines.signups.tables import (
     EVENT_COLUMNS,
     EVENT_TABLES,
@@ -40,6 +50,16 @@ MAX_RAW_TEXT_CHARS = 65_536
 _READ_LIMIT = MAX_LINE_BYTES + 2  # a line of MAX_LINE_BYTES plus "\r\n"
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+#: Byte order marks of the encodings that are not UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32 text (byte order mark FF FE 00 00)"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text (byte order mark 00 00 FE FF)"),
+    (b"\xff\xfe", "UTF-16 text (byte order mark FF FE)"),
+    (b"\xfe\xff", "UTF-16 text (byte order mark FE FF)"),
+)
+#: A file whose first ``_SNIFF_BYTES`` are more than this share NUL bytes is UTF-16/32 without a mark (or binary).
+_NUL_SHARE = 0.2
+_SNIFF_BYTES = 64 * 1024
 #: Ledger outcomes that mean "this version is handled": the catch-up skips it. `failed` versions are retried.
 DONE_OUTCOMES = ("loaded", "duplicate", "refused")
 _PARSE_FAILURES = ("not JSON", "not UTF-8")
@@ -209,7 +229,8 @@ def parse_file(
 
     Never raises for file content; raises IncompleteFile for a last line still being written within the wait.
     """
-    path = Path(path)
+    given = str(path)
+    path = Path(shown(given))  # a name that is not UTF-8 is only ever recorded, logged or shown escaped
     kind = kind_of(path) or "unknown"
     report = IngestReport(file=str(path), table=f"{RAW_SCHEMA}.{EVENT_TABLES.get(kind, '?')}")
     parsed = ParsedFile(report, kind)
@@ -217,7 +238,12 @@ def parse_file(
         if kind not in EVENT_TABLES or (
             landing_root is not None and os.path.realpath(path.parent) != os.path.realpath(Path(landing_root) / kind)
         ):
-            raise RefusedFile(f"not directly in {Path(landing_root or '<LANDING_DIR>')}/{{{','.join(EVENT_TABLES)}}}/")
+            root = shown(str(landing_root or "<LANDING_DIR>"))
+            raise RefusedFile(f"not directly in {root}/{{{','.join(EVENT_TABLES)}}}/")
+        if not is_utf8_name(given):
+            raise RefusedFile(NAME_NOT_UTF8, _ctime_ns(Path(given)))
+        if not os.path.lexists(path) and (hidden := entry_shown_as(path)) is not None:
+            raise RefusedFile(NAME_NOT_UTF8, hidden.ctime_ns)  # the escaped name of a file that is not UTF-8
         fd, info = open_regular(path)
     except RefusedFile as refused:
         report.file_sha256 = refused_version(refused.ctime_ns)
@@ -271,8 +297,7 @@ def _parse_open_file(
         ledger.add(report.file, report.file_sha256, kind, "duplicate")
         return
     handle.seek(0)
-    if handle.read(2) == _GZIP_MAGIC:
-        reason = "gzip-compressed content: compressed files are not read, land plain JSON Lines (.jsonl)"
+    if reason := _not_utf8_lines(handle.read(_SNIFF_BYTES)):
         _file_outcome(parsed, "refused", reason, quarantine=True, now=now)
         ledger.add(report.file, report.file_sha256, kind, "refused")
         return
@@ -402,7 +427,7 @@ def ingest_files(
                 yield from _commit_batch(warehouse, batch, now)
                 raise
             logger.warning("%s", error)
-            waiting.append(str(path))
+            waiting.append(shown(str(path)))
             continue
         batch.append(parsed)
         lines += parsed.report.lines_read
@@ -445,6 +470,22 @@ def _sha_or_none(path: str | Path) -> str | None:
         return None
     with os.fdopen(fd, "rb") as handle:
         return sha256_of(handle)
+
+
+def _not_utf8_lines(head: bytes) -> str | None:
+    """Why a file starting with ``head`` is refused as a whole (gzip, UTF-16/32 text); None to read its lines."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip-compressed content: compressed files are not read, land plain JSON Lines (.jsonl)"
+    for mark, what in _OTHER_BOMS:
+        if head.startswith(mark):
+            return f"{what}: only UTF-8 is read, land the file encoded as UTF-8"
+    nuls = head.count(0)
+    if head and nuls / len(head) > _NUL_SHARE:
+        return (
+            f"{nuls} of the first {len(head)} bytes are NUL: UTF-16/UTF-32 text without a byte order mark, or "
+            "binary; only UTF-8 text is read, land the file encoded as UTF-8"
+        )
+    return None
 
 
 def _decode(raw: bytes) -> str | None:

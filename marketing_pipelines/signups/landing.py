@@ -5,6 +5,11 @@ plus the names of files whose change time falls within ``GRACE_NS`` of it. ``st_
 arrives or is renamed into place and cannot be back-dated like the mtime, so a file landed with an old mtime is
 still new. A file whose change time is at or after ``watermark - GRACE`` and is not in ``recent`` is new; the grace
 window covers files that land while a tick is scanning (their ctime may be just below the new watermark).
+
+Every entry in a kind folder is returned, except names starting with ``.`` (a file still being landed under a
+temporary name, an editor's swap file): those are skipped silently. An entry whose name is not valid UTF-8 is
+returned under its name shown with ``\\xNN`` escapes (see ``shown``) and refused: a name that cannot be encoded as
+text never reaches the warehouse, a run tag, a log line or metadata.
 """
 
 from __future__ import annotations
@@ -23,6 +28,32 @@ GRACE_NS = 120 * 1_000_000_000
 FILE_SUFFIX = ".jsonl"
 #: Compressed files are refused with a reason (never decompressed): land plain JSON Lines.
 REFUSED_SUFFIXES = (".jsonl.gz",)
+#: Names starting with this are skipped silently (a file being landed under a temporary name, an editor's file).
+HIDDEN_PREFIX = "."
+#: How much of a file's start and end the sensor's run key hashes (the rest is identified by size and times).
+RUN_KEY_EDGE_BYTES = 1 << 20
+NAME_NOT_UTF8 = (
+    "file name not UTF-8: the name holds bytes that are not UTF-8 text (shown as \\xNN); the file is not read, "
+    "land it under a UTF-8 name"
+)
+NOT_JSONL = (
+    f"not a {FILE_SUFFIX} file: only *{FILE_SUFFIX} files are read (the suffix is case-sensitive; "
+    f"land JSON Lines as *{FILE_SUFFIX})"
+)
+
+
+def shown(text: str) -> str:
+    """``text`` (a path or name) as storable text: bytes that are not UTF-8, which Python carries as surrogate
+    escapes, shown as ``\\xNN``; equal to ``text`` for every name that is valid UTF-8."""
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate that is not a byte escape (e.g. from JSON run config)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(text: str) -> bool:
+    return shown(text) == text
 
 
 @dataclass(frozen=True)
@@ -30,6 +61,7 @@ class LandedFile:
     """One event file found in the landing folder."""
 
     kind: str
+    #: The path and name as text (``shown``): the real ones unless the name is not UTF-8 (then it is refused).
     path: str
     name: str
     ctime_ns: int
@@ -42,7 +74,10 @@ class LandedFile:
 
 
 def refusal_reason(mode: int, name: str = "") -> str | None:
-    """Why a landing-folder entry with ``lstat`` mode ``mode`` must not be opened; None for a regular file."""
+    """Why a landing-folder entry with ``lstat`` mode ``mode`` and name ``name`` must not be opened; None for a
+    regular ``*.jsonl`` file."""
+    if not is_utf8_name(name):
+        return NAME_NOT_UTF8
     if stat.S_ISLNK(mode):
         return "a symbolic link: links are never followed, land the file itself"
     if stat.S_ISDIR(mode):
@@ -57,6 +92,8 @@ def refusal_reason(mode: int, name: str = "") -> str | None:
         return "not a regular file"
     if name.endswith(REFUSED_SUFFIXES):
         return "gzip-compressed (.jsonl.gz): compressed files are not read, land plain JSON Lines (.jsonl)"
+    if name and not name.endswith(FILE_SUFFIX):
+        return NOT_JSONL
     return None
 
 
@@ -76,15 +113,16 @@ def parse_cursor(text: str | None) -> dict[str, Any]:
 
 
 def is_landed_name(name: str) -> bool:
-    """``*.jsonl`` (and ``*.jsonl.gz``, refused with a reason) not starting with ``.`` (a file being landed)."""
-    return name.endswith((FILE_SUFFIX, *REFUSED_SUFFIXES)) and not name.startswith(".")
+    """Every name but those starting with ``.`` (a file being landed, an editor's file: skipped silently)."""
+    return not name.startswith(HIDDEN_PREFIX)
 
 
 def scan(root: str | Path, kinds: tuple[str, ...] = EVENT_KINDS) -> list[LandedFile]:
-    """Every ``<root>/<kind>/*.jsonl`` entry (one ``os.scandir`` per kind; missing folders are empty).
+    """Every ``<root>/<kind>/*`` entry but hidden ones (one ``os.scandir`` per kind; missing folders are empty).
 
-    Entries are never followed or opened here: each is ``lstat``-ed, and one that is not a regular file (a
-    symlink, a directory, a FIFO, a device) comes back with its ``refusal``, so ingestion can record it.
+    Entries are never followed or opened here: each is ``lstat``-ed, and one that is not a regular ``*.jsonl``
+    file with a UTF-8 name (a symlink, a directory, a FIFO, a device, ``x.json``, a name that is not UTF-8) comes
+    back with its ``refusal``, so ingestion can record it.
     """
     found = []
     for kind in kinds:
@@ -101,8 +139,28 @@ def scan(root: str | Path, kinds: tuple[str, ...] = EVENT_KINDS) -> list[LandedF
                 except FileNotFoundError:
                     continue
                 refusal = refusal_reason(info.st_mode, entry.name)
-                found.append(LandedFile(kind, entry.path, entry.name, info.st_ctime_ns, refusal))
+                found.append(LandedFile(kind, shown(entry.path), shown(entry.name), info.st_ctime_ns, refusal))
     return found
+
+
+def entry_shown_as(path: str | Path) -> LandedFile | None:
+    """The entry whose name is not UTF-8 and is shown as ``path`` (see ``shown``), lstat-ed, never opened; None
+    when there is none. How a run finds the file a refused, escaped name in its config stands for."""
+    folder = Path(path).parent
+    try:
+        entries = os.scandir(folder)
+    except OSError:
+        return None
+    with entries:
+        for entry in entries:
+            if is_utf8_name(entry.name) or shown(entry.path) != str(path):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                return None
+            return LandedFile(folder.name, str(path), shown(entry.name), info.st_ctime_ns, NAME_NOT_UTF8)
+    return None
 
 
 def new_files(
@@ -169,24 +227,35 @@ def sha256_of(handle: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a regular file's content (raises RefusedFile for anything else, never opening it)."""
-    fd, _ = open_regular(path)
-    with os.fdopen(fd, "rb") as handle:
-        return sha256_of(handle)
-
-
 def refused_version(ctime_ns: int) -> str:
     """The ledger's stand-in for the content hash of an entry that is never read (changes when the entry does)."""
     return f"refused:{ctime_ns}"
 
 
-def file_run_key(path: str | Path) -> str:
-    """``<kind>/<name>:<sha256 of the content>`` (``:refused:<ctime>`` for an entry that is not read): unique to
-    the file's content, stable across ticks."""
-    path = Path(path)
+def file_fingerprint(path: str | Path) -> str:
+    """A cheap id of a regular file's version, read in constant time whatever its size: device, inode, size,
+    mtime and ctime (ns) and a SHA-256 of at most the first and last ``RUN_KEY_EDGE_BYTES``. Any write changes the
+    size or mtime, a rename into place or a ``touch`` the ctime. Raises RefusedFile for anything but a file."""
+    fd, info = open_regular(path)
     try:
-        version = file_sha256(path)
+        digest = hashlib.sha256(os.pread(fd, RUN_KEY_EDGE_BYTES, 0))
+        if info.st_size > RUN_KEY_EDGE_BYTES:
+            digest.update(os.pread(fd, RUN_KEY_EDGE_BYTES, max(RUN_KEY_EDGE_BYTES, info.st_size - RUN_KEY_EDGE_BYTES)))
+    finally:
+        os.close(fd)
+    times = f"{info.st_mtime_ns}-{info.st_ctime_ns}"
+    return f"{info.st_dev}-{info.st_ino}-{info.st_size}-{times}-{digest.hexdigest()[:32]}"
+
+
+def file_run_key(path: str | Path) -> str:
+    """``<kind>/<name>:<file_fingerprint>`` (``:refused:<ctime>`` for an entry that is not read): unique to the
+    file's version, stable across ticks, and cheap for a file of any size (the content is hashed by ingestion,
+    which dedupes by it; a run for a version already loaded loads nothing)."""
+    path = Path(path)
+    if not is_utf8_name(path.name):
+        return f"{path.parent.name}/{shown(path.name)}:{refused_version(os.lstat(path).st_ctime_ns)}"
+    try:
+        version = file_fingerprint(path)
     except RefusedFile as refused:
         version = refused_version(refused.ctime_ns)
     except PermissionError:  # unreadable: the run records why; a chmod changes the ctime, so the key

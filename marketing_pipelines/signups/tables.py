@@ -40,7 +40,8 @@ QUARANTINE_COLUMNS: dict[str, str] = {
 
 #: One row per landed file version handled (path + SHA-256 of its content, or `refused:<ctime>` for an entry that is
 #: never read): what the daily catch-up skips. `outcome`: loaded, duplicate (same content already loaded under
-#: another name), refused (not a regular file, compressed) or failed (retried by the next catch-up); `reason` says why.
+#: another name), refused (not a regular file, not `*.jsonl`, a name that is not UTF-8, compressed, UTF-16/32) or
+#: failed (retried by the next catch-up); `reason` says why. A name that is not UTF-8 is stored with \xNN escapes.
 INGESTED_FILES = "ops.ingested_files"
 INGESTED_FILES_COLUMNS: dict[str, str] = {
     "file": "varchar",

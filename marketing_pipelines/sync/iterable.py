@@ -41,8 +41,8 @@ UNSUBSCRIBE_AUDIENCE = Audience(
 SIGNUP_OPT_OUTS = "iterable_signup_opt_outs"
 TRIAL_EVENTS_VIEW = "audiences.iterable_trial_events"
 #: Rows of `audiences.iterable_trial_events` that are personal free registrations (the event's `companyNamespace`
-#: is false): never sent. The view leaves them out; `free_registrations_only_for_company` counts any that slip in,
-#: and the signup pushes below exclude them row by row.
+#: is false): never sent. The view leaves them out, the signup pushes below exclude any that slip in row by row, and
+#: `free_registrations_only_for_company` names every personal one it reads from staging.
 PERSONAL_FREE_REGISTRATIONS_SQL = """
     select events.event_key, registrations.user_id as person_id, events.email, 'personal free registration' as value
     from audiences.iterable_trial_events as events

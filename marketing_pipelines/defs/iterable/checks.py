@@ -1,5 +1,6 @@
 """Checks that stop a bad push to Iterable (blocking, on the audience) and watch each sync's rejection backlog."""
 
+import datetime as dt
 import json
 
 import dagster as dg
@@ -13,7 +14,6 @@ from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.sync.engine import Audience
 from marketing_pipelines.sync.iterable import (
-    PERSONAL_FREE_REGISTRATIONS_SQL,
     TRIAL_EVENTS_VIEW,
     UNSUBSCRIBE_AUDIENCE,
     USER_AUDIENCE,
@@ -166,9 +166,39 @@ iterable_trial_event_rejection_backlog = rejection_backlog_check(
 )
 
 
-#: More than this share of the free registrations in the audience being personal means the rule is broken as a
-#: whole (not a few bad rows): the check fails with ERROR and blocks the signup push.
+#: More than this share of the free registrations in scope being personal means the rule is broken as a whole (not
+#: a few rows): the check fails with ERROR and blocks the signup push.
 PERSONAL_SHARE_BLOCKING = 0.5
+#: The free registrations in scope: those loaded within this many hours (every signup run and the daily run see
+#: the last day's registrations; older ones were judged by the runs of their day).
+PERSONAL_SCOPE_HOURS = 24
+
+
+def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
+    """One row per free registration in scope (``event_key, person_id, email, value, is_personal``), read from
+    `staging.stg_signups__free_registration_events`, not through the audience view's own filter: every one loaded
+    since ``loaded_since`` (naive UTC), and any personal one the audience holds, whenever loaded. ``value`` says
+    what happens to a personal one."""
+    since = loaded_since.replace(microsecond=0).isoformat(sep=" ")
+    return f"""
+    select
+        registrations.event_key,
+        registrations.event_key as person_id,
+        registrations.email,
+        case
+            when coalesce(registrations.is_company_namespace, false) then 'set up for a team or company'
+            when audience.event_key is not null then 'personal free registration in the audience: left out of the push'
+            else 'personal free registration: left out of the push'
+        end as value,
+        not coalesce(registrations.is_company_namespace, false) as is_personal
+    from staging.stg_signups__free_registration_events as registrations
+    left join (
+        select distinct events.event_key from {TRIAL_EVENTS_VIEW} as events
+        where events.event_kind = 'free_registrations'
+    ) as audience on audience.event_key = registrations.event_key
+    where registrations.loaded_at >= cast('{since}' as timestamp)
+        or (audience.event_key is not null and not coalesce(registrations.is_company_namespace, false))
+    """
 
 
 @dg.asset_check(
@@ -180,11 +210,13 @@ PERSONAL_SHARE_BLOCKING = 0.5
     pool=WAREHOUSE_POOL,
     description=(
         "Iterable handbook (SaaS Free Registration): a free registration is sent only when the user set the account "
-        "up for a team or company, decided by the event's `companyNamespace`. Lists every personal free "
-        "registration in `audiences.iterable_trial_events` (matched by kind and id, so a trial sharing an id is not "
-        "one). A few: fails with WARN, does not block, and the signup pushes leave those rows out while every "
-        "other event goes out. More than 50% of the free registrations in the audience: fails with ERROR and "
-        "blocks the push (the rule itself is broken)."
+        "up for a team or company, decided by the event's `companyNamespace`. Reads the free registrations loaded "
+        f"in the last {PERSONAL_SCOPE_HOURS} hours from `staging.stg_signups__free_registration_events` (not "
+        "through the audience view's filter), plus any personal one found in `audiences.iterable_trial_events`, "
+        "and names every personal one (matched by kind and id, e-mails masked). A few: fails with WARN, does not "
+        "block: the signup pushes leave those rows out while every other event goes out. More than 50% of the free "
+        "registrations in scope: fails with ERROR and blocks the push (the rule, or the field deciding it, is "
+        "broken as a whole)."
     ),
 )
 def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -198,22 +230,24 @@ def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.Asse
                 "to build the signup views. The loaded events are kept in raw and sent by the next run."
             ),
         )
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=PERSONAL_SCOPE_HOURS)
+    in_scope = free_registrations_in_scope_sql(since)
+    personal_sql = f"select person_id, email, value from ({in_scope}) as in_scope where is_personal"
     ((personal, free_registrations),) = db.query(
-        f"""select
-            (select count(*) from ({PERSONAL_FREE_REGISTRATIONS_SQL}) as personal),
-            (select count(*) from audiences.iterable_trial_events where event_kind = 'free_registrations')"""
+        f"select coalesce(sum(case when is_personal then 1 else 0 end), 0), count(*) from ({in_scope}) as in_scope"
     )
     share = personal / free_registrations if free_registrations else 0.0
     blocking = share > PERSONAL_SHARE_BLOCKING
     result = violations_result(
         db,
-        PERSONAL_FREE_REGISTRATIONS_SQL,
+        personal_sql,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
         what=(
-            f"personal free registrations (companyNamespace false) are in the audience: {share:.0%} of its "
-            f"{free_registrations} free registrations"
+            f"personal free registrations (companyNamespace false): {share:.0%} of the {free_registrations} free "
+            f"registrations loaded in the last {PERSONAL_SCOPE_HOURS} hours"
             + (", over the 50% limit: the signup push is blocked" if blocking else "; left out of the push")
         ),
+        labels=("event_key", "email", "value"),
     )
     return dg.AssetCheckResult(
         passed=result.passed,
@@ -224,5 +258,6 @@ def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.Asse
             "free_registrations_considered": dg.MetadataValue.int(int(free_registrations)),
             "personal_share": dg.MetadataValue.float(round(share, 4)),
             "blocking_share": dg.MetadataValue.float(PERSONAL_SHARE_BLOCKING),
+            "scope_hours": dg.MetadataValue.int(PERSONAL_SCOPE_HOURS),
         },
     )

@@ -60,6 +60,7 @@ def _ingest(
         kind_of,
         pending_files,
     )
+    from marketing_pipelines.signups.landing import shown
 
     db = warehouse.get_warehouse()
     ensure_tables(db)  # also lets the views over the raw tables build before the first file lands
@@ -112,7 +113,7 @@ def _ingest(
         metadata={
             **totals,
             "mode": "catch-up" if catch_up else "sensor",
-            "source_files": dg.MetadataValue.json(files[:100]),
+            "source_files": dg.MetadataValue.json([shown(str(file)) for file in files[:100]]),
             "still_being_written": dg.MetadataValue.json(waiting),
             "files_not_loaded": dg.MetadataValue.json({k: v[:50] for k, v in outcomes.items()}),
             "quarantine_reasons": dg.MetadataValue.json(reasons),
@@ -130,7 +131,8 @@ _DESCRIPTION = (
     "content under a second name is recorded as a duplicate). Each line is validated (JSON object, required "
     "fields, types, time zone, dates, e-mail shape, id ranges, NUL / surrogate characters); bad lines go to "
     "`ops.quarantine` with file, line number, raw text and reason. Entries that are not regular files (symlinks, "
-    "directories, FIFOs, devices) and gzip files are refused unread and recorded. No file content fails the step. "
+    "directories, FIFOs, devices), names not ending in `.jsonl`, names that are not UTF-8 (recorded with \\xNN "
+    "escapes), gzip and UTF-16/UTF-32 files are refused and recorded. No file content or name fails the step. "
     "A last line still being written is waited for (SIGNUPS_INCOMPLETE_LINE_SECONDS), then quarantined."
 )
 

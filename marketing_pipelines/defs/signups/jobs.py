@@ -22,10 +22,10 @@ ingest_signups_job = dg.define_asset_job(
         | dg.AssetSelection.checks(dg.AssetCheckKey(TRIAL_EVENTS_KEY, FREE_REGISTRATIONS_ONLY_FOR_COMPANY))
     ),
     description=(
-        "Loads landed trial signup / free registration files into `raw`, checks for personal free registrations "
-        "in `audiences.iterable_trial_events` (a view over `raw`, so no dbt build is needed; a few are left out of "
-        "the push, a majority blocks it), then updates the Iterable profiles with `bulkUpdate`, opts people with a "
-        "Marketo unsubscribe out of `GitLab Marketing`, and tracks the events with `trackBulk`. No step waits on "
-        "dbt, so a signup reaches Iterable within a minute of landing."
+        "Loads landed trial signup / free registration files into `raw`, checks the last day's free registrations "
+        "for personal ones (read through the staging view over `raw`, so no dbt build is needed; a few are named "
+        "and left out of the push, a majority blocks it), then updates the Iterable profiles with `bulkUpdate`, "
+        "opts people with a Marketo unsubscribe out of `GitLab Marketing`, and tracks the events with `trackBulk`. "
+        "No step waits on dbt, so a signup reaches Iterable within a minute of landing."
     ),
 )

@@ -9,7 +9,14 @@ import dagster as dg
 
 from marketing_pipelines.defs.signups.assets import FILE_TAG, landing_dir
 from marketing_pipelines.defs.signups.jobs import ingest_signups_job
-from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key, new_files, parse_cursor
+from marketing_pipelines.signups.landing import (
+    EVENT_KINDS,
+    file_run_key,
+    new_files,
+    parse_cursor,
+    refused_version,
+    shown,
+)
 from marketing_pipelines.signups.tables import EVENT_TABLES
 
 ASSET_OF_KIND = {kind: f"raw__{table}" for kind, table in EVENT_TABLES.items()}
@@ -26,10 +33,13 @@ def run_config_for(kind: str, path: str) -> dict:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Watches `LANDING_DIR/trial_signups/` and `LANDING_DIR/free_registrations/` for new `*.jsonl` files and "
-        "requests one `ingest_signups_job` run per file (run key: folder, name and SHA-256 of the content, so a "
-        "file is never run twice). Entries that are not regular files (symlinks, directories, FIFOs) get a run too, "
-        "keyed by their change time, which records them as refused without opening them. "
+        "Watches `LANDING_DIR/trial_signups/` and `LANDING_DIR/free_registrations/` for new files and requests one "
+        "`ingest_signups_job` run per file (run key: folder, name, device, inode, size, modification and change "
+        "times and a hash of at most the first and last MiB, so a file version is never run twice and a file of "
+        "any size is keyed at once; ingestion dedupes by the SHA-256 of the whole content). Entries that are not "
+        "regular `*.jsonl` files (symlinks, directories, FIFOs, other suffixes, names that are not UTF-8, shown "
+        "with \\xNN escapes) get a run too, keyed by their change time, which records them as refused without "
+        "opening them. Names starting with `.` (being landed) are skipped. "
         "The cursor holds a change-time watermark and the names seen in the last two "
         "minutes only; a file landed with an old modification time is still picked up."
     ),
@@ -40,10 +50,13 @@ def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     files, new_cursor = new_files(landing, cursor, time.time_ns())
     requests = []
     for landed in files:
-        try:
-            run_key = file_run_key(landed.path)  # never opens a symlink, FIFO or device (refused entries)
+        try:  # a refused entry (a symlink, a FIFO, a name that is not UTF-8) is never opened
+            if landed.refusal is not None:
+                run_key = f"{landed.cursor_name}:{refused_version(landed.ctime_ns)}"
+            else:
+                run_key = file_run_key(landed.path)
         except OSError as error:  # removed, or unreadable in a way a later tick may not see: never fail the tick
-            context.log.warning(f"skipped {landed.cursor_name}: {error}")
+            context.log.warning(f"skipped {landed.cursor_name}: {error.strerror or type(error).__name__}")
             continue
         requests.append(
             dg.RunRequest(
@@ -55,7 +68,7 @@ def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     cursor_text = json.dumps(new_cursor, separators=(",", ":"))
     if not requests:
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"No new *.jsonl files in {landing}/{{{','.join(EVENT_KINDS)}}}."),
+            skip_reason=dg.SkipReason(f"No new files in {shown(str(landing))}/{{{','.join(EVENT_KINDS)}}}."),
             cursor=cursor_text,
         )
     return dg.SensorResult(run_requests=requests, cursor=cursor_text)
