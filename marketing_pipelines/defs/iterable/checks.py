@@ -166,12 +166,13 @@ iterable_trial_event_rejection_backlog = rejection_backlog_check(
 )
 
 
-#: More than this share of the free registrations in scope being personal means the rule is broken as a whole (not
-#: a few rows): the check fails with ERROR and blocks the signup push.
+#: More than this share of the audience's free registrations being personal means the rule is broken as a whole
+#: (not a few leaked rows): the check fails with ERROR and blocks the signup push.
 PERSONAL_SHARE_BLOCKING = 0.5
 #: The free registrations in scope: those loaded within this many hours (every signup run and the daily run see
 #: the last day's registrations; older ones were judged by the runs of their day).
 PERSONAL_SCOPE_HOURS = 24
+LEAKED = "personal free registration in the audience: left out of the push"
 
 
 def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
@@ -187,8 +188,8 @@ def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
         registrations.email,
         case
             when coalesce(registrations.is_company_namespace, false) then 'set up for a team or company'
-            when audience.event_key is not null then 'personal free registration in the audience: left out of the push'
-            else 'personal free registration: left out of the push'
+            when audience.event_key is not null then '{LEAKED}'
+            else 'personal free registration: left out by the audience, as the rule says'
         end as value,
         not coalesce(registrations.is_company_namespace, false) as is_personal
     from staging.stg_signups__free_registration_events as registrations
@@ -212,11 +213,11 @@ def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
         "Iterable handbook (SaaS Free Registration): a free registration is sent only when the user set the account "
         "up for a team or company, decided by the event's `companyNamespace`. Reads the free registrations loaded "
         f"in the last {PERSONAL_SCOPE_HOURS} hours from `staging.stg_signups__free_registration_events` (not "
-        "through the audience view's filter), plus any personal one found in `audiences.iterable_trial_events`, "
-        "and names every personal one (matched by kind and id, e-mails masked). A few: fails with WARN, does not "
-        "block: the signup pushes leave those rows out while every other event goes out. More than 50% of the free "
-        "registrations in scope: fails with ERROR and blocks the push (the rule, or the field deciding it, is "
-        "broken as a whole)."
+        "through the audience view's filter). Personal ones the audience left out are the rule working: counted "
+        "and named in `personal_left_out` / `personal_left_out_sample` (e-mails masked), and the check passes. "
+        "A personal one found in `audiences.iterable_trial_events` fails it: WARN when a few leaked (the signup "
+        "pushes leave those rows out, every other event goes out); ERROR, blocking the push, when more than 50% of "
+        "the audience's free registrations are personal (the rule, or the field deciding it, is broken as a whole)."
     ),
 )
 def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -232,22 +233,30 @@ def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.Asse
         )
     since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=PERSONAL_SCOPE_HOURS)
     in_scope = free_registrations_in_scope_sql(since)
-    personal_sql = f"select person_id, email, value from ({in_scope}) as in_scope where is_personal"
-    ((personal, free_registrations),) = db.query(
-        f"select coalesce(sum(case when is_personal then 1 else 0 end), 0), count(*) from ({in_scope}) as in_scope"
+    leaked_sql = f"select person_id, email, value from ({in_scope}) as in_scope where value = '{LEAKED}'"
+    ((considered, left_out, leaked),) = db.query(
+        f"""select count(*),
+            coalesce(sum(case when is_personal and value <> '{LEAKED}' then 1 else 0 end), 0),
+            coalesce(sum(case when value = '{LEAKED}' then 1 else 0 end), 0)
+        from ({in_scope}) as in_scope"""
     )
-    share = personal / free_registrations if free_registrations else 0.0
+    ((in_audience,),) = db.query(f"select count(*) from {TRIAL_EVENTS_VIEW} where event_kind = 'free_registrations'")
+    share = leaked / in_audience if in_audience else 0.0
     blocking = share > PERSONAL_SHARE_BLOCKING
     result = violations_result(
         db,
-        personal_sql,
+        leaked_sql,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
         what=(
-            f"personal free registrations (companyNamespace false): {share:.0%} of the {free_registrations} free "
-            f"registrations loaded in the last {PERSONAL_SCOPE_HOURS} hours"
+            f"personal free registrations (companyNamespace false) are in the audience: {share:.0%} of its "
+            f"{in_audience} free registrations"
             + (", over the 50% limit: the signup push is blocked" if blocking else "; left out of the push")
         ),
         labels=("event_key", "email", "value"),
+    )
+    sample = db.query(
+        f"select person_id, email from ({in_scope}) as in_scope where is_personal and value <> '{LEAKED}' "
+        "order by person_id limit 20"
     )
     return dg.AssetCheckResult(
         passed=result.passed,
@@ -255,7 +264,11 @@ def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.Asse
         description=result.description,
         metadata={
             **result.metadata,
-            "free_registrations_considered": dg.MetadataValue.int(int(free_registrations)),
+            "free_registrations_considered": dg.MetadataValue.int(int(considered)),
+            "personal_left_out": dg.MetadataValue.int(int(left_out)),
+            "personal_left_out_sample": dg.MetadataValue.json(
+                [{"event_key": key, "email": mask_email(email)} for key, email in sample]
+            ),
             "personal_share": dg.MetadataValue.float(round(share, 4)),
             "blocking_share": dg.MetadataValue.float(PERSONAL_SHARE_BLOCKING),
             "scope_hours": dg.MetadataValue.int(PERSONAL_SCOPE_HOURS),
