@@ -1,4 +1,4 @@
-"""The recursive merge walk on dbt-snowflake (a fakesnow server on loopback): a chain of 5 and a cycle.
+"""The recursive merge walk on dbt-snowflake (a fakesnow server on loopback): chains of 5 and 50 and a cycle.
 
 `tests/test_snowflake_pipeline.py` runs the sample data, whose merges are one hop; here the model's recursive CTE
 walks a long chain and a cycle through dbt-snowflake, and the blocking merge check resolves them on Snowflake too.
@@ -41,6 +41,13 @@ ROWS = [
     person(12, 10),
     person(13, 11),
 ]
+# 1000 -> 1001 -> ... -> 1049: the record merged away first holds the oldest Initial Source
+CHAIN_50 = [
+    person(1000, 1001, "Webcast", day=0),
+    *(person(1000 + i, 1000 + i + 1, "Demo", day=10 + i) for i in range(1, 49)),
+    person(1049, None, "Trial - GitLab.com", day=100),
+]
+ROWS += CHAIN_50
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +81,15 @@ def test_the_recursive_walk_resolves_a_long_chain_and_a_cycle_on_snowflake(snowf
     resolved = {int(person_id): (int(survivor), issue) for person_id, survivor, issue in rows}
     assert {resolved[i] for i in range(1, 6)} == {(5, None)}
     assert {resolved[i] for i in (10, 11, 12, 13)} == {(10, "cycle")}
+    assert {resolved[i] for i in range(1000, 1050)} == {(1049, None)}
     contacts = warehouse.query(
         "select person_id, merged_record_count, initial_source from marts.marketing_contacts order by person_id"
     )
-    assert [(int(p), int(n), s) for p, n, s in contacts] == [(5, 5, "Webcast"), (10, 4, None)]
+    assert [(int(p), int(n), s) for p, n, s in contacts] == [
+        (5, 5, "Webcast"),
+        (10, 4, None),
+        (1049, 50, "Webcast"),  # the chain of 50 is one contact with the oldest Initial Source
+    ]
 
 
 def test_the_independent_merge_checks_pass_on_snowflake(snowflake):

@@ -1,0 +1,182 @@
+"""The rules on Snowflake (dbt-snowflake and the Snowflake warehouse against a fakesnow server on loopback), through
+the real Dagster jobs: exact CARR to the Gainsight emulator, consent on the signup path to the Iterable emulator, and
+an edited Initial Source history caught by its audit.
+
+One server and one database for the module. The daily `refresh_marketing_data_job` runs once on hand-made raw rows,
+live against the Gainsight emulator (so its sync assets push the built companies), which also fills the Initial
+Source audit table. A trial signup file then lands and `ingest_signups_job` pushes it live to the Iterable emulator.
+Last, one person's row in `marts.initial_source_history` is edited and the refresh runs again: its blocking audit
+fails, naming that person, and the contacts keep the audited value. The DuckDB versions of these scenarios are in
+`tests/test_gainsight_recipients.py`, `tests/test_signup_identity_and_consent.py` and
+`tests/test_initial_source_rules.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from marketing_pipelines.clients.gainsight import COMPANY_UPSERT
+from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
+from marketing_pipelines.defs.transform import checks
+from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
+from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.sync.iterable import iterable_event_id
+from marketing_pipelines.warehouse import Warehouse
+from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
+from tests import fakesnow_shims
+from tests.test_initial_source_rules import check_result, materialized, version
+from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
+
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
+REFRESH_JOB = "refresh_marketing_data_job"
+EXACT_CARR = "972765.41"  # a float32 turns it into 972765.4375
+GAINSIGHT_KEY = "gs-test-snowflake"
+UNSUBSCRIBED = "before@example.com"
+SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
+
+
+def account(account_id: int, carr: str) -> dict[str, object]:
+    return {
+        "account_id": account_id,
+        "account_name": f"Account {account_id}",
+        "carr": carr,
+        "technical_account_manager": None,
+        "account_owner_team": "EMEA",
+        "products_purchased": "Self-Managed - Premium",
+        "deployment_type": "Self-Managed",
+        "support_level": "Standard",
+        "namespace_id": None,
+        "created_at": "2025-06-01 09:00:00",
+        "renewal_date": "2027-06-01",
+    }
+
+
+RAW = {
+    "crm_persons": [
+        version(1, "2025-01-01", "Trial - GitLab.com"),
+        version(2, "2025-01-01", "Webcast"),
+    ],
+    "cs_accounts": [account(11, EXACT_CARR), account(12, "25000.00")],
+    "cs_contacts": [
+        {
+            "account_id": a,
+            "person_id": 100 * a + 1,
+            "email": f"p{100 * a + 1}@example.com",
+            "gitlab_role": "GitLab Admin",
+        }
+        for a in (11, 12)
+    ],
+    "marketo_unsubscribes": [
+        {"event_id": "u-1", "email": UNSUBSCRIBED, "unsubscribed_at": dt.datetime(2026, 10, 1)},
+    ],
+}
+TRIALS = [event("before-1", "  Before@Example.COM "), event("plain-1", "plain@example.com")]
+
+
+@dataclass
+class Refreshed:
+    """The module's Snowflake warehouse after the first refresh, the run's result and the Gainsight it pushed to."""
+
+    warehouse: Warehouse
+    landing: Path
+    first: dg.ExecuteInProcessResult
+    gainsight: GainsightEmulator
+
+
+def run_refresh() -> dg.ExecuteInProcessResult:
+    from marketing_pipelines.definitions import defs
+
+    job = defs().resolve_job_def(REFRESH_JOB)
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refreshed]:
+    landing = tmp_path_factory.mktemp("snowflake_rules") / "landing"
+    with fakesnow_shims.server() as connection, pytest.MonkeyPatch.context() as patch:
+        # A database of its own: the emulator keeps its state for the whole test process.
+        env = {**fakesnow_shims.snowflake_env(connection), "SNOWFLAKE_DATABASE": "SNOWFLAKE_RULES"}
+        for name, value in {**env, "LANDING_DIR": str(landing)}.items():
+            patch.setenv(name, value)
+        for name in ("ITERABLE_API_KEY", "ITERABLE_BASE_URL", "ITERABLE_MARKETING_MESSAGE_TYPE_ID"):
+            patch.delenv(name, raising=False)
+        from marketing_pipelines.defs.resources import WarehouseResource
+
+        warehouse = WarehouseResource().get_warehouse()
+        warehouse.execute(create_raw_tables_sql(replace=True))
+        for table, rows in RAW.items():
+            warehouse.write_frame("raw", table, pd.DataFrame(rows, columns=list(RAW_TABLES[table])))
+        with GainsightEmulator(access_key=GAINSIGHT_KEY) as gainsight:
+            patch.setenv("GAINSIGHT_ACCESS_KEY", GAINSIGHT_KEY)
+            patch.setenv("GAINSIGHT_BASE_URL", gainsight.base_url)
+            first = run_refresh()
+        patch.delenv("GAINSIGHT_ACCESS_KEY")
+        patch.delenv("GAINSIGHT_BASE_URL")
+        yield Refreshed(warehouse, landing, first, gainsight)
+        warehouse.execute([f"drop schema if exists {schema} cascade" for schema in SCHEMAS])
+        warehouse.close()
+
+
+def test_the_first_refresh_succeeds_and_fills_the_initial_source_audit(refreshed):
+    assert refreshed.first.success, f"failed steps: {failed_steps(refreshed.first)}"
+    counts = refreshed.warehouse.row_counts(
+        [("marts", "initial_source_history"), ("ops", "initial_source_history_audit")]
+    )
+    assert counts[("marts", "initial_source_history")] == counts[("ops", "initial_source_history_audit")] == 2
+
+
+def test_carr_reaches_gainsight_with_exactly_its_digits_on_snowflake(refreshed):
+    (company_sync,) = refreshed.first.asset_materializations_for_node("gainsight_company_sync")
+    assert company_sync.metadata["mode"].value == "live"
+    bodies = [body for path, body in refreshed.gainsight.received_bodies if path == COMPANY_UPSERT]
+    arr = {record["Name"]: record["Arr"] for body in bodies for record in body["records"]}  # parsed as Decimal
+    assert arr["Account 11"] == Decimal(EXACT_CARR) and isinstance(arr["Account 11"], Decimal)
+    assert str(arr["Account 11"]) == EXACT_CARR and str(arr["Account 12"]) == "25000.00"
+    stored = refreshed.gainsight.company(GitLab_Account_ID__gc=11)["Arr"]
+    assert str(stored) == EXACT_CARR
+
+
+def test_an_unsubscribed_email_that_signs_up_is_opted_out_before_its_event_on_snowflake(refreshed, monkeypatch):
+    land(refreshed.landing, "trial_signups", "t.jsonl", TRIALS)
+    with IterableEmulator(api_key=API_KEY) as emulator:
+        monkeypatch.setenv("ITERABLE_API_KEY", API_KEY)
+        monkeypatch.setenv("ITERABLE_BASE_URL", emulator.base_url)
+        monkeypatch.setenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID", str(GITLAB_MARKETING))
+        results = run_sensor_and_jobs()
+    assert results and all(result.success for result in results), [failed_steps(r) for r in results]
+    assert emulator.unsubscribed == {UNSUBSCRIBED: {GITLAB_MARKETING}}, "only the unsubscribed person is opted out"
+    assert {UNSUBSCRIBED, "plain@example.com"} <= set(emulator.users)
+    assert set(emulator.events) == {iterable_event_id(f"trial_signups:{e['event_id']}") for e in TRIALS}
+    order = [path for path, body in emulator.received_bodies if UNSUBSCRIBED in json.dumps(body)]
+    assert order == [BULK_UPDATE_USERS, f"/api/subscriptions/messageType/{GITLAB_MARKETING}", TRACK_BULK]
+
+
+def test_edited_history_fails_immutability_and_never_reaches_the_contacts_on_snowflake(refreshed):
+    """Runs last: it edits the audited history and leaves the module's warehouse failing its audit."""
+    warehouse = refreshed.warehouse
+    warehouse.execute("update marts.initial_source_history set initial_source = 'Demo' where person_id = 1")
+    again = run_refresh()
+    immutable = check_result(again, checks.INITIAL_SOURCE_IMMUTABLE)
+    assert not immutable.passed and immutable.severity == dg.AssetCheckSeverity.ERROR
+    assert immutable.metadata["sample_records"].value == [
+        {"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}
+    ]
+    contacts = warehouse.query("select person_id, initial_source from marts.marketing_contacts order by person_id")
+    assert [(int(p), s) for p, s in contacts] == [(1, "Trial - GitLab.com"), (2, "Webcast")]
+    assert {"marts/marketing_contacts", "audiences/iterable_user_audience"} & materialized(again) == set()
+    assert "marts__initial_source_history_initial_source_immutable" in failed_steps(again)
+    assert not again.success
