@@ -180,3 +180,16 @@ def test_the_audited_history_is_built_in_a_step_before_the_contacts(repository):
         assert checks[name].asset_key == contacts and checks[name].blocking, name
     job = repository.get_job("refresh_marketing_data_job")
     assert set(steps) <= set(job.graph.node_dict)
+
+
+def test_dbt_is_the_one_beside_the_running_interpreter_even_with_another_on_path(tmp_path, monkeypatch):
+    """`dagster dev` started as `.venv/bin/python -m ...` without an activated venv still finds the project's dbt."""
+    from marketing_pipelines.defs.resources import dbt_executable
+
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "dbt").write_text("#!/bin/sh\nexit 1\n")
+    (other / "dbt").chmod(0o755)
+    monkeypatch.setenv("PATH", str(other))
+    assert dbt_executable() == str(Path(sys.executable).with_name("dbt"))
+    assert Path(dbt_executable()).is_file()

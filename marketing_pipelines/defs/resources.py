@@ -111,8 +111,9 @@ def setting(name: str) -> str | None:
 
 
 def dbt_executable() -> str:
-    """`dbt` on PATH, else the one installed beside this interpreter (a venv that is not activated)."""
-    return shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+    """The `dbt` installed beside this interpreter (the project's venv, activated or not), else `dbt` on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.is_file() else shutil.which("dbt") or "dbt"
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
