@@ -1,7 +1,7 @@
 """The dbt project as Dagster assets, with dbt tests as asset checks.
 
 Three steps, each held back by the blocking checks on the assets of the step before it:
-1. `staging_dbt_models`: seeds, staging and intermediate views, and the append-only `initial_source_history`;
+1. `staging_dbt_models`: seeds, staging views, intermediate tables and the append-only `initial_source_history`;
 2. `mart_dbt_models`: the other marts (`marketing_contacts`, ...), built only once the history passed
    `initial_source_immutable`, so an edited history never reaches a contact;
 3. `audience_dbt_models`: the audiences, built only once the marts pass their rule checks, so a broken rule
@@ -41,7 +41,7 @@ translator = MarketingDbtTranslator()
 def staging_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """Seeds, staging and intermediate views and the append-only Initial Source history, with their dbt tests
+    """Seeds, staging views, intermediate tables and the append-only Initial Source history, with their dbt tests
     and those of the raw sources."""
     yield from build_with_row_counts(context, dbt, warehouse)
 
