@@ -15,13 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.gainsight import (
-    COMPANIES,
-    COMPANY_AUDIENCE,
-    GainsightDestination,
-)
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination
+from marketing_pipelines.sync import Outbox, run_sync
+from marketing_pipelines.sync.gainsight import COMPANIES
+from marketing_pipelines.sync.iterable import USERS
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 Tamper = Callable[[DuckDBWarehouse], None]
@@ -98,12 +94,12 @@ def append(relation: str, select: str) -> Tamper:
 
 def record_iterable_rejections(warehouse: DuckDBWarehouse) -> None:
     """A real dry-run Iterable sync: audience rows that cannot become a user object land in ops.sync_rejections."""
-    run_sync(warehouse, USER_AUDIENCE, IterableUserDestination(None), dry_run=True, run_id="check-breakers")
+    run_sync(warehouse, USERS, Outbox(), run_id="check-breakers")
 
 
 def record_gainsight_rejections(warehouse: DuckDBWarehouse) -> None:
     """A real dry-run Gainsight company sync: companies with a `skip_reason` land in ops.sync_rejections."""
-    run_sync(warehouse, COMPANY_AUDIENCE, GainsightDestination(None, COMPANIES), dry_run=True, run_id="check-breakers")
+    run_sync(warehouse, COMPANIES, Outbox(), run_id="check-breakers")
 
 
 #: Destinations whose audiences the broken warehouse gives no record a dry run would refuse.

@@ -14,14 +14,8 @@ from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, GainsightClien
 from marketing_pipelines.defs.gainsight import checks
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.gainsight import (
-    COMPANIES,
-    COMPANY_AUDIENCE,
-    PEOPLE,
-    PERSON_AUDIENCE,
-    GainsightDestination,
-)
+from marketing_pipelines.sync import Api, run_sync
+from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import build_dbt, load_raw_rows
 
@@ -317,10 +311,7 @@ def push(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, list, D
     shutil.copy(built.path, warehouse.path)
     with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
         client = GainsightClient("k", emu.base_url, calls_per_window=10, window_seconds=1)
-        reports = [
-            run_sync(warehouse, audience, GainsightDestination(client, target), dry_run=False, run_id="r")
-            for audience, target in ((COMPANY_AUDIENCE, COMPANIES), (PERSON_AUDIENCE, PEOPLE))
-        ]
+        reports = [run_sync(warehouse, destination, Api(client), run_id="r") for destination in (COMPANIES, PEOPLE)]
     return emu, reports, warehouse
 
 

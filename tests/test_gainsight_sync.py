@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from marketing_pipelines.clients._http import ApiError, RetryPolicy, dumps_compact
-from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, PEOPLE_UPSERT, GainsightClient
+from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT, GainsightClient
 from marketing_pipelines.defs.gainsight.checks import (
     gainsight_company_rejection_backlog,
     gainsight_person_rejection_backlog,
@@ -22,16 +22,8 @@ from marketing_pipelines.defs.gainsight.checks import (
 from marketing_pipelines.defs.gainsight.resources import GainsightResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.gainsight import (
-    COMPANIES,
-    COMPANY_AUDIENCE,
-    PEOPLE,
-    PERSON_AUDIENCE,
-    GainsightDestination,
-    GainsightObject,
-    company_payload,
-)
+from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
+from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 ACCESS_KEY = "gs-access-0123456789abcdef"
@@ -99,16 +91,21 @@ def emulator(**kwargs) -> GainsightEmulator:
     return GainsightEmulator(access_key=ACCESS_KEY, calls_per_window=CALLS, window_seconds=WINDOW, **kwargs)
 
 
-def sync(warehouse: DuckDBWarehouse, emu: GainsightEmulator | None, target: GainsightObject = COMPANIES, **kw):
+def sync(
+    warehouse: DuckDBWarehouse,
+    emu: GainsightEmulator | None,
+    target: Destination[GainsightClient] = COMPANIES,
+    *,
+    max_records: int = MAX_RECORDS_PER_CALL,
+):
     client = (
         GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=CALLS, window_seconds=WINDOW, retry=FAST_RETRY)
         if emu
         else None
     )
-    audience = COMPANY_AUDIENCE if target is COMPANIES else PERSON_AUDIENCE
-    destination = GainsightDestination(client, target, **kw)
+    transport = Outbox() if client is None else Api(client)
     try:
-        return run_sync(warehouse, audience, destination, dry_run=client is None, run_id="test-run")
+        return run_sync(warehouse, batched(target, max_records), transport, run_id="test-run")
     finally:
         if client is not None:
             client.close()

@@ -25,11 +25,22 @@ from marketing_pipelines.clients import (
     parse_retry_after,
     redact,
 )
-from marketing_pipelines.devtools.iterable_emulator import DEFAULT_RATE_LIMITS, IterableEmulator
+from marketing_pipelines.clients.iterable import (
+    BULK_SUBSCRIPTION_ACTION,
+    BULK_UPDATE_USERS,
+    TRACK_BULK,
+    subscription_action_path,
+)
+from marketing_pipelines.devtools.iterable_emulator import (
+    DEFAULT_PREFIX_RATE_LIMITS,
+    DEFAULT_RATE_LIMITS,
+    IterableEmulator,
+)
+from marketing_pipelines.sync.iterable import TRIAL_EVENTS, USERS
 from tests import spec
 
 API_KEY = "itbl-test-key-5f2c9a1e7d"
-FAST = {path: 10_000 for path in DEFAULT_RATE_LIMITS}
+FAST = {path: 10_000 for path in {**DEFAULT_RATE_LIMITS, **DEFAULT_PREFIX_RATE_LIMITS}}
 QUICK_RETRY = {"max_retries": 10, "base_delay": 0.01, "max_delay": 0.05}
 
 
@@ -103,15 +114,16 @@ def test_every_request_body_the_client_sends_matches_the_spec_schema_of_its_endp
         ]
     )
     client.track_bulk(events(3))
-    client.bulk_update_subscriptions([{"email": "a@example.com", "unsubscribedMessageTypeIds": [42]}])
-    client.update_subscriptions("a@example.com", unsubscribed_message_type_ids=[42, 43])
-    client.subscribe_to_list(7, [{"email": "a@example.com"}, {"userId": "u-2"}])
-    client.unsubscribe_from_list(7, [{"email": "a@example.com"}])
+    client.bulk_subscription_action("messageType", 42, "unsubscribe", ["a@example.com"])
 
     sent = {path for path, _ in emulator.received_bodies}
-    assert sent == set(DEFAULT_RATE_LIMITS)
+    assert sent == {BULK_UPDATE_USERS, TRACK_BULK, subscription_action_path("messageType", 42)}
+    assert set(client.limiters) == {BULK_UPDATE_USERS, TRACK_BULK, BULK_SUBSCRIPTION_ACTION}, "every endpoint it has"
     for path, body in emulator.received_bodies:
-        spec.validate_request(path, body)
+        if path.startswith("/api/subscriptions/"):
+            spec.validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
+        else:
+            spec.validate_request(path, body)
 
 
 def test_the_strict_spec_check_rejects_a_misspelt_field_the_plain_spec_would_accept():
@@ -124,19 +136,14 @@ def test_the_strict_spec_check_rejects_a_misspelt_field_the_plain_spec_would_acc
 def test_the_emulator_answers_with_the_response_shapes_the_spec_documents(emulator: IterableEmulator):
     client = fast_client(emulator.base_url)
     responses = {
-        "/api/users/bulkUpdate": client.bulk_update_users(users(2)).raw,
-        "/api/events/trackBulk": client.track_bulk(events(2)).raw,
-        "/api/users/bulkUpdateSubscriptions": client.bulk_update_subscriptions(
-            [{"email": "a@example.com", "unsubscribedMessageTypeIds": [1]}]
+        ("post", BULK_UPDATE_USERS): client.bulk_update_users(users(2)).raw,
+        ("post", TRACK_BULK): client.track_bulk(events(2)).raw,
+        ("put", BULK_SUBSCRIPTION_ACTION): client.bulk_subscription_action(
+            "messageType", 1, "unsubscribe", ["a@example.com"]
         ).raw,
-        "/api/users/updateSubscriptions": client.update_subscriptions(
-            "a@example.com", unsubscribed_message_type_ids=[1]
-        ),
-        "/api/lists/subscribe": client.subscribe_to_list(1, [{"email": "a@example.com"}]).raw,
-        "/api/lists/unsubscribe": client.unsubscribe_from_list(1, [{"email": "a@example.com"}]).raw,
     }
-    for path, body in responses.items():
-        spec.validate_response(path, body)
+    for (method, path), body in responses.items():
+        spec.validate_response(path, body, method=method)
 
 
 # -- retries -------------------------------------------------------------------------------------------------
@@ -310,17 +317,19 @@ def test_invalid_emails_come_back_as_failed_with_their_reason_while_the_rest_suc
     assert set(emu.users) == {f"user{i}@example.com" for i in (0, 2, 4)}
 
 
-def test_track_bulk_failures_are_mapped_back_to_the_ids_of_the_events_sent():
+def test_track_bulk_failures_name_the_user_or_event_name_and_map_back_to_the_events_sent():
     with IterableEmulator(
         api_key=API_KEY, rate_limits=FAST, invalid_emails={"user1@example.com"}, disallowed_event_names={"blocked"}
     ) as emu:
-        sent = [*events(8), {"userId": "u9", "eventName": "blocked", "id": "evt-blocked", "createdAt": 1}]
+        blocked = {"email": "user9@example.com", "eventName": "blocked", "id": "evt-blocked", "createdAt": 1}
+        sent = [*events(8), blocked]
         result = fast_client(emu.base_url).track_bulk(sent)
-    assert result.failed == {"evt-1": "invalidEmails", "evt-blocked": "disallowedEventNames"}
+    assert result.failed == {"user1@example.com": "invalidEmails", "blocked": "disallowedEventNames"}
+    assert TRIAL_EVENTS.rejections(sent, result.failed) == {1: "invalidEmails", 8: "disallowedEventNames"}
     assert result.success_count == 7 and set(emu.events) == {f"evt-{i}" for i in range(8)} - {"evt-1"}
 
 
-def test_every_failed_updates_list_is_parsed_including_deprecated_and_subscription_lists():
+def test_every_failed_updates_list_is_parsed_including_deprecated_and_subscription_action_lists():
     response = {
         "successCount": 1,
         "failCount": 4,
@@ -337,33 +346,28 @@ def test_every_failed_updates_list_is_parsed_including_deprecated_and_subscripti
         httpx.Response(
             200,
             json={
-                "successCount": 0,
-                "failCount": 2,
-                "invalidEmails": ["bad@x.io"],
-                "invalidUserIds": [],
-                "validEmailFailures": ["later@x.io"],
-                "validUserIdFailures": [],
+                "code": "Success",
+                "msg": "",
+                "params": {
+                    "invalidEmails": ["bad@x.io"],
+                    "invalidUserIds": [],
+                    "validEmailFailures": ["later@x.io"],
+                    "validUserIdFailures": [],
+                },
             },
         ),
     )
     client = mock_client(handler)
-    assert client.subscribe_to_list(1, [{"email": "c@x.io"}]).failed == {
+    assert client.bulk_update_users([{"email": "c@x.io"}]).failed == {
         "c@x.io": "conflictEmails",
         "u1": "notFoundUserIds",
         "f@x.io": "forgottenEmails",
         "n@x.io": "someFutureList",
         "old@x.io": "invalidEmails",
     }
-    opt_out = client.bulk_update_subscriptions([{"email": "bad@x.io", "unsubscribedMessageTypeIds": [9]}])
+    opt_out = client.bulk_subscription_action("messageType", 9, "unsubscribe", ["bad@x.io", "later@x.io", "ok@x.io"])
     assert opt_out.failed == {"bad@x.io": "invalidEmails", "later@x.io": "validEmailFailures"}
-
-
-def test_subscription_updates_overwrite_the_message_type_list_as_the_spec_says(emulator: IterableEmulator):
-    client = fast_client(emulator.base_url)
-    client.bulk_update_subscriptions([{"email": "a@example.com", "unsubscribedMessageTypeIds": [1, 2]}])
-    client.update_subscriptions("a@example.com", unsubscribed_message_type_ids=[3])
-    assert emulator.unsubscribed == {"a@example.com": {3}}
-    assert emulator.subscription_receipts["a@example.com"] == 2
+    assert (opt_out.success_count, opt_out.fail_count) == (1, 2)
 
 
 # -- pacing --------------------------------------------------------------------------------------------------
@@ -474,8 +478,11 @@ def test_batches_by_size_keeps_every_body_under_the_byte_and_record_limits_and_r
 def test_batched_bulk_updates_fit_the_emulator_body_limit_which_rejects_bigger_bodies():
     with IterableEmulator(api_key=API_KEY, rate_limits=FAST, max_body_bytes=4000) as emu:
         client = fast_client(emu.base_url)
-        result = client.bulk_update_users_batched(users(200), max_bytes=4000)
-        assert result.success_count == 200 and len(emu.users) == 200
+        batches = batches_by_size(
+            users(200), max_records=USERS.max_records, max_bytes=4000, envelope_bytes=USERS.envelope_bytes()
+        )
+        results = [client.bulk_update_users(batch) for batch in batches]
+        assert sum(result.success_count for result in results) == 200 and len(emu.users) == 200
         assert emu.status_counts[413] == 0 and emu.requests_by_path["/api/users/bulkUpdate"] > 1
         for _path, body in emu.received_bodies:
             assert len(json.dumps(body, separators=(",", ":")).encode()) <= 4000

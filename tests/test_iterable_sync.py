@@ -23,19 +23,15 @@ from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
-from marketing_pipelines.sync import run_sync
+from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
 from marketing_pipelines.sync.iterable import (
-    SIGNUP_PROFILE_AUDIENCE,
-    TRIAL_EVENT_AUDIENCE,
-    UNSUBSCRIBE_AUDIENCE,
-    USER_AUDIENCE,
-    IterableSignupProfileDestination,
-    IterableTrackBulkDestination,
-    IterableUnsubscribeDestination,
-    IterableUserDestination,
+    SIGNUP_PROFILES,
+    TRIAL_EVENTS,
+    opt_outs,
     user_schema,
 )
+from marketing_pipelines.sync.iterable import USERS as USER_SYNC
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import load_spec, validate_request
 
@@ -70,8 +66,8 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
 
 def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None, *, max_records: int = 100, **kwargs):
     client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=50) if emulator else None
-    destination = IterableUserDestination(client, max_records=max_records)
-    return run_sync(warehouse, USER_AUDIENCE, destination, dry_run=client is None, run_id="test-run", **kwargs)
+    transport = Outbox() if client is None else Api(client)
+    return run_sync(warehouse, USER_SYNC.batched(max_records), transport, run_id="test-run", **kwargs)
 
 
 def received_emails(emulator: IterableEmulator) -> Counter[str]:
@@ -191,12 +187,11 @@ def test_api_key_never_appears_in_logs_outbox_or_errors(warehouse, caplog):
 KILLABLE_SYNC = """
 import sys
 from marketing_pipelines.clients.iterable import IterableClient
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination
+from marketing_pipelines.sync import Api, run_sync
+from marketing_pipelines.sync.iterable import USERS
 from marketing_pipelines.warehouse import DuckDBWarehouse
 client = IterableClient(sys.argv[3], sys.argv[2], bulk_update_per_second=5)
-run_sync(DuckDBWarehouse(sys.argv[1]), USER_AUDIENCE, IterableUserDestination(client, max_records=10),
-         dry_run=False, run_id="killed")
+run_sync(DuckDBWarehouse(sys.argv[1]), USERS.batched(10), Api(client), run_id="killed")
 """
 
 
@@ -215,11 +210,8 @@ def test_sync_killed_mid_run_then_rerun_holds_every_record_once(warehouse):
         assert 0 < synced_before < USERS, "the kill should land mid-sync"
         report = run_sync(
             warehouse,
-            USER_AUDIENCE,
-            IterableUserDestination(
-                IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=50), max_records=10
-            ),
-            dry_run=False,
+            USER_SYNC.batched(10),
+            Api(IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=50)),
             run_id="rerun",
         )
     receipts = received_emails(emulator)
@@ -382,12 +374,8 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
     with IterableEmulator(api_key=API_KEY, rate_limits={}, poison_emails=poison) as emulator:
         client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=100, track_bulk_per_second=100,
                                 subscriptions_per_second=100)  # fmt: skip
-        destinations = [
-            (UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination(client, message_type_id=4321, max_records=50)),
-            (SIGNUP_PROFILE_AUDIENCE, IterableSignupProfileDestination(client, max_records=50)),
-            (TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client, max_records=50)),
-        ]
-        reports = [run_sync(warehouse, a, d, dry_run=False, run_id="events") for a, d in destinations]
+        destinations = [opt_outs(4321), SIGNUP_PROFILES, TRIAL_EVENTS]
+        reports = [run_sync(warehouse, d.batched(50), Api(client), run_id="events") for d in destinations]
         bodies = list(emulator.received_bodies)
         events_received = Counter(emulator.event_receipts)
     assert [(r.accepted, r.rejected, r.isolated_records) for r in reports] == [(119, 1, 1)] * 3

@@ -22,8 +22,8 @@ from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
 from marketing_pipelines.defs.iterable.resources import MESSAGE_TYPE_ID_ENV, IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmulator
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination
+from marketing_pipelines.sync import Api, Outbox, run_sync
+from marketing_pipelines.sync.iterable import opt_outs
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import validate_request, validate_response
 
@@ -65,8 +65,8 @@ def client_for(emulator: IterableEmulator, **kwargs) -> IterableClient:
 
 def sync(warehouse, emulator: IterableEmulator | None, *, max_records: int = 50, **client_kwargs):
     client = client_for(emulator, **client_kwargs) if emulator else None
-    destination = IterableUnsubscribeDestination(client, message_type_id=GITLAB_MARKETING, max_records=max_records)
-    return run_sync(warehouse, UNSUBSCRIBE_AUDIENCE, destination, dry_run=client is None, run_id="test-run")
+    transport = Outbox() if client is None else Api(client)
+    return run_sync(warehouse, opt_outs(GITLAB_MARKETING).batched(max_records), transport, run_id="test-run")
 
 
 def put_bodies(emulator: IterableEmulator) -> list[dict]:

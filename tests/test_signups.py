@@ -20,8 +20,8 @@ from marketing_pipelines.defs.signups.assets import free_registration_events, tr
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.signups.tables import EVENT_COLUMNS
 from marketing_pipelines.signups.validation import validate_line
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination, iterable_event_id
+from marketing_pipelines.sync import Api, Outbox, run_sync
+from marketing_pipelines.sync.iterable import TRIAL_EVENTS, iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
@@ -245,9 +245,7 @@ def events_audience(built_audience: Path, tmp_path: Path) -> DuckDBWarehouse:
 
 def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None):
     client = IterableClient(API_KEY, emulator.base_url, track_bulk_per_second=50) if emulator else None
-    return run_sync(
-        warehouse, TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client), dry_run=client is None, run_id="t"
-    )
+    return run_sync(warehouse, TRIAL_EVENTS, Outbox() if client is None else Api(client), run_id="t")
 
 
 def test_personal_free_registrations_never_reach_the_audience(events_audience):
@@ -322,7 +320,7 @@ def test_state_keyed_by_bare_event_ids_is_adopted_so_an_upgrade_resends_nothing(
         f"'{now}', '{now}', 1, false, null)"
     )
     for _ in range(2):  # idempotent
-        adopt_bare_event_keys(events_audience, TRIAL_EVENT_AUDIENCE, "iterable_trial_events")
+        adopt_bare_event_keys(events_audience, TRIAL_EVENTS.audience, TRIAL_EVENTS.name)
     keys = events_audience.query("select record_key from ops.sync_state order by 1")
     assert [key for (key,) in keys] == sorted(
         [f"trial_signups:{k}" for k in delivered[:4]] + [f"free_registrations:{k}" for k in delivered[4:]]

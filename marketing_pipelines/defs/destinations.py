@@ -1,37 +1,47 @@
 """What every destination sync asset shares: run the sync engine (live or dry-run), close the client, report, and
 the WARN check that names the records a destination rejected."""
 
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 
+from marketing_pipelines.clients._http import JsonApiClient
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import violations_result
-from marketing_pipelines.sync import Audience, SyncReport, run_sync
-from marketing_pipelines.sync.engine import ClientDestination
+from marketing_pipelines.sync import Api, Audience, Destination, Outbox, SyncReport, Transport, run_sync
 from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS
+
+
+class ApiResource(Protocol):
+    """A destination's resource: whether it runs in dry-run, and its client."""
+
+    @property
+    def is_dry_run(self) -> bool: ...
+
+    def get_client(self) -> JsonApiClient | None: ...
+
+
+def transport(resource: ApiResource) -> Transport:
+    """Where the records go, as the resource is configured: the outbox in dry-run (no key, or `dry_run` set),
+    else the API."""
+    client = None if resource.is_dry_run else resource.get_client()
+    return Outbox() if client is None else Api(client)
 
 
 def push(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
-    audience: Audience,
-    destination: ClientDestination[Any],
+    destination: Destination[Any],
+    resource: ApiResource,
 ) -> SyncReport:
-    """Run the sync engine for one destination (dry-run when it has no client), then close its client."""
-    client = destination.client
+    """Run the sync engine for one destination, live or dry-run as `resource` says, then close its client."""
+    to = transport(resource)
     try:
-        report = run_sync(
-            warehouse.get_warehouse(),
-            audience,
-            destination,  # every ClientDestination subclass implements the Destination protocol
-            dry_run=client is None,
-            run_id=context.run_id,
-        )
+        report = run_sync(warehouse.get_warehouse(), destination, to, run_id=context.run_id)
     finally:
-        if client is not None:
-            client.close()
+        if isinstance(to, Api):
+            to.client.close()
     context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")
     return report
 

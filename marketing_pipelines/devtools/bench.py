@@ -300,21 +300,16 @@ def build_chaos_audiences(database: Path, users: int) -> None:
 def chaos_worker(database: Path, base_url: str) -> None:
     """One sync process: users, then events, through the real client and engine (the chaos run kills it)."""
     from marketing_pipelines.clients.iterable import IterableClient
-    from marketing_pipelines.sync import run_sync
-    from marketing_pipelines.sync.iterable import (
-        TRIAL_EVENT_AUDIENCE,
-        USER_AUDIENCE,
-        IterableTrackBulkDestination,
-        IterableUserDestination,
-    )
+    from marketing_pipelines.sync import Api, run_sync
+    from marketing_pipelines.sync.iterable import TRIAL_EVENTS, USERS
     from marketing_pipelines.warehouse import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(database)
     run_id = f"chaos-{os.getpid()}"
     with IterableClient(API_KEY, base_url) as client:
-        run_sync(warehouse, USER_AUDIENCE, IterableUserDestination(client), dry_run=False, run_id=run_id)
+        run_sync(warehouse, USERS, Api(client), run_id=run_id)
     with IterableClient(API_KEY, base_url) as client:
-        run_sync(warehouse, TRIAL_EVENT_AUDIENCE, IterableTrackBulkDestination(client), dry_run=False, run_id=run_id)
+        run_sync(warehouse, TRIAL_EVENTS, Api(client), run_id=run_id)
 
 
 def chaos(work: Path, users: int, seed: int, log: Path) -> dict[str, Any]:

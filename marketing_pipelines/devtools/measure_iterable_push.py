@@ -17,8 +17,8 @@ from pathlib import Path
 
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, DEFAULT_USERS_PER_REQUEST, IterableClient
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
-from marketing_pipelines.sync import run_sync
-from marketing_pipelines.sync.iterable import USER_AUDIENCE, IterableUserDestination
+from marketing_pipelines.sync import Api, run_sync
+from marketing_pipelines.sync.iterable import USER_AUDIENCE, USERS
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 RATE_LIMIT = 5
@@ -50,7 +50,7 @@ def measure(users: int, workdir: Path) -> dict[str, float | int]:
 
         def sync(run_id: str):
             client = IterableClient("bench", emulator.base_url, bulk_update_per_second=RATE_LIMIT)
-            return run_sync(warehouse, USER_AUDIENCE, IterableUserDestination(client), dry_run=False, run_id=run_id)
+            return run_sync(warehouse, USERS, Api(client), run_id=run_id)
 
         started = time.monotonic()
         full = sync("full")

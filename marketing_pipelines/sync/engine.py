@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
-from marketing_pipelines.clients._http import ApiError, JsonApiClient, batches_by_size, dumps_compact
+from marketing_pipelines.clients._http import ApiError, batches_by_size, dumps_compact
 from marketing_pipelines.pii import mask_emails_in
+from marketing_pipelines.sync.destination import Api, Audience, Destination, Outbox, Record, Transport
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
 
@@ -40,85 +41,6 @@ REASON_CHARS = 300
 
 class IsolationLimitError(RuntimeError):
     """More records were refused alone in one run than `max_isolated` allows (the run stops; nothing is lost)."""
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Where the records come from: a table, its key column and the columns that make up a record."""
-
-    table: str
-    key_column: str
-    columns: Sequence[str]
-
-    def hash_sql(self) -> str:
-        parts = " || '|' || ".join(f"coalesce(cast({c} as varchar), '<null>')" for c in self.columns)
-        return f"md5({parts})"
-
-
-@dataclass
-class BatchOutcome:
-    """What the destination said about one request: rejected records with reasons; the rest were accepted.
-
-    Rejections are keyed like the audience key (`rejected`) or, for APIs that answer by position, by the index of
-    the record in the request (`rejected_at`); the engine maps positions back to keys.
-    """
-
-    rejected: dict[str, str] = field(default_factory=dict)
-    rejected_at: dict[int, str] = field(default_factory=dict)
-
-    def by_key(self, keys: Sequence[str]) -> dict[str, str]:
-        """Every rejection keyed by record key, given the keys of the request's records in order."""
-        rejected = dict(self.rejected)
-        for index, reason in self.rejected_at.items():
-            rejected.setdefault(keys[index], reason)
-        return rejected
-
-
-class Destination(Protocol):
-    """One API endpoint the engine can push records to."""
-
-    name: str
-    endpoint: str
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The API record for an audience row; raises ValueError for a row that cannot be sent."""
-
-    max_records: int
-    """Records per request."""
-    max_bytes: int
-    """Bytes per request body."""
-
-    def envelope_bytes(self) -> int:
-        """Bytes of a request body holding no records."""
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        """The JSON body of one request (what dry-run writes to the outbox)."""
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        """Send one request (pacing and retries included); rejections are keyed like the audience key."""
-
-    def counters(self) -> tuple[int, int]:
-        """HTTP requests and retries made so far."""
-
-
-ClientT = TypeVar("ClientT", bound=JsonApiClient)
-
-
-class ClientDestination(Generic[ClientT]):
-    """The parts every API-backed destination shares: a client (None = dry-run only) and its counters."""
-
-    name: str
-    client: ClientT | None
-
-    def require_client(self) -> ClientT:
-        if self.client is None:
-            raise RuntimeError(f"no API client: {getattr(self, 'name', 'this destination')} runs in dry-run only")
-        return self.client
-
-    def counters(self) -> tuple[int, int]:
-        if self.client is None:
-            return 0, 0
-        return self.client.stats.requests, self.client.stats.retries
 
 
 @dataclass
@@ -153,39 +75,38 @@ class SyncReport:
 
 def run_sync(
     warehouse: Warehouse,
-    audience: Audience,
-    destination: Destination,
+    destination: Destination[Any],
+    transport: Transport,
     *,
-    dry_run: bool,
     run_id: str,
     max_isolated: int = MAX_ISOLATED_PER_RUN,
 ) -> SyncReport:
-    """Send the audience's new, changed and previously rejected records to the destination.
+    """Send the audience's new, changed and previously rejected records to the destination through `transport`
+    (`Api(client)`, or `Outbox()` for a dry-run that writes each request body to `ops.outbox`).
 
     Raises IsolationLimitError when more than `max_isolated` records are refused alone (see the module docstring);
     every outcome recorded until then stays, and the next run sends previously rejected records last.
     """
     ensure_ops_tables(warehouse)
-    report = SyncReport(destination=destination.name, mode="dry-run" if dry_run else "live", run_id=run_id)
+    report = SyncReport(destination=destination.name, mode=transport.mode, run_id=run_id)
     started_at = _now()
     clock = time.monotonic()
-    requests_before, retries_before = destination.counters()
-    (report.considered,) = warehouse.query(f"select count(*) from {audience.table}")[0]
+    (report.considered,) = warehouse.query(f"select count(*) from {destination.audience.table}")[0]
 
-    batches = _batches(warehouse, audience, destination, report)
-    if dry_run:
+    batches = _batches(warehouse, destination, report)
+    if isinstance(transport, Outbox):
         for keyed in batches:
             report.sent += len(keyed)
             _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
             report.requests += 1
     else:
-        _send_all(_Delivery(warehouse, destination, run_id, report, max_isolated), batches)
-
-    report.unchanged = report.considered - report.candidates
-    if not dry_run:
-        requests_after, retries_after = destination.counters()
+        requests_before, retries_before = transport.counters()
+        _send_all(_Delivery(warehouse, destination, transport, run_id, report, max_isolated), batches)
+        requests_after, retries_after = transport.counters()
         report.requests = requests_after - requests_before
         report.retries = retries_after - retries_before
+
+    report.unchanged = report.considered - report.candidates
     report.seconds = time.monotonic() - clock
     _write_run(warehouse, report, started_at)
     logger.info("sync %s (%s): %s", destination.name, report.mode, report.as_metadata())
@@ -194,6 +115,8 @@ def run_sync(
 
 Keyed = tuple[str, dict[str, Any], str]
 """(record key, API payload, hash of the audience row)"""
+Rejected = dict[int, str]
+"""The records of a request the destination rejected: position in the request -> reason."""
 
 
 def _send_all(delivery: _Delivery, batches: Iterator[list[Keyed]]) -> None:
@@ -203,12 +126,12 @@ def _send_all(delivery: _Delivery, batches: Iterator[list[Keyed]]) -> None:
     most that batch."""
     name = delivery.destination.name
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{name}") as sender:
-        in_flight: tuple[list[Keyed], Future[BatchOutcome]] | None = None
+        in_flight: tuple[list[Keyed], Future[Rejected]] | None = None
         for keyed in batches:  # the next batch is read and built while the previous request is on the wire
             if in_flight is not None:  # its outcome is recorded before the next request leaves (raises: stop)
                 delivery.settle(*in_flight)
             delivery.report.sent += len(keyed)
-            in_flight = (keyed, sender.submit(delivery.destination.send, [payload for _, payload, _ in keyed]))
+            in_flight = (keyed, sender.submit(delivery.send, keyed))
         if in_flight is not None:
             delivery.settle(*in_flight)
 
@@ -222,21 +145,25 @@ class _Delivery:
     """Records the outcome of each request; isolates the bad records of a request refused as a whole."""
 
     warehouse: Warehouse
-    destination: Destination
+    destination: Destination[Any]
+    transport: Api[Any]
     run_id: str
     report: SyncReport
     max_isolated: int
 
-    def settle(self, keyed: list[Keyed], future: Future[BatchOutcome]) -> None:
+    def send(self, keyed: list[Keyed]) -> Rejected:
+        return self.transport.send(self.destination, [payload for _, payload, _ in keyed])
+
+    def settle(self, keyed: list[Keyed], future: Future[Rejected]) -> None:
         """Record the outcome of a sent batch; a refused batch is split until its bad records stand alone."""
         try:
-            outcome = future.result()
+            rejected = future.result()
         except ApiError as error:
             if not _is_refusal(error):
                 raise
             self._isolate(keyed, error)
             return
-        _record_outcome(self.warehouse, self.destination.name, keyed, outcome, self.run_id, self.report)
+        self._record(keyed, rejected)
 
     def _isolate(self, keyed: list[Keyed], error: ApiError) -> None:
         """`keyed` was refused as a whole with `error`: bisect it, each part's outcome recorded before the next
@@ -261,12 +188,12 @@ class _Delivery:
         """Send part of a refused batch and record its outcome; returns the refusal when it is refused too."""
         self.report.bisected_requests += 1
         try:
-            outcome = self.destination.send([payload for _, payload, _ in keyed])
+            rejected = self.send(keyed)
         except ApiError as error:
             if not _is_refusal(error):
                 raise
             return error
-        _record_outcome(self.warehouse, self.destination.name, keyed, outcome, self.run_id, self.report)
+        self._record(keyed, rejected)
         return None
 
     def _reject_alone(self, record: Keyed, error: ApiError) -> None:
@@ -277,9 +204,12 @@ class _Delivery:
                 f"Last refusal: {mask_emails_in(str(error))}"
             )
         self.report.isolated_records += 1
-        reason = refusal_reason(error)
-        outcome = BatchOutcome(rejected={record[0]: reason})
-        _record_outcome(self.warehouse, self.destination.name, [record], outcome, self.run_id, self.report)
+        self._record([record], {0: refusal_reason(error)})
+
+    def _record(self, keyed: list[Keyed], rejected: Rejected) -> None:
+        """Map the rejected positions of a request to record keys (the one place this happens) and record it."""
+        reasons = {keyed[position][0]: reason for position, reason in rejected.items()}
+        _record_outcome(self.warehouse, self.destination.name, keyed, reasons, self.run_id, self.report)
 
 
 def refusal_reason(error: ApiError) -> str:
@@ -289,15 +219,15 @@ def refusal_reason(error: ApiError) -> str:
     return f"refused alone with HTTP {error.status_code}: {detail}"[:REASON_CHARS]
 
 
-def _records(warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport) -> Iterator[Keyed]:
+def _records(warehouse: Warehouse, destination: Destination[Any], report: SyncReport) -> Iterator[Keyed]:
     """Stream the records to send; rows that cannot become a payload are recorded as rejected here."""
-    for frame in warehouse.iter_batches(_candidates_sql(audience, destination.name), READ_BATCH_ROWS):
+    for frame in warehouse.iter_batches(_candidates_sql(destination.audience, destination.name), READ_BATCH_ROWS):
         report.candidates += len(frame)
         invalid: list[tuple[str, dict[str, Any], str]] = []
         for row in frame.to_dict("records"):
             key = str(row["record_key"])
             try:
-                payload = destination.to_payload(row)
+                payload = destination.payload(row)
             except ValueError as error:
                 invalid.append((key, {k: _jsonable(v) for k, v in row.items()}, f"invalid record: {error}"))
                 continue
@@ -306,15 +236,13 @@ def _records(warehouse: Warehouse, audience: Audience, destination: Destination,
             _record_rejections(warehouse, destination.name, invalid, report)
 
 
-def _batches(
-    warehouse: Warehouse, audience: Audience, destination: Destination, report: SyncReport
-) -> Iterator[list[Keyed]]:
+def _batches(warehouse: Warehouse, destination: Destination[Any], report: SyncReport) -> Iterator[list[Keyed]]:
     """Group records into requests within the destination's count and size limits (the client's batcher)."""
     by_payload: dict[int, Keyed] = {}
     oversized: list[tuple[str, dict[str, Any], str]] = []
 
     def payloads() -> Iterator[dict[str, Any]]:
-        for record in _records(warehouse, audience, destination, report):
+        for record in _records(warehouse, destination, report):
             by_payload[id(record[1])] = record
             yield record[1]
 
@@ -367,14 +295,14 @@ def _record_outcome(
     warehouse: Warehouse,
     destination: str,
     keyed: list[Keyed],
-    outcome: BatchOutcome,
+    reasons: dict[str, str],
     run_id: str,
     report: SyncReport,
 ) -> None:
-    """In one transaction: mark accepted records synced and resolve their rejections; record new rejections."""
+    """In one transaction: mark accepted records synced and resolve their rejections; record new rejections
+    (`reasons`: record key -> the destination's reason)."""
     import pandas as pd
 
-    reasons = outcome.by_key([key for key, _, _ in keyed])
     accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in reasons]
     rejected = [(key, payload, reasons[key]) for key, payload, _ in keyed if key in reasons]
     report.accepted += len(accepted)
@@ -439,10 +367,10 @@ def _rejection_statements(destination: str, now: str) -> list[str]:
     ]
 
 
-def _write_outbox(warehouse: Warehouse, destination: Destination, payloads: list[dict[str, Any]], run_id: str) -> None:
+def _write_outbox(warehouse: Warehouse, destination: Destination[Any], payloads: list[Record], run_id: str) -> None:
     import pandas as pd
 
-    body = dumps_compact(destination.request_body(payloads)).decode()  # the bytes a live run would send
+    body = dumps_compact(destination.body(payloads)).decode()  # the bytes a live run would send
     frame = pd.DataFrame(
         [
             {

@@ -13,27 +13,20 @@ digits (a Decimal, encoded by `dumps_compact`), never through a binary float.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from marketing_pipelines.clients._http import envelope_size
 from marketing_pipelines.clients.gainsight import (
     COMPANY_KEY_FIELD,
     COMPANY_UPSERT,
     MAX_RECORDS_PER_CALL,
     PEOPLE_UPSERT,
     GainsightClient,
-    UpsertResult,
     company_upsert_body,
     people_upsert_body,
 )
-from marketing_pipelines.pii import EMAIL_PATTERN
-from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestination
-
-#: Gainsight documents no body limit for these calls; 50 records stay far below this guard.
-MAX_BODY_BYTES = 4 * 1024 * 1024
+from marketing_pipelines.sync.destination import Audience, Destination, email_of
 
 #: Company field -> column of `audiences.gainsight_program_companies` (the filter fields of the Customer Digital
 #: Journey handbook, the segment and the program).
@@ -126,10 +119,7 @@ def company_payload(row: Mapping[str, Any]) -> dict[str, Any]:
 def person_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     """The People record for one recipient: the person by e-mail, with its association to the program account."""
     association = _mapped(row, COMPANY_PERSON_FIELDS)
-    email = row.get("email")
-    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
-        raise ValueError(f"not an e-mail address: {email!r}")
-    return {"Email": email, "companies": [association]}
+    return {"Email": email_of(row), "companies": [association]}
 
 
 def program_of(record: Mapping[str, Any]) -> str | None:
@@ -138,52 +128,29 @@ def program_of(record: Mapping[str, Any]) -> str | None:
     return record.get("Customer_Program__gc") or association.get("Customer_Program__gc")
 
 
-@dataclass(frozen=True)
-class GainsightObject:
-    """One Gainsight write endpoint as the engine sees it."""
-
-    name: str
-    endpoint: str
-    to_payload: Callable[[Mapping[str, Any]], dict[str, Any]]
-    body: Callable[[list[dict[str, Any]]], dict[str, Any]]
-    upsert: Callable[[GainsightClient, list[dict[str, Any]]], UpsertResult]
-
-
-COMPANIES = GainsightObject(
+#: The Company upsert (`PUT /v1/data/objects/Company?keys=GitLab_Account_ID__gc`) and the People upsert: at most
+#: 50 records a call, paced by the client (about 100 calls a minute); Gainsight rejects records by position and
+#: documents no body limit (50 records stay far below the engine's 4 MB guard).
+COMPANIES = Destination[GainsightClient](
     "gainsight_companies",
+    COMPANY_AUDIENCE,
     f"{COMPANY_UPSERT}?keys={COMPANY_KEY_FIELD}",
-    company_payload,
-    company_upsert_body,
-    GainsightClient.upsert_companies,
+    payload=company_payload,
+    body=company_upsert_body,
+    call=GainsightClient.upsert_companies,
+    max_records=MAX_RECORDS_PER_CALL,
 )
-PEOPLE = GainsightObject(
-    "gainsight_people", PEOPLE_UPSERT, person_payload, people_upsert_body, GainsightClient.upsert_people
+PEOPLE = Destination[GainsightClient](
+    "gainsight_people",
+    PERSON_AUDIENCE,
+    PEOPLE_UPSERT,
+    payload=person_payload,
+    body=people_upsert_body,
+    call=GainsightClient.upsert_people,
+    max_records=MAX_RECORDS_PER_CALL,
 )
 
 
-class GainsightDestination(ClientDestination[GainsightClient]):
-    """A Gainsight upsert endpoint: at most 50 records a call, paced by the client (about 100 calls a minute)."""
-
-    max_bytes = MAX_BODY_BYTES
-
-    def __init__(
-        self, client: GainsightClient | None, target: GainsightObject, *, max_records: int = MAX_RECORDS_PER_CALL
-    ) -> None:
-        self.client = client
-        self.target = target
-        self.name = target.name
-        self.endpoint = target.endpoint
-        self.max_records = min(max_records, MAX_RECORDS_PER_CALL)
-
-    def envelope_bytes(self) -> int:
-        return envelope_size(self.target.body([]), "records")
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return self.target.to_payload(row)
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.target.body(payloads)
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        result = self.target.upsert(self.require_client(), payloads)
-        return BatchOutcome(rejected_at=result.failed)
+def batched(destination: Destination[GainsightClient], max_records: int) -> Destination[GainsightClient]:
+    """`destination` with `max_records` a call, never more than Gainsight's 50."""
+    return destination.batched(min(max_records, MAX_RECORDS_PER_CALL))

@@ -1,28 +1,27 @@
-"""Iterable as sync-engine destinations: audience rows → `users/bulkUpdate` user objects, Marketo unsubscribe
-events → one-message-type opt-outs (`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`), and trial /
-free registration events → `events/trackBulk` events with deterministic ids."""
+"""Iterable as sync-engine destinations, each a declaration: audience rows → `users/bulkUpdate` user objects,
+Marketo unsubscribe events → one-message-type opt-outs (`PUT /api/subscriptions/messageType/{id}?action=
+unsubscribe`), signup events → profile updates, and trial / free registration events → `events/trackBulk` events
+with deterministic ids."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from marketing_pipelines.clients._http import envelope_size
 from marketing_pipelines.clients.iterable import (
     BULK_UPDATE_USERS,
     DEFAULT_EVENTS_PER_REQUEST,
     DEFAULT_SUBSCRIPTION_ACTION_USERS,
     DEFAULT_USERS_PER_REQUEST,
-    MAX_BODY_BYTES,
     TRACK_BULK,
     IterableClient,
     subscription_action_path,
 )
-from marketing_pipelines.pii import EMAIL_PATTERN
-from marketing_pipelines.sync.engine import Audience, BatchOutcome, ClientDestination
+from marketing_pipelines.sync.destination import Audience, Destination, Record, email_of, json_object, record_key
 from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
 from marketing_pipelines.warehouse import Warehouse
 
@@ -135,6 +134,7 @@ def adopt_bare_event_keys(warehouse: Warehouse, audience: Audience, destination:
 MESSAGE_TYPE_GROUP = "messageType"
 #: Namespace of the Iterable event ids derived from landed `<kind>:<event_id>` keys (uuid5: same event, same id).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4f64-9d0e-2a8c4b1e7f30")
+UNSUBSCRIBES = "iterable_unsubscribes"
 
 
 @lru_cache(maxsize=1)
@@ -144,145 +144,12 @@ def user_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def user_payload(row: dict[str, Any]) -> dict[str, Any]:
+def user_payload(row: Mapping[str, Any]) -> Record:
     """The `bulkUpdate` user object for an audience row (identified by e-mail, as the project is)."""
-    email = row.get("email")
-    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
-        raise ValueError(f"not an e-mail address: {email!r}")
-    data_fields = row.get("data_fields")
-    try:
-        fields = json.loads(data_fields) if isinstance(data_fields, str) else dict(data_fields or {})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"data_fields is not a JSON object: {error}") from None
+    fields = json_object(row.get("data_fields"))
     if row.get("user_id") is not None:
         fields["gitlabUserId"] = str(row["user_id"])
-    return {"email": email, "dataFields": fields, "mergeNestedObjects": False}
-
-
-class IterableUserDestination(ClientDestination[IterableClient]):
-    """`POST /api/users/bulkUpdate`: 1,000 users and 4 MB a request, paced by the client (5 requests/s)."""
-
-    name = "iterable_users"
-    endpoint = BULK_UPDATE_USERS
-    max_bytes = MAX_BODY_BYTES
-
-    def __init__(self, client: IterableClient | None, *, max_records: int = DEFAULT_USERS_PER_REQUEST) -> None:
-        self.client = client
-        self.max_records = max_records
-
-    def envelope_bytes(self) -> int:
-        return envelope_size({}, "users")
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return user_payload(row)
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"users": payloads}
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        result = self.require_client().bulk_update_users(payloads)
-        return BatchOutcome(rejected=dict(result.failed))
-
-
-def unsubscribe_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """The record for one unsubscribe event: its e-mail, plus the event id the outcome is mapped back by."""
-    email = row.get("email")
-    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
-        raise ValueError(f"not an e-mail address: {email!r}")
-    event_id = row.get("record_key", row.get("event_id"))  # `record_key` is the engine's key, cast to varchar
-    if event_id is None:
-        raise ValueError("no event_id")
-    return {"email": email, "event_id": str(event_id)}
-
-
-class IterableUnsubscribeDestination(ClientDestination[IterableClient]):
-    """`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`: opts each person out of ONE message type.
-
-    Unlike `users/updateSubscriptions` / `bulkUpdateSubscriptions`, which overwrite a user's whole
-    `unsubscribedMessageTypeIds` list (re-subscribing them to every other type), the bulk subscription action
-    changes the configured (opt-in `GitLab Marketing`) type only. Records are keyed by unsubscribe event id, so each
-    event is sent once; several events of one person in a request send that e-mail once and all end synced.
-    Paced by the client's subscriptions limiter (5 requests/s by default).
-    """
-
-    name = "iterable_unsubscribes"
-    max_bytes = MAX_BODY_BYTES
-
-    def __init__(
-        self,
-        client: IterableClient | None,
-        *,
-        message_type_id: int,
-        max_records: int = DEFAULT_SUBSCRIPTION_ACTION_USERS,
-        name: str = "iterable_unsubscribes",
-    ) -> None:
-        self.client = client
-        self.name = name  # the signup opt-outs reuse this destination under their own name (own sync state)
-        self.message_type_id = int(message_type_id)
-        self.max_records = max_records
-        self.endpoint = subscription_action_path(MESSAGE_TYPE_GROUP, self.message_type_id)
-
-    def envelope_bytes(self) -> int:
-        return envelope_size({}, "users")
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return unsubscribe_payload(row)
-
-    @staticmethod
-    def emails(payloads: list[dict[str, Any]]) -> list[str]:
-        """The distinct e-mails of a request, in first-seen order."""
-        return list(dict.fromkeys(payload["email"] for payload in payloads))
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"users": self.emails(payloads)}
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        result = self.require_client().bulk_subscription_action(
-            MESSAGE_TYPE_GROUP, self.message_type_id, "unsubscribe", self.emails(payloads)
-        )
-        rejected = {
-            payload["event_id"]: result.failed[payload["email"]]
-            for payload in payloads
-            if payload["email"] in result.failed
-        }
-        return BatchOutcome(rejected=rejected)
-
-
-class IterableSignupProfileDestination(ClientDestination[IterableClient]):
-    """`POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
-
-    Records are keyed by event (one profile update per landed event, sent once); Iterable answers per e-mail, so
-    a rejected e-mail rejects every event of that person in the request.
-    """
-
-    name = "iterable_signup_profiles"
-    endpoint = BULK_UPDATE_USERS
-    max_bytes = MAX_BODY_BYTES
-
-    def __init__(self, client: IterableClient | None, *, max_records: int = DEFAULT_USERS_PER_REQUEST) -> None:
-        self.client = client
-        self.max_records = max_records
-
-    def envelope_bytes(self) -> int:
-        return envelope_size({}, "users")
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        event_key = row.get("record_key", row.get("event_key"))
-        if event_key is None:
-            raise ValueError("no event_key")
-        return {"event_id": str(event_key), "user": user_payload(row)}
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"users": [payload["user"] for payload in payloads]}
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        result = self.require_client().bulk_update_users([payload["user"] for payload in payloads])
-        rejected = {
-            payload["event_id"]: result.failed[payload["user"]["email"]]
-            for payload in payloads
-            if payload["user"]["email"] in result.failed
-        }
-        return BatchOutcome(rejected=rejected)
+    return {"email": email_of(row), "dataFields": fields, "mergeNestedObjects": False}
 
 
 def iterable_event_id(event_key: str) -> str:
@@ -291,22 +158,12 @@ def iterable_event_id(event_key: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, str(event_key)))
 
 
-def event_payload(row: dict[str, Any]) -> dict[str, Any]:
+def event_payload(row: Mapping[str, Any]) -> Record:
     """The `trackBulk` event object (`TrackRequest`) for one row of `audiences.iterable_trial_events`."""
-    email = row.get("email")
-    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
-        raise ValueError(f"not an e-mail address: {email!r}")
-    event_key = row.get("record_key", row.get("event_key"))
-    if event_key is None:
-        raise ValueError("no event_key")
-    event_name = row.get("event_name")
+    email, event_key, event_name = email_of(row), record_key(row, "event_key"), row.get("event_name")
     if not isinstance(event_name, str) or not event_name:
         raise ValueError("no event_name")
-    data_fields = row.get("data_fields")
-    try:
-        fields = json.loads(data_fields) if isinstance(data_fields, str) else dict(data_fields or {})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"data_fields is not a JSON object: {error}") from None
+    fields = json_object(row.get("data_fields"))
     try:
         created_at = int(row["created_at"])
     except (KeyError, TypeError, ValueError):
@@ -314,43 +171,89 @@ def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "email": email,
         "eventName": event_name,
-        "id": iterable_event_id(str(event_key)),
+        "id": iterable_event_id(event_key),
         "createdAt": created_at,
         "dataFields": fields,
     }
 
 
-class IterableTrackBulkDestination(ClientDestination[IterableClient]):
-    """`POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s).
+def _emails(records: list[Record]) -> list[str]:
+    """The distinct e-mails of a request, in first-seen order (several events of one person: one e-mail)."""
+    return list(dict.fromkeys(record["email"] for record in records))
 
-    Keyed by `event_key` (`<kind>:<event_id>`); the event `id` sent is derived from it, so a retried batch updates
-    the same Iterable events. Rejections come back per user (or event name) and are mapped to the event keys.
+
+def _by_email(record: Record) -> tuple[str]:
+    return (record["email"],)
+
+
+#: `POST /api/users/bulkUpdate`: 1,000 users and 4 MB a request, paced by the client (5 requests/s).
+USERS = Destination[IterableClient](
+    "iterable_users",
+    USER_AUDIENCE,
+    BULK_UPDATE_USERS,
+    payload=user_payload,
+    body=lambda users: {"users": users},
+    call=IterableClient.bulk_update_users,
+    identities=_by_email,
+    max_records=DEFAULT_USERS_PER_REQUEST,
+)
+
+#: `POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
+#: Keyed by event (one profile update per landed event, sent once); Iterable answers per e-mail, so a rejected
+#: e-mail rejects every event of that person in the request.
+SIGNUP_PROFILES = Destination[IterableClient](
+    "iterable_signup_profiles",
+    SIGNUP_PROFILE_AUDIENCE,
+    BULK_UPDATE_USERS,
+    payload=lambda row: {"event_id": record_key(row, "event_key"), "user": user_payload(row)},
+    body=lambda records: {"users": [record["user"] for record in records]},
+    call=lambda client, records: client.bulk_update_users([record["user"] for record in records]),
+    identities=lambda record: (record["user"]["email"],),
+    max_records=DEFAULT_USERS_PER_REQUEST,
+)
+
+#: `POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s). Keyed by
+#: `event_key` (`<kind>:<event_id>`), from which the event `id` is derived, so a retried batch updates the same
+#: Iterable events. Iterable rejects events by user or by event name.
+TRIAL_EVENTS = Destination[IterableClient](
+    "iterable_trial_events",
+    TRIAL_EVENT_AUDIENCE,
+    TRACK_BULK,
+    payload=event_payload,
+    body=lambda events: {"events": events},
+    call=IterableClient.track_bulk,
+    identities=lambda event: (event["email"], event["eventName"]),
+    max_records=DEFAULT_EVENTS_PER_REQUEST,
+)
+
+
+def opt_outs(
+    message_type_id: int, *, name: str = UNSUBSCRIBES, audience: Audience = UNSUBSCRIBE_AUDIENCE
+) -> Destination[IterableClient]:
+    """`PUT /api/subscriptions/messageType/{id}?action=unsubscribe`: opts each person out of ONE message type.
+
+    Unlike `users/updateSubscriptions` / `bulkUpdateSubscriptions`, which overwrite a user's whole
+    `unsubscribedMessageTypeIds` list (re-subscribing them to every other type), the bulk subscription action
+    changes the configured (opt-in `GitLab Marketing`) type only. Records are keyed by event, so each event is sent
+    once; several events of one person in a request send that e-mail once and all end synced. Paced by the
+    client's subscriptions limiter (5 requests/s by default). The signup opt-outs are this declaration under
+    their own name and audience (own sync state).
     """
+    message_type_id = int(message_type_id)
+    return Destination[IterableClient](
+        name,
+        audience,
+        subscription_action_path(MESSAGE_TYPE_GROUP, message_type_id),
+        payload=lambda row: {"email": email_of(row), "event_id": record_key(row, "event_id")},
+        body=lambda records: {"users": _emails(records)},
+        call=lambda client, records: client.bulk_subscription_action(
+            MESSAGE_TYPE_GROUP, message_type_id, "unsubscribe", _emails(records)
+        ),
+        identities=_by_email,
+        max_records=DEFAULT_SUBSCRIPTION_ACTION_USERS,
+    )
 
-    name = "iterable_trial_events"
-    endpoint = TRACK_BULK
-    max_bytes = MAX_BODY_BYTES
 
-    def __init__(self, client: IterableClient | None, *, max_records: int = DEFAULT_EVENTS_PER_REQUEST) -> None:
-        self.client = client
-        self.max_records = max_records
-        self._record_keys: dict[str, str] = {}  # Iterable event id -> event_key (the engine's record key)
-
-    def envelope_bytes(self) -> int:
-        return envelope_size({}, "events")
-
-    def to_payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        payload = event_payload(row)
-        self._record_keys[payload["id"]] = str(row.get("record_key", row.get("event_key")))
-        return payload
-
-    def request_body(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"events": payloads}
-
-    def send(self, payloads: list[dict[str, Any]]) -> BatchOutcome:
-        result = self.require_client().track_bulk(payloads)
-        # the client keys failures by the Iterable event id; the engine keys records by event_key
-        rejected = {self._record_keys.get(event_id, event_id): reason for event_id, reason in result.failed.items()}
-        for payload in payloads:
-            self._record_keys.pop(payload["id"], None)
-        return BatchOutcome(rejected=rejected)
+def signup_opt_outs(message_type_id: int) -> Destination[IterableClient]:
+    """The opt-out that follows the signup profile update of a person who opted out (see SIGNUP_OPT_OUT_AUDIENCE)."""
+    return opt_outs(message_type_id, name=SIGNUP_OPT_OUTS, audience=SIGNUP_OPT_OUT_AUDIENCE)

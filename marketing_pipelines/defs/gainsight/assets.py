@@ -2,19 +2,13 @@
 
 import dagster as dg
 
+from marketing_pipelines.clients.gainsight import GainsightClient
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import push, sync_result
 from marketing_pipelines.defs.gainsight.resources import GainsightResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.sync import Audience
-from marketing_pipelines.sync.gainsight import (
-    COMPANIES,
-    COMPANY_AUDIENCE,
-    PEOPLE,
-    PERSON_AUDIENCE,
-    GainsightDestination,
-    GainsightObject,
-)
+from marketing_pipelines.sync import Destination
+from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched
 
 RECIPIENTS_KEY = dg.AssetKey(["audiences", "gainsight_program_recipients"])
 COMPANIES_KEY = dg.AssetKey(["audiences", "gainsight_program_companies"])
@@ -24,13 +18,12 @@ def push_to_gainsight(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     gainsight: GainsightResource,
-    audience: Audience,
-    target: GainsightObject,
+    destination: Destination[GainsightClient],
 ) -> dg.MaterializeResult:
     """Sync one audience to one Gainsight object; metadata adds the audience's rows and skips per program and
     per segment."""
-    destination = GainsightDestination(gainsight.get_client(), target, max_records=gainsight.records_per_call)
-    report = push(context, warehouse, audience, destination)
+    report = push(context, warehouse, batched(destination, gainsight.records_per_call), gainsight)
+    audience = destination.audience
     counts = {
         column: {
             str(value): {"rows": int(n), "skipped": int(skipped)}
@@ -68,7 +61,7 @@ def push_to_gainsight(
 def gainsight_company_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
 ) -> dg.MaterializeResult:
-    return push_to_gainsight(context, warehouse, gainsight, COMPANY_AUDIENCE, COMPANIES)
+    return push_to_gainsight(context, warehouse, gainsight, COMPANIES)
 
 
 @dg.asset(
@@ -90,4 +83,4 @@ def gainsight_company_sync(
 def gainsight_person_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
 ) -> dg.MaterializeResult:
-    return push_to_gainsight(context, warehouse, gainsight, PERSON_AUDIENCE, PEOPLE)
+    return push_to_gainsight(context, warehouse, gainsight, PEOPLE)

@@ -27,6 +27,8 @@ class GainsightResource(dg.ConfigurableResource):
     records_per_call: int = Field(default=MAX_RECORDS_PER_CALL, ge=1, le=MAX_RECORDS_PER_CALL)
     calls_per_window: int = Field(default=DEFAULT_CALLS_PER_MINUTE, ge=1)
     window_seconds: float = Field(default=60.0, gt=0)
+    dry_run: bool = False
+    """Write requests to ``ops.outbox`` instead of sending them, even with an access key."""
 
     def resolved_access_key(self) -> str | None:
         return self.access_key or dg.EnvVar("GAINSIGHT_ACCESS_KEY").get_value() or None
@@ -36,7 +38,7 @@ class GainsightResource(dg.ConfigurableResource):
 
     @property
     def is_dry_run(self) -> bool:
-        return self.resolved_access_key() is None
+        return self.dry_run or self.resolved_access_key() is None
 
     def get_client(self) -> GainsightClient | None:
         """A paced, retrying client, or None in dry-run. A key without a tenant domain fails before any request."""

@@ -13,17 +13,12 @@ from marketing_pipelines.defs.iterable.resources import (
 )
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync.iterable import (
-    SIGNUP_OPT_OUT_AUDIENCE,
-    SIGNUP_OPT_OUTS,
-    SIGNUP_PROFILE_AUDIENCE,
-    TRIAL_EVENT_AUDIENCE,
-    UNSUBSCRIBE_AUDIENCE,
-    USER_AUDIENCE,
-    IterableSignupProfileDestination,
-    IterableTrackBulkDestination,
-    IterableUnsubscribeDestination,
-    IterableUserDestination,
+    SIGNUP_PROFILES,
+    TRIAL_EVENTS,
+    USERS,
     adopt_bare_event_keys,
+    opt_outs,
+    signup_opt_outs,
 )
 
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
@@ -48,9 +43,7 @@ TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
 def iterable_user_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
-    client = iterable.get_client()
-    destination = IterableUserDestination(client, max_records=iterable.users_per_request)
-    return sync_result(push(context, warehouse, USER_AUDIENCE, destination))
+    return sync_result(push(context, warehouse, USERS.batched(iterable.users_per_request), iterable))
 
 
 @dg.asset(
@@ -71,9 +64,8 @@ def iterable_unsubscribe_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     message_type_id, configured = iterable.unsubscribe_message_type_id()  # fails before any request when unset
-    client = iterable.get_client()
-    destination = IterableUnsubscribeDestination(client, message_type_id=message_type_id)
-    report = push(context, warehouse, UNSUBSCRIBE_AUDIENCE, destination)
+    destination = opt_outs(message_type_id)
+    report = push(context, warehouse, destination, iterable)
     metadata: dict[str, Any] = {
         "endpoint": destination.endpoint,
         "message_type_id": message_type_id,
@@ -112,11 +104,11 @@ def iterable_unsubscribe_sync(
 def iterable_signup_profile_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
-    destination = IterableSignupProfileDestination(iterable.get_client(), max_records=iterable.users_per_request)
-    adopt_bare_event_keys(warehouse.get_warehouse(), SIGNUP_PROFILE_AUDIENCE, destination.name)
-    profiles = push(context, warehouse, SIGNUP_PROFILE_AUDIENCE, destination)
-    opt_outs = _push_signup_opt_outs(context, warehouse, iterable)
-    return sync_result(profiles, opt_outs=dg.MetadataValue.json(opt_outs))
+    destination = SIGNUP_PROFILES.batched(iterable.users_per_request)
+    adopt_bare_event_keys(warehouse.get_warehouse(), destination.audience, destination.name)
+    profiles = push(context, warehouse, destination, iterable)
+    opted_out = _push_signup_opt_outs(context, warehouse, iterable)
+    return sync_result(profiles, opt_outs=dg.MetadataValue.json(opted_out))
 
 
 def _push_signup_opt_outs(
@@ -135,12 +127,8 @@ def _push_signup_opt_outs(
         )
         context.log.warning(note)
         return {"sent": 0, "note": note}
-    destination = IterableUnsubscribeDestination(
-        iterable.get_client(),
-        message_type_id=DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID if message_type_id is None else message_type_id,
-        name=SIGNUP_OPT_OUTS,
-    )
-    report = push(context, warehouse, SIGNUP_OPT_OUT_AUDIENCE, destination)
+    destination = signup_opt_outs(DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID if message_type_id is None else message_type_id)
+    report = push(context, warehouse, destination, iterable)
     return {**report.as_metadata(), "endpoint": destination.endpoint}
 
 
@@ -164,7 +152,5 @@ def _push_signup_opt_outs(
 def iterable_trial_event_sync(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
-    client = iterable.get_client()
-    destination = IterableTrackBulkDestination(client)
-    adopt_bare_event_keys(warehouse.get_warehouse(), TRIAL_EVENT_AUDIENCE, destination.name)
-    return sync_result(push(context, warehouse, TRIAL_EVENT_AUDIENCE, destination))
+    adopt_bare_event_keys(warehouse.get_warehouse(), TRIAL_EVENTS.audience, TRIAL_EVENTS.name)
+    return sync_result(push(context, warehouse, TRIAL_EVENTS, iterable))

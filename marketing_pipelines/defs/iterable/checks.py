@@ -14,13 +14,13 @@ from marketing_pipelines.defs.transform.rule_checks import violations_result
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.sync.engine import Audience
 from marketing_pipelines.sync.iterable import (
+    SIGNUP_PROFILES,
+    TRIAL_EVENTS,
     TRIAL_EVENTS_VIEW,
     UNSUBSCRIBE_AUDIENCE,
+    UNSUBSCRIBES,
     USER_AUDIENCE,
-    IterableSignupProfileDestination,
-    IterableTrackBulkDestination,
-    IterableUnsubscribeDestination,
-    IterableUserDestination,
+    USERS,
     user_payload,
     user_schema,
 )
@@ -131,7 +131,7 @@ SIGNUP_EVENTS_BY_KEY = Audience(table=TRIAL_EVENTS_VIEW, key_column="event_key",
 iterable_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_REJECTION_BACKLOG,
     asset="iterable_user_sync",
-    destination=IterableUserDestination.name,
+    destination=USERS.name,
     audience=USER_AUDIENCE,
     what="Iterable (users/bulkUpdate)",
     record_columns=("audience.person_id", "rejections.record_key"),
@@ -140,7 +140,7 @@ iterable_rejection_backlog = rejection_backlog_check(
 iterable_unsubscribe_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG,
     asset="iterable_unsubscribe_sync",
-    destination=IterableUnsubscribeDestination.name,
+    destination=UNSUBSCRIBES,
     audience=UNSUBSCRIBE_AUDIENCE,
     what="Iterable (message type unsubscribes)",
     record_columns=("rejections.record_key", "audience.email"),
@@ -149,7 +149,7 @@ iterable_unsubscribe_rejection_backlog = rejection_backlog_check(
 iterable_signup_profile_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG,
     asset="iterable_signup_profile_sync",
-    destination=IterableSignupProfileDestination.name,
+    destination=SIGNUP_PROFILES.name,
     audience=SIGNUP_EVENTS_BY_KEY,
     what="Iterable (signup profile updates)",
     record_columns=("rejections.record_key", "audience.email"),
@@ -158,7 +158,7 @@ iterable_signup_profile_rejection_backlog = rejection_backlog_check(
 iterable_trial_event_rejection_backlog = rejection_backlog_check(
     name=ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG,
     asset="iterable_trial_event_sync",
-    destination=IterableTrackBulkDestination.name,
+    destination=TRIAL_EVENTS.name,
     audience=SIGNUP_EVENTS_BY_KEY,
     what="Iterable (trial and free registration events)",
     record_columns=("rejections.record_key", "audience.email"),

@@ -31,6 +31,8 @@ class IterableResource(dg.ConfigurableResource):
     track_bulk_per_second: float = 10
     marketing_message_type_name: str = OPT_IN_MESSAGE_TYPE
     marketing_message_type_id: int | None = None
+    dry_run: bool = False
+    """Write requests to ``ops.outbox`` instead of sending them, even with an API key."""
 
     @field_validator("marketing_message_type_name")
     @classmethod
@@ -91,7 +93,7 @@ class IterableResource(dg.ConfigurableResource):
 
     @property
     def is_dry_run(self) -> bool:
-        return self.resolved_api_key() is None
+        return self.dry_run or self.resolved_api_key() is None
 
     def get_client(self) -> IterableClient | None:
         """A paced, retrying client, or None in dry-run."""

@@ -1,0 +1,134 @@
+"""A destination is a declaration: where its records come from, how a row becomes a record and records a request
+body, which client method sends them, and how the destination names the records it rejects.
+
+The engine (`sync.engine`) does everything else: diffing, batching within the limits, pacing through the client,
+splitting refused requests, mapping rejections back to record keys, run history. Where the records go is the
+transport: `Api(client)` sends them, `Outbox()` (dry-run) writes each request body to `ops.outbox` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from marketing_pipelines.clients._http import JsonApiClient, dumps_compact
+from marketing_pipelines.pii import EMAIL_PATTERN
+
+ClientT = TypeVar("ClientT", bound=JsonApiClient)
+Record = dict[str, Any]
+
+#: Iterable's bulk endpoints (and the engine's guard for APIs that document none) take bodies up to 4 MB.
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Where the records come from: a table, its key column and the columns that make up a record."""
+
+    table: str
+    key_column: str
+    columns: Sequence[str]
+
+    def hash_sql(self) -> str:
+        parts = " || '|' || ".join(f"coalesce(cast({c} as varchar), '<null>')" for c in self.columns)
+        return f"md5({parts})"
+
+
+class Answer(Protocol):
+    """What a client method returns: the records the destination rejected, with its reason."""
+
+    @property
+    def failed(self) -> Mapping[Any, str]:
+        """Rejections keyed by what the API names a record by: an identity (e-mail, event name) or a position."""
+
+
+@dataclass(frozen=True)
+class Destination(Generic[ClientT]):
+    """One API endpoint as the engine sees it."""
+
+    name: str
+    """Names the destination's rows in `ops.sync_state`, `ops.sync_rejections`, `ops.sync_runs` and `ops.outbox`."""
+    audience: Audience
+    endpoint: str
+    """The path a request goes to (written to the outbox)."""
+    payload: Callable[[Mapping[str, Any]], Record]
+    """The record for an audience row; raises ValueError for a row that cannot be sent."""
+    body: Callable[[list[Record]], dict[str, Any]]
+    """The JSON body of one request holding these records."""
+    call: Callable[[ClientT, list[Record]], Answer]
+    """The client method that sends one request of these records (paced and retried by the client)."""
+    identities: Callable[[Record], Sequence[str]] | None = None
+    """The names the API may reject a record by (its e-mail, event name); None: by its position in the request."""
+    max_records: int = 1000
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def envelope_bytes(self) -> int:
+        """Bytes of a request body holding no records."""
+        return len(dumps_compact(self.body([])))
+
+    def batched(self, max_records: int) -> Destination[ClientT]:
+        """The same destination with `max_records` records a request."""
+        return replace(self, max_records=max_records)
+
+    def rejections(self, records: Sequence[Record], failed: Mapping[Any, str]) -> dict[int, str]:
+        """The positions of the rejected records of a request, with the destination's reason."""
+        if self.identities is None:
+            return {position: failed[position] for position in range(len(records)) if position in failed}
+        rejected: dict[int, str] = {}
+        for position, record in enumerate(records):
+            reason = next((failed[name] for name in self.identities(record) if name in failed), None)
+            if reason is not None:
+                rejected[position] = reason
+        return rejected
+
+
+@dataclass
+class Api(Generic[ClientT]):
+    """Live: records go to the API through `client`."""
+
+    client: ClientT
+    mode = "live"
+
+    def send(self, destination: Destination[ClientT], records: list[Record]) -> dict[int, str]:
+        """Send one request; the positions of the records it rejected, with reasons."""
+        return destination.rejections(records, destination.call(self.client, records).failed)
+
+    def counters(self) -> tuple[int, int]:
+        """HTTP requests and retries made so far."""
+        return self.client.stats.requests, self.client.stats.retries
+
+
+@dataclass
+class Outbox:
+    """Dry-run: each request body is written to `ops.outbox` instead of sent, and nothing is marked synced."""
+
+    mode = "dry-run"
+
+
+Transport = Api[Any] | Outbox
+
+
+def email_of(row: Mapping[str, Any], column: str = "email") -> str:
+    """The row's e-mail address; ValueError when it is not one."""
+    email = row.get(column)
+    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
+        raise ValueError(f"not an e-mail address: {email!r}")
+    return email
+
+
+def record_key(row: Mapping[str, Any], column: str) -> str:
+    """The row's record key: the engine's `record_key` (the key column cast to text), else `column` itself."""
+    key = row.get("record_key", row.get(column))
+    if key is None:
+        raise ValueError(f"no {column}")
+    return str(key)
+
+
+def json_object(value: Any, column: str = "data_fields") -> dict[str, Any]:
+    """A JSON object column (text or already a mapping) as a dict; ValueError when it is not one."""
+    try:
+        return json.loads(value) if isinstance(value, str) else dict(value or {})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{column} is not a JSON object: {error}") from None
