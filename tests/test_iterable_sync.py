@@ -14,13 +14,17 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from marketing_pipelines.clients._http import ApiError
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK, IterableClient
+from marketing_pipelines.defs.destinations import transport
 from marketing_pipelines.defs.iterable import checks
+from marketing_pipelines.defs.iterable.assets import iterable_user_sync
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
+from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync import Api, Outbox, run_sync
@@ -167,6 +171,22 @@ def test_dry_run_writes_the_outbox_and_marks_nothing_synced(warehouse):
         validate_request(BULK_UPDATE_USERS, body)
     assert warehouse.query("select count(*) from ops.sync_state") == [(0,)]
     assert sync(warehouse, None).sent == USERS, "dry-run marks nothing synced, so the next run sends again"
+
+
+def test_the_dry_run_setting_writes_the_outbox_even_with_an_api_key(warehouse):
+    resources = {"warehouse": WarehouseResource(duckdb_path=str(warehouse.path))}
+    with IterableEmulator(api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}) as emulator:
+        forced = IterableResource(api_key=API_KEY, base_url=emulator.base_url, dry_run=True)
+        assert forced.is_dry_run and isinstance(transport(forced), Outbox)
+        result = iterable_user_sync(context=dg.build_asset_context(), iterable=forced, **resources)
+        assert sum(emulator.requests_by_path.values()) == 0, "nothing reaches the API"
+        live = IterableResource(api_key=API_KEY, base_url=emulator.base_url)
+        assert isinstance(transport(live), Api)
+        rerun = iterable_user_sync(context=dg.build_asset_context(), iterable=live, **resources)
+    assert result.metadata["mode"] == "dry-run" and result.metadata["sent"] == USERS
+    assert warehouse.query("select count(*), sum(record_count) from ops.outbox") == [(1, USERS)]
+    assert warehouse.query("select count(*) from ops.sync_state") == [(USERS,)]
+    assert rerun.metadata["mode"] == "live" and rerun.metadata["accepted"] == USERS and len(emulator.users) == USERS
 
 
 def test_api_key_never_appears_in_logs_outbox_or_errors(warehouse, caplog):
