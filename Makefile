@@ -56,9 +56,10 @@ bench-quick: prepare ## The bench at 50,000 contacts, no chaos (minutes), writte
 chaos: prepare ## 100,000 users through 20% 429 / 5% 500 / 2% slow, SIGKILL, rerun -> bench/chaos.{json,md}
 	$(RUN) python -m marketing_pipelines.devtools.bench --chaos $(BENCH_ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; sqlfluff on the dbt project's SQL (style in .sqlfluff)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) sqlfluff lint dbt_project
 
 format: install ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .

@@ -46,7 +46,7 @@ role_contacts as (
     from contacts
     inner join accounts on contacts.account_id = accounts.account_id
     where contacts.gitlab_role = 'GitLab Admin'
-       or (contacts.gitlab_role = 'Sold-To' and accounts.reachable_admin_count = 0)
+        or (contacts.gitlab_role = 'Sold-To' and accounts.reachable_admin_count = 0)
 ),
 
 saas_members as (
@@ -63,8 +63,8 @@ saas_members as (
     inner join access_levels on members.access_level = access_levels.access_level
     inner join users on members.user_id = users.user_id
     where accounts.deployment_type = 'SaaS'
-      and members.access_level in (40, 50)
-      and {{ 'true' if var('gainsight_include_saas_members') else 'false' }}
+        and members.access_level in (40, 50)
+        and {{ 'true' if var('gainsight_include_saas_members') else 'false' }}
 ),
 
 candidates as (

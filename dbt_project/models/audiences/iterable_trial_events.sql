@@ -35,7 +35,8 @@ final as (
         event_id,
         email,
         event_name,
-        {{ dbt.datediff("cast('1970-01-01' as timestamp)", "occurred_at", "second") }} as created_at,
+        {{ dbt.datediff("cast('1970-01-01' as timestamp)", "occurred_at", "second") }}
+            as created_at,
         {{ json_object([
             ('company', 'company'),
             ('companyNamespace', 'is_company_namespace'),

@@ -14,7 +14,7 @@ contacts as (
     qualify row_number() over (partition by email order by updated_at desc, person_id desc) = 1
 ),
 
-{#- Consent first: an e-mail is left out when any CRM contact carrying it is opted out, not only the latest. -#}
+{# Consent first: an e-mail is left out when any CRM contact carrying it is opted out, not only the latest. -#}
 opted_out_emails as (
     select email from {{ ref('marketing_contacts') }}
     where email is not null and not is_opted_in

@@ -34,7 +34,7 @@ first_versions as (
     group by person_id
 ),
 
-{#- One hop per record merged into another record that exists. -#}
+{# One hop per record merged into another record that exists. -#}
 merge_edges as (
     select
         latest_versions.person_id,
@@ -50,8 +50,11 @@ merge_walk (start_person_id, person_id, depth, walked_path) as (
         person_id,
         cast(0 as integer) as depth,
         {#- Typed wide in the anchor: Snowflake sizes a recursive CTE's columns by it. #}
-        cast({{ dbt.concat(["'/'", "cast(person_id as " ~ dbt.type_string() ~ ")", "'/'"]) }} as {{ dbt.type_string() }})
-            as walked_path
+        cast({{ dbt.concat([
+            "'/'",
+            "cast(person_id as " ~ dbt.type_string() ~ ")",
+            "'/'",
+        ]) }} as {{ dbt.type_string() }}) as walked_path
     from latest_versions
     union all
     select
@@ -66,7 +69,7 @@ merge_walk (start_person_id, person_id, depth, walked_path) as (
     from merge_walk
     inner join merge_edges on merge_walk.person_id = merge_edges.person_id
     where merge_walk.depth < {{ var('crm_merge_max_depth') }}
-      and {{ dbt.position(
+        and {{ dbt.position(
             dbt.concat(["'/'", "cast(merge_edges.next_person_id as " ~ dbt.type_string() ~ ")", "'/'"]),
             "merge_walk.walked_path",
         ) }} = 0
@@ -81,7 +84,7 @@ walk_ends as (
     qualify row_number() over (partition by start_person_id order by depth desc) = 1
 ),
 
-{#- Why each walk stopped: the record it reached is merged nowhere, into itself, into a missing record, into a
+{# Why each walk stopped: the record it reached is merged nowhere, into itself, into a missing record, into a
     record the walk passed (a cycle), or on and on past the depth bound. -#}
 walk_outcomes as (
     select
@@ -103,7 +106,7 @@ walk_outcomes as (
         and ends.merged_into_person_id = entries.person_id
 ),
 
-{#- A cycle's survivor is its lowest person id: the same for every walk that runs into it. -#}
+{# A cycle's survivor is its lowest person id: the same for every walk that runs into it. -#}
 cycle_survivors as (
     select
         walk_outcomes.start_person_id,
@@ -111,7 +114,7 @@ cycle_survivors as (
     from walk_outcomes
     inner join merge_walk
         on walk_outcomes.start_person_id = merge_walk.start_person_id
-        and merge_walk.depth >= walk_outcomes.cycle_entry_depth
+        and walk_outcomes.cycle_entry_depth <= merge_walk.depth
     where walk_outcomes.walk_issue = 'cycle'
     group by walk_outcomes.start_person_id
 ),

@@ -38,8 +38,10 @@ lifecycle as (
     select
         accounts.*,
         cast(accounts.account_created_at as date) as account_created_on,
-        {{ dbt.datediff('cast(accounts.account_created_at as date)', as_of_date(), 'day') }} as account_age_days,
-        {{ dbt.datediff(as_of_date(), 'accounts.renewal_date', 'day') }} as days_to_renewal
+        {{ dbt.datediff('cast(accounts.account_created_at as date)', as_of_date(), 'day') }}
+            as account_age_days,
+        {{ dbt.datediff(as_of_date(), 'accounts.renewal_date', 'day') }}
+            as days_to_renewal
     from accounts
 ),
 

@@ -6,7 +6,7 @@
 with users as (
     select * from {{ ref('stg_gitlab__users') }}
     where email is not null
-      and created_at >= {{ dbt.dateadd('month', -1 * var('namespace_sync_window_months'), as_of_date()) }}
+        and created_at >= {{ dbt.dateadd('month', -1 * var('namespace_sync_window_months'), as_of_date()) }}
 ),
 
 members as (

@@ -23,7 +23,7 @@ survivors as (
     where is_survivor
 ),
 
-{#- When records merge, the Initial Source that was set first in the whole merged set wins. -#}
+{# When records merge, the Initial Source that was set first in the whole merged set wins. -#}
 merged_set_sources as (
     select
         persons.surviving_person_id,
@@ -51,7 +51,7 @@ merged_sets as (
     group by surviving_person_id
 ),
 
-{#- An unsubscribe opts the person out; any e-mail of a merged set counts. -#}
+{# An unsubscribe opts the person out; any e-mail of a merged set counts. -#}
 unsubscribed_persons as (
     select distinct persons.surviving_person_id
     from persons

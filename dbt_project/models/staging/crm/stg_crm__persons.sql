@@ -10,7 +10,7 @@ lead_statuses as (
     select * from {{ ref('dim_lead_status') }}
 ),
 
-{#- A raw value maps to a canonical Initial Source only when exactly one value matches it. -#}
+{# A raw value maps to a canonical Initial Source only when exactly one value matches it. -#}
 canonical_sources as (
     select
         {{ normalize_text('initial_source') }} as match_key,
@@ -20,7 +20,7 @@ canonical_sources as (
     having count(*) = 1
 ),
 
-{#- Lead statuses likewise, ignoring case and every space (` mql ` is `MQL`). -#}
+{# Lead statuses likewise, ignoring case and every space (` mql ` is `MQL`). -#}
 canonical_statuses as (
     select
         {{ loose_match_key('lead_status') }} as match_key,

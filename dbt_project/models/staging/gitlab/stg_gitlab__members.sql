@@ -9,7 +9,7 @@ renamed as (
         cast(access_level as integer) as access_level
     from source
     where namespace_id is not null
-      and user_id is not null
+        and user_id is not null
 )
 
 select * from renamed
