@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from devtools.iterable_emulator import DEFAULT_RATE_LIMITS, IterableEmulator
 from marketing_pipelines.clients import (
     ApiError,
     IterableClient,
@@ -25,7 +26,6 @@ from marketing_pipelines.clients import (
     parse_retry_after,
     redact,
 )
-from marketing_pipelines.devtools.iterable_emulator import DEFAULT_RATE_LIMITS, IterableEmulator
 from tests import spec
 
 API_KEY = "itbl-test-key-5f2c9a1e7d"
