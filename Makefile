@@ -48,13 +48,13 @@ test: prepare ## Install and run the whole test suite
 	$(RUN) pytest
 
 bench: prepare ## Performance figures at 1M contacts + chaos run -> bench/results.{json,md} (BENCH_ARGS=...)
-	$(RUN) python -m marketing_pipelines.devtools.bench --with-chaos $(BENCH_ARGS)
+	$(RUN) python -m devtools.bench --with-chaos $(BENCH_ARGS)
 
 bench-quick: prepare ## The bench at 50,000 contacts, no chaos (minutes), written to bench/quick.{json,md}
-	$(RUN) python -m marketing_pipelines.devtools.bench --quick --out bench/quick.json $(BENCH_ARGS)
+	$(RUN) python -m devtools.bench --quick --out bench/quick.json $(BENCH_ARGS)
 
 chaos: prepare ## 100,000 users through 20% 429 / 5% 500 / 2% slow, SIGKILL, rerun -> bench/chaos.{json,md}
-	$(RUN) python -m marketing_pipelines.devtools.bench --chaos $(BENCH_ARGS)
+	$(RUN) python -m devtools.bench --chaos $(BENCH_ARGS)
 
 lint: install ## ruff lint and format check; sqlfluff on the dbt project's SQL (style in .sqlfluff)
 	$(RUN) ruff check .

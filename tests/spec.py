@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,15 @@ from typing import Any
 import jsonschema
 import pytest
 
-SPEC_PATH = Path(
-    os.environ.get(
-        "ITERABLE_SPEC_PATH", Path(__file__).resolve().parents[1] / "docs" / "reference" / "iterable-api-docs.json"
-    )
-)
+# Vendored in the repository (a public document): tests never read a file outside it.
+SPEC_PATH = Path(__file__).resolve().parents[1] / "docs" / "reference" / "iterable-api-docs.json"
 
 
 @lru_cache(maxsize=1)
 def load_spec() -> dict[str, Any]:
     """The parsed spec; a missing reference file fails the calling test (it must never pass unchecked)."""
     if not SPEC_PATH.exists():
-        pytest.fail(f"Iterable API spec not found at {SPEC_PATH} (set ITERABLE_SPEC_PATH)")
+        pytest.fail(f"Iterable API spec not found at {SPEC_PATH}")
     return json.loads(SPEC_PATH.read_text())
 
 

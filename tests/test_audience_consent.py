@@ -95,8 +95,8 @@ def test_an_email_any_opted_out_contact_carries_is_left_out_and_the_check_passes
 
 def test_a_signup_of_a_person_opted_out_in_the_crm_is_followed_by_their_opt_out(tmp_path, monkeypatch):
     """The signup path applies the same consent as the user audience: profile update, opt-out, then the event."""
+    from devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
-    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
     from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
 
     path = tmp_path / "warehouse.duckdb"

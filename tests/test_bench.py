@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from marketing_pipelines.devtools import bench
+from devtools import bench
 
 
 def test_quick_bench_with_chaos_writes_every_figure(tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, GainsightClient
 from marketing_pipelines.defs.gainsight import checks
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.sync import Api, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE
 from marketing_pipelines.warehouse import DuckDBWarehouse

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
 from marketing_pipelines.clients._http import ApiError, RetryPolicy, dumps_compact
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT, GainsightClient
 from marketing_pipelines.defs.gainsight.checks import (
@@ -21,7 +22,6 @@ from marketing_pipelines.defs.gainsight.checks import (
 )
 from marketing_pipelines.defs.gainsight.resources import GainsightResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
 from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
 from marketing_pipelines.warehouse import DuckDBWarehouse

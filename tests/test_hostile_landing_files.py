@@ -492,8 +492,8 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     """The sensor's run requests, each run as `ingest_signups_job` against the emulator: every run succeeds; the
     good events reach Iterable; a half-written file is retried, then its half line quarantined (retries are never
     exhausted); a link to a system file and a FIFO are refused unread."""
+    from devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.definitions import defs
-    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.sync.iterable import iterable_event_id
     from tests.conftest import load_raw_rows, run_dbt
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from devtools.iterable_emulator import DEFAULT_PREFIX_RATE_LIMITS, DEFAULT_RATE_LIMITS, IterableEmulator
 from marketing_pipelines.clients import (
     ApiError,
     IterableClient,
@@ -30,11 +31,6 @@ from marketing_pipelines.clients.iterable import (
     BULK_UPDATE_USERS,
     TRACK_BULK,
     subscription_action_path,
-)
-from marketing_pipelines.devtools.iterable_emulator import (
-    DEFAULT_PREFIX_RATE_LIMITS,
-    DEFAULT_RATE_LIMITS,
-    IterableEmulator,
 )
 from marketing_pipelines.sync.iterable import TRIAL_EVENTS, USERS
 from tests import spec

@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients._http import ApiError
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK, IterableClient
 from marketing_pipelines.defs.destinations import transport
@@ -26,7 +27,6 @@ from marketing_pipelines.defs.iterable.assets import iterable_user_sync
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
 from marketing_pipelines.defs.iterable.resources import IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
 from marketing_pipelines.sync.iterable import (

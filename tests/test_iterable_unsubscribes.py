@@ -16,12 +16,12 @@ import httpx
 import pandas as pd
 import pytest
 
+from devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmulator
 from marketing_pipelines.clients._http import RetryPolicy
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, IterableClient
 from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
 from marketing_pipelines.defs.iterable.resources import MESSAGE_TYPE_ID_ENV, IterableResource
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmulator
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.iterable import opt_outs
 from marketing_pipelines.warehouse import DuckDBWarehouse

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marketing_pipelines.devtools.measure_iterable_push import measure
+from devtools.measure_iterable_push import measure
 
 
 def test_measurement_reports_change_only_reruns(tmp_path):

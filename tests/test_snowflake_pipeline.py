@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sample_data import SampleData, generate, write_sample_data
 from marketing_pipelines.warehouse import Warehouse
 from tests import fakesnow_shims

@@ -24,11 +24,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from devtools.gainsight_emulator import GainsightEmulator
+from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
 from marketing_pipelines.defs.transform import checks
-from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
-from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql

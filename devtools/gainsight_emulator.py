@@ -5,7 +5,7 @@
         ...
         assert emu.company(GitLab_Account_ID__gc=42)["Customer_Program__gc"] == "onboarding"
 
-Standalone: `python -m marketing_pipelines.devtools.gainsight_emulator --port 8766 --access-key test`.
+Standalone: `python -m devtools.gainsight_emulator --port 8766 --access-key test`.
 
 What it enforces, as Gainsight documents it: the `Accesskey` header (401 otherwise), at most 50 records a write call
 (400 otherwise), a company update names its match fields in `?keys=` (any Company fields, comma-separated; 400
@@ -42,8 +42,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+from devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT
-from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
 from marketing_pipelines.sync.gainsight import SEGMENTS
 
 TENANT_WINDOW = "*"

@@ -1,6 +1,6 @@
 """Measure the Iterable user push against the loopback emulator at Iterable's documented 5 requests/s.
 
-    python -m marketing_pipelines.devtools.measure_iterable_push --users 100000
+    python -m devtools.measure_iterable_push --users 100000
 
 Prints JSON: accepted users per second and its fraction of the ceiling (rate limit times batch size), requests sent
 by a rerun with nothing changed, records sent by a rerun with 1% changed, and peak resident memory.
@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, DEFAULT_USERS_PER_REQUEST, IterableClient
-from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync import Api, run_sync
 from marketing_pipelines.sync.iterable import USER_AUDIENCE, USERS
 from marketing_pipelines.warehouse import DuckDBWarehouse

@@ -1,6 +1,6 @@
 """Measure land-to-Iterable latency of trial signups under `dagster dev` (daemon, sensor, run queue) and the emulator.
 
-    python -m marketing_pipelines.devtools.measure_signup_latency --samples 5
+    python -m devtools.measure_signup_latency --samples 5
 
 Builds a small warehouse in a temporary folder (sample data + `dbt build`), starts the loopback Iterable emulator and
 `dagster dev` on it, lands one warm-up file, then lands ``--samples`` files at random moments within the sensor
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.paths import DBT_PROJECT_DIR, PROJECT_ROOT
 from marketing_pipelines.sync.iterable import iterable_event_id
 

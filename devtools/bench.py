@@ -1,7 +1,7 @@
 """`make bench` / `make chaos`: reproducible performance and reliability figures against the documented targets.
 
-    python -m marketing_pipelines.devtools.bench [--users 1000000 | --quick] [--out bench/results.json]
-    python -m marketing_pipelines.devtools.bench --chaos [--chaos-users 100000]
+    python -m devtools.bench [--users 1000000 | --quick] [--out bench/results.json]
+    python -m devtools.bench --chaos [--chaos-users 100000]
 
 The bench generates N contacts into a scratch DuckDB, builds the dbt project once with plain `dbt build` and once
 through Dagster (the daily `refresh_marketing_data_job`, live against the loopback Iterable emulator with
@@ -265,7 +265,7 @@ def definitions_load(env: dict[str, str], repeats: int = 5) -> dict[str, Any]:
 
 def build_chaos_audiences(database: Path, users: int) -> None:
     """`users` synthetic users and as many signup events, in the tables the Iterable syncs read."""
-    from marketing_pipelines.devtools.measure_iterable_push import build_audience
+    from devtools.measure_iterable_push import build_audience
     from marketing_pipelines.warehouse import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(database)
@@ -313,7 +313,7 @@ def chaos_worker(database: Path, base_url: str) -> None:
 
 
 def chaos(work: Path, users: int, seed: int, log: Path) -> dict[str, Any]:
-    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.sync.iterable import iterable_event_id
     from marketing_pipelines.warehouse import DuckDBWarehouse
 
@@ -321,7 +321,7 @@ def chaos(work: Path, users: int, seed: int, log: Path) -> dict[str, Any]:
     database = work / "chaos.duckdb"
     build_chaos_audiences(database, users)
     faults = {"429": 0.20, "500": 0.05, "slow": 0.02}
-    worker = [sys.executable, "-m", "marketing_pipelines.devtools.bench", "--chaos-worker", str(database)]
+    worker = [sys.executable, "-m", "devtools.bench", "--chaos-worker", str(database)]
     with IterableEmulator(api_key=API_KEY, fault_rates=faults, seed=seed, slow_seconds=2.0) as emulator:
         env = {**os.environ, "CHAOS_BASE_URL": emulator.base_url}
         # a point inside the expected run: users at 5 and events at 10 requests/s of 1,000, plus retries
@@ -402,7 +402,7 @@ def machine() -> str:
 
 
 def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: int, seed: int) -> dict[str, Any]:
-    from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+    from devtools.iterable_emulator import IterableEmulator
 
     log = work / "bench.log"
     home = work / "dagster_home"
@@ -412,7 +412,7 @@ def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: i
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "users": users,
-        "command": " ".join(["python -m marketing_pipelines.devtools.bench", *sys.argv[1:]]),
+        "command": " ".join(["python -m devtools.bench", *sys.argv[1:]]),
     }
     base_env = {
         key: value for key, value in os.environ.items() if not key.startswith(("ITERABLE_", "GAINSIGHT_", "DAGSTER_"))

@@ -5,7 +5,7 @@
         ...
         assert emu.users["a@example.com"] == {...}
 
-Standalone: `python -m marketing_pipelines.devtools.iterable_emulator --port 8765 --api-key test`.
+Standalone: `python -m devtools.iterable_emulator --port 8765 --api-key test`.
 
 Semantics follow Iterable's Swagger spec: bulkUpdate merges `dataFields` into the profile; trackBulk upserts
 by event `id` (a repeated id updates, never duplicates; `event_receipts` counts deliveries); updateSubscriptions
@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from marketing_pipelines.devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
+from devtools.loopback import BadRequest, LoopbackEmulator, Route, serve_until_interrupted
 
 DEFAULT_RATE_LIMITS: dict[str, float] = {
     "/api/users/bulkUpdate": 5,

@@ -1,1 +1,0 @@
-"""Developer tools (local emulators); never imported when Dagster loads the definitions."""
