@@ -17,6 +17,51 @@ Violation = tuple[Any, Any, Any]
 """One violating record: ``(person_id, email, value)`` (or the columns ``labels`` names)."""
 
 
+def violations_summary_sql(violations_sql: str) -> str:
+    """One query over ``violations_sql`` (evaluated once) for `violations_result`.
+
+    Returns the up to 2 x `SAMPLE_SIZE` rows that are a sample (first by ``person_id``) or the first record of
+    one of the most frequent values, each with ``failing`` (all violations), ``sample_rank`` (NULL when not a
+    sample), ``value_rank`` (NULL when not a listed value) and ``value_count``. No violation: no row.
+    """
+    return f"""
+    with violations as (
+        select person_id, email, value from ({violations_sql}) as violations
+    ),
+
+    counted as (
+        select
+            person_id,
+            email,
+            value,
+            count(*) over () as failing,
+            count(*) over (partition by value) as value_count,
+            row_number() over (order by person_id) as sample_rank,
+            row_number() over (partition by value order by person_id) as value_row
+        from violations
+    ),
+
+    ranked as (
+        select
+            counted.*,
+            row_number() over (partition by value_row order by value_count desc, value) as value_rank
+        from counted
+    )
+
+    select
+        failing,
+        person_id,
+        email,
+        value,
+        case when sample_rank <= {SAMPLE_SIZE} then sample_rank end as sample_rank,
+        case when value_row = 1 and value_rank <= {SAMPLE_SIZE} then value_rank end as value_rank,
+        value_count
+    from ranked
+    where sample_rank <= {SAMPLE_SIZE}
+       or (value_row = 1 and value_rank <= {SAMPLE_SIZE})
+    """
+
+
 def violations_result(
     warehouse: Warehouse,
     violations_sql: str,
@@ -30,16 +75,13 @@ def violations_result(
     The result carries the number of violations, up to 20 sample records (e-mails masked) and the values
     involved with their counts, so a reader can find and fix each record at the source. ``labels`` renames the
     three columns in the samples (e.g. ``account_id, account_name, value``); only an ``email`` is masked.
+    The violations query runs once (`violations_summary_sql`).
     """
-    (failing,) = warehouse.query(f"select count(*) from ({violations_sql}) as violations")[0]
-    samples = warehouse.query(
-        f"select person_id, email, value from ({violations_sql}) as violations order by person_id limit {SAMPLE_SIZE}"
-    )
-    values = warehouse.query(
-        f"select value, count(*) as n from ({violations_sql}) as violations "
-        f"group by value order by n desc, value limit {SAMPLE_SIZE}"
-    )
-    return _result(int(failing), samples, values, severity=severity, what=what, labels=labels)
+    rows = warehouse.query(violations_summary_sql(violations_sql))
+    failing = int(rows[0][0]) if rows else 0
+    samples = [(row[1], row[2], row[3]) for row in sorted((r for r in rows if r[4] is not None), key=lambda r: r[4])]
+    values = [(row[3], int(row[6])) for row in sorted((r for r in rows if r[5] is not None), key=lambda r: r[5])]
+    return _result(failing, samples, values, severity=severity, what=what, labels=labels)
 
 
 def rows_result(
