@@ -65,6 +65,17 @@ def source_carr(text: object) -> Decimal | None:
     return amount if amount >= 0 else None
 
 
+def has_reachable_admin(account_id: str) -> str:
+    """SQL: the account `account_id` (an SQL expression) has a GitLab Admin contact in `stg_cs__contacts` with a
+    usable e-mail address (without one, the Sold-To contacts receive the programs)."""
+    return f"""exists (
+        select 1 from staging.stg_cs__contacts as admins
+        where admins.account_id = {account_id}
+          and admins.gitlab_role = 'GitLab Admin'
+          and admins.has_usable_email
+    )"""
+
+
 def scale_carr_threshold() -> Decimal:
     """The dbt var `gainsight_scale_carr_threshold` as `dbt_project.yml` sets it (the value every run builds with)."""
     value = dbt_project_var("gainsight_scale_carr_threshold")
@@ -157,12 +168,7 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
            )
            or (
                recipients.recipient_reason = 'sold_to_fallback'
-               and exists (
-                   select 1 from staging.stg_cs__contacts as admins
-                   where admins.account_id = recipients.account_id
-                     and admins.gitlab_role = 'GitLab Admin'
-                     and admins.has_usable_email
-               )
+               and {has_reachable_admin("recipients.account_id")}
            )
            or (
                recipients.recipient_reason in ('saas_owner', 'saas_maintainer')
@@ -236,7 +242,7 @@ def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.As
 def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
-        """
+        f"""
         select
             accounts.account_id as person_id,
             accounts.account_name as email,
@@ -244,12 +250,7 @@ def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.Ass
         from staging.stg_cs__accounts as accounts
         inner join staging.stg_cs__contacts as sold_to
             on sold_to.account_id = accounts.account_id and sold_to.gitlab_role = 'Sold-To'
-        where not exists (
-            select 1 from staging.stg_cs__contacts as admins
-            where admins.account_id = accounts.account_id
-              and admins.gitlab_role = 'GitLab Admin'
-              and admins.has_usable_email
-        )
+        where not {has_reachable_admin("accounts.account_id")}
         group by accounts.account_id, accounts.account_name
         having count(*) > 1
         """,
@@ -299,6 +300,7 @@ def account_carr_not_an_amount(warehouse: WarehouseResource) -> dg.AssetCheckRes
     ),
 )
 def every_customer_account_in_a_program(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Recomputes each account's segment from staging on purpose, independent of the companies model's CASE."""
     threshold = scale_carr_threshold()
     return violations_result(
         warehouse.get_warehouse(),

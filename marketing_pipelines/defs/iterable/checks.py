@@ -213,6 +213,7 @@ def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
     ),
 )
 def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Reads the free registrations from staging on purpose, independent of the audience view's own filter."""
     db = warehouse.get_warehouse()
     if not db.table_exists("audiences", "iterable_trial_events"):
         return dg.AssetCheckResult(
