@@ -31,7 +31,7 @@ from marketing_pipelines.defs.transform import checks as transform_checks
 from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.paths import DBT_PROJECT_DIR
-from marketing_pipelines.signups.tables import EVENT_COLUMNS, EVENT_TABLES, create_tables_sql
+from marketing_pipelines.signups.tables import EVENT_TABLES, create_tables_sql, event_column_types
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.check_cases import AS_OF, BREAKAGES, CASES, CheckId, raw_rows, tamperings
 from tests.conftest import load_raw_rows, run_dbt
@@ -83,7 +83,7 @@ def load_broken_raw_data(warehouse: DuckDBWarehouse) -> None:
     load_raw_rows(warehouse, rows)
     warehouse.execute(create_tables_sql())
     for table, table_rows in events.items():
-        warehouse.write_frame("raw", table, pd.DataFrame(table_rows, columns=list(EVENT_COLUMNS)))
+        warehouse.write_frame("raw", table, pd.DataFrame(table_rows, columns=list(event_column_types())))
 
 
 def evaluate_python_checks(

@@ -18,7 +18,7 @@ from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK, 
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
-from marketing_pipelines.signups.tables import EVENT_COLUMNS
+from marketing_pipelines.signups.tables import create_tables_sql, event_column_types
 from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.iterable import TRIAL_EVENTS, iterable_event_id
@@ -85,6 +85,30 @@ def line(payload) -> str:
 def test_validation_reason_names_the_field(text, field):
     result = validate_line(text, today=dt.date(2026, 11, 23))
     assert isinstance(result, str) and field in result
+
+
+def test_a_valid_line_fills_every_event_column_of_the_source_definition():
+    result = validate_line(line(event("a", state="Bavaria")), today=dt.date(2026, 11, 23))
+    assert result == {
+        "event_id": "a",
+        "occurred_at": dt.datetime(2026, 11, 20, 10, 0),
+        "email": "a@example.com",
+        "user_id": 7,
+        "namespace_id": 10,
+        "company": "Acme",
+        "company_namespace": True,
+        "country": "Germany",
+        "employee_bucket": "100-499",
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "latest_trial_start_date": dt.date(2026, 11, 20),
+        "signup_reason": "I want to store my code",
+        "state": "Bavaria",
+        "user_role": "other",
+        "setup_for_company": True,
+    }
+    loader_columns = ["source_file", "line_number", "loaded_at"]
+    assert list(result) + loader_columns == list(event_column_types())
 
 
 def test_names_with_quotes_emoji_and_sql_load_verbatim():
@@ -204,7 +228,42 @@ def test_dbt_hook_creates_the_same_raw_event_columns_as_the_ingestion(tmp_path):
         "select column_name, lower(data_type) from information_schema.columns "
         "where table_schema = 'raw' and table_name = 'free_registration_events' order by ordinal_position"
     )
-    assert columns == [(name, sql_type) for name, sql_type in EVENT_COLUMNS.items()]
+    assert columns == list(event_column_types().items())
+    ingestion = tmp_path / "ingestion.duckdb"
+    DuckDBWarehouse(ingestion).execute(create_tables_sql())
+    assert (
+        DuckDBWarehouse(ingestion).query(
+            "select column_name, lower(data_type) from information_schema.columns "
+            "where table_schema = 'raw' and table_name = 'free_registration_events' order by ordinal_position"
+        )
+        == columns
+    )
+    staged = DuckDBWarehouse(path).query(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'staging' and table_name = 'stg_signups__trial_signup_events' order by ordinal_position"
+    )
+    assert [name for (name,) in staged] == [
+        "event_key",
+        "event_kind",
+        "event_id",
+        "occurred_at",
+        "email",
+        "user_id",
+        "namespace_id",
+        "company",
+        "is_company_namespace",
+        "country",
+        "employee_bucket",
+        "first_name",
+        "last_name",
+        "latest_trial_start_date",
+        "signup_reason",
+        "state",
+        "user_role",
+        "source_file",
+        "line_number",
+        "loaded_at",
+    ]
 
 
 # -- audience and event sync --------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from marketing_pipelines.signups.landing import (
     shown,
 )
 from marketing_pipelines.signups.tables import (
-    EVENT_COLUMNS,
     EVENT_TABLES,
     INGESTED_FILES,
     INGESTED_FILES_COLUMNS,
@@ -37,6 +36,7 @@ from marketing_pipelines.signups.tables import (
     QUARANTINE_COLUMNS,
     RAW_SCHEMA,
     create_tables_sql,
+    event_column_types,
 )
 from marketing_pipelines.signups.validation import MAX_LINE_BYTES, safe_text, validate_line
 from marketing_pipelines.warehouse import Warehouse
@@ -350,17 +350,18 @@ def commit(warehouse: Warehouse, files: list[ParsedFile], now: dt.datetime) -> N
     if not files:
         return
     table = files[0].report.table if files[0].kind in EVENT_TABLES else f"{RAW_SCHEMA}.{EVENT_TABLES['trial_signups']}"
-    events = pd.DataFrame([row for parsed in files for row in parsed.good], columns=list(EVENT_COLUMNS))
+    event_columns = event_column_types()
+    events = pd.DataFrame([row for parsed in files for row in parsed.good], columns=list(event_columns))
     events.insert(0, "_order", range(len(events)))
     quarantine = pd.DataFrame([row for parsed in files for row in parsed.bad], columns=list(QUARANTINE_COLUMNS))
     ledger = pd.DataFrame([parsed.ledger_row(now) for parsed in files], columns=list(INGESTED_FILES_COLUMNS))
     ledger["good"] = [len(parsed.good) for parsed in files]
-    cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in EVENT_COLUMNS.items())
+    cast_columns = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in event_columns.items())
     counted = f"(select count(*) from {table} as t where t.source_file = l.file and t.loaded_at = l.ingested_at)"
     other_columns = [name for name in INGESTED_FILES_COLUMNS if name not in ("loaded", "duplicates")]
     warehouse.execute(
         [
-            f"""insert into {table} ({", ".join(EVENT_COLUMNS)})
+            f"""insert into {table} ({", ".join(event_columns)})
             select {cast_columns} from _events as incoming
             where not exists (select 1 from {table} as loaded where loaded.event_id = incoming.event_id)
             qualify row_number() over (partition by incoming.event_id order by incoming._order) = 1""",

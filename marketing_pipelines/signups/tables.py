@@ -1,32 +1,59 @@
-"""The raw event tables, `ops.quarantine` and `ops.ingested_files`; dbt's on-run-start hook creates the same raw tables
-(`dbt_project/macros/signup_event_tables.sql`), and a test keeps the two definitions equal."""
+"""The raw event tables, `ops.quarantine` and `ops.ingested_files`.
+
+The event tables' columns are defined once, in the `signups` dbt source
+(`dbt_project/models/staging/signups/_signups__sources.yml`): dbt's on-run-start hook creates the tables from it
+(`macros/signup_event_tables.sql`), and `event_columns` reads the same file for the ingestion's DDL and inserts and
+for the validation.
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import yaml
+
+from marketing_pipelines.paths import DBT_PROJECT_DIR
+
 RAW_SCHEMA = "raw"
 EVENT_TABLES = {"trial_signups": "trial_signup_events", "free_registrations": "free_registration_events"}
+SIGNUP_SOURCES_YML = DBT_PROJECT_DIR / "models" / "staging" / "signups" / "_signups__sources.yml"
 
-EVENT_COLUMNS: dict[str, str] = {
-    "event_id": "varchar",
-    "occurred_at": "timestamp",
-    "email": "varchar",
-    "user_id": "bigint",
-    "namespace_id": "bigint",
-    "company": "varchar",
-    "company_namespace": "boolean",
-    "country": "varchar",
-    "employee_bucket": "varchar",
-    "first_name": "varchar",
-    "last_name": "varchar",
-    "latest_trial_start_date": "date",
-    "signup_reason": "varchar",
-    "state": "varchar",
-    "user_role": "varchar",
-    "setup_for_company": "boolean",
-    "source_file": "varchar",
-    "line_number": "bigint",
-    "loaded_at": "timestamp",
-}
+
+@dataclass(frozen=True)
+class EventColumn:
+    """One column of the raw event tables."""
+
+    name: str
+    sql_type: str
+    event_field: str | None
+    """The key of the landed JSON event it is loaded from; None for a column the loader sets."""
+    required: bool
+    """The event must carry `event_field`, not null."""
+
+
+@functools.cache
+def event_columns() -> tuple[EventColumn, ...]:
+    """The raw event tables' columns in order, as the `signups` dbt source defines them (read on first use)."""
+    document = yaml.safe_load(SIGNUP_SOURCES_YML.read_text(encoding="utf-8"))
+    (source,) = (source for source in document["sources"] if source["name"] == "signups")
+    tables = {table["name"]: table["columns"] for table in source["tables"]}
+    columns = tables[EVENT_TABLES["trial_signups"]]
+    if any(tables[table] != columns for table in EVENT_TABLES.values()):
+        raise ValueError(f"{SIGNUP_SOURCES_YML}: the signup event tables must have the same columns")
+    result = []
+    for column in columns:
+        meta = column.get("config", {}).get("meta", {})
+        result.append(
+            EventColumn(column["name"], column["data_type"], meta.get("event_field"), bool(meta.get("required")))
+        )
+    return tuple(result)
+
+
+def event_column_types() -> dict[str, str]:
+    """Each raw event column's SQL type, in table order."""
+    return {column.name: column.sql_type for column in event_columns()}
+
 
 QUARANTINE = "ops.quarantine"
 QUARANTINE_COLUMNS: dict[str, str] = {
@@ -67,7 +94,7 @@ def create_tables_sql() -> list[str]:
     """Idempotent DDL for both raw event tables, the quarantine and the ingested-files ledger."""
     statements = [f"create schema if not exists {RAW_SCHEMA}", "create schema if not exists ops"]
     for table in EVENT_TABLES.values():
-        statements.append(f"create table if not exists {RAW_SCHEMA}.{table} ({_columns(EVENT_COLUMNS)})")
+        statements.append(f"create table if not exists {RAW_SCHEMA}.{table} ({_columns(event_column_types())})")
     statements.append(f"create table if not exists {QUARANTINE} ({_columns(QUARANTINE_COLUMNS)})")
     statements.append(f"create table if not exists {INGESTED_FILES} ({_columns(INGESTED_FILES_COLUMNS)})")
     statements.extend(

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from marketing_pipelines.pii import EMAIL_PATTERN
+from marketing_pipelines.signups.tables import event_columns
 
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EMPLOYEE_BUCKETS = frozenset({"1-99", "100-499", "500-1999", "2000+"})
@@ -22,10 +23,8 @@ MAX_EMAIL_CHARS = 254
 MAX_ID = 2**63 - 1
 #: Events are accepted from this time on, up to a day after the ingestion time.
 EARLIEST_OCCURRED_AT = dt.datetime(1970, 1, 1)
-#: Event fields that are free text (null allowed).
-TEXT_FIELDS = ("company", "country", "firstName", "lastName", "signupReason", "state", "userRole")
-#: What the README calls required; every other field may be missing or null.
-REQUIRED_FIELDS = ("event_id", "occurred_at", "email", "user_id", "companyNamespace")
+#: Column types whose values arrive as JSON strings.
+STRING_TYPES = frozenset({"varchar", "date", "timestamp"})
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -65,9 +64,15 @@ def safe_text(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def required_fields() -> list[str]:
+    """The event fields that must be present and not null (the README's required ones); the rest may be missing."""
+    return [column.event_field for column in event_columns() if column.required and column.event_field]
+
+
 def _bad_characters(event: dict[str, Any]) -> str | None:
     """Which kept field holds a NUL or an unpaired surrogate (they cannot be stored or sent), if any."""
-    for name in ("event_id", "occurred_at", "email", "latest_trial_start_date", "employeeBucket", *TEXT_FIELDS):
+    string_fields = [column.event_field for column in event_columns() if column.sql_type in STRING_TYPES]
+    for name in (field for field in string_fields if field):
         value = event.get(name)
         if isinstance(value, str):
             if "\x00" in value:
@@ -120,9 +125,10 @@ def validate_line(text: str, *, today: dt.date | None = None) -> dict[str, Any] 
 def validate_event(event: dict[str, Any], *, today: dt.date | None = None) -> dict[str, Any] | str:
     """One parsed event object as a clean record, or why it cannot be loaded."""
     today = today or dt.datetime.now(dt.UTC).date()
-    missing = [name for name in REQUIRED_FIELDS if event.get(name) is None]
+    required = required_fields()
+    missing = [name for name in required if event.get(name) is None]
     if missing:
-        return f"{missing[0]}: missing or null (required: {', '.join(REQUIRED_FIELDS)})"
+        return f"{missing[0]}: missing or null (required: {', '.join(required)})"
     if bad := _bad_characters(event):
         return bad
 
@@ -166,28 +172,31 @@ def validate_event(event: dict[str, Any], *, today: dt.date | None = None) -> di
             return f"latest_trial_start_date: not a calendar date: {_shown(trial_date)}"
         if trial_start > today + dt.timedelta(days=1):
             return f"latest_trial_start_date: in the future: {_shown(trial_date)}"
-    for name in TEXT_FIELDS:
-        if event.get(name) is not None and not isinstance(event[name], str):
-            return f"{name}: not a string or null"
     setup = event.get("setup_for_company")
     if setup is not None and not isinstance(setup, bool):
         return "setup_for_company: not a boolean or null"
 
-    return {
+    # the fields checked one by one above; every other event column is free text (null allowed)
+    cleaned = {
         "event_id": event_id,
         "occurred_at": occurred_at,
         "email": email,
         "user_id": user_id,
         "namespace_id": namespace_id,
-        "company": event.get("company"),
         "company_namespace": event["companyNamespace"],
-        "country": event.get("country"),
         "employee_bucket": bucket,
-        "first_name": event.get("firstName"),
-        "last_name": event.get("lastName"),
         "latest_trial_start_date": trial_start,
-        "signup_reason": event.get("signupReason"),
-        "state": event.get("state"),
-        "user_role": event.get("userRole"),
         "setup_for_company": setup,
     }
+    record: dict[str, Any] = {}
+    for column in event_columns():
+        if column.event_field is None:
+            continue  # set by the loader
+        if column.name in cleaned:
+            record[column.name] = cleaned[column.name]
+            continue
+        value = event.get(column.event_field)
+        if value is not None and not isinstance(value, str):
+            return f"{column.event_field}: not a string or null"
+        record[column.name] = value
+    return record

@@ -11,19 +11,16 @@ the person sync. WARN checks name the accounts CS Ops should fix at the source; 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from decimal import Decimal, InvalidOperation
 
 import dagster as dg
 import pandas as pd
-import yaml
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.defs.transform.rule_checks import SAMPLE_SIZE, violations_result
-from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.defs.transform.rule_checks import ViolationTally, dbt_project_var, violations_result
 from marketing_pipelines.sync.gainsight import COMPANIES, COMPANY_AUDIENCE, PEOPLE, PERSON_AUDIENCE
 
 SOLD_TO_NEVER_SURVEYED = "sold_to_never_surveyed"
@@ -68,10 +65,20 @@ def source_carr(text: object) -> Decimal | None:
     return amount if amount >= 0 else None
 
 
+def has_reachable_admin(account_id: str) -> str:
+    """SQL: the account `account_id` (an SQL expression) has a GitLab Admin contact in `stg_cs__contacts` with a
+    usable e-mail address (without one, the Sold-To contacts receive the programs)."""
+    return f"""exists (
+        select 1 from staging.stg_cs__contacts as admins
+        where admins.account_id = {account_id}
+          and admins.gitlab_role = 'GitLab Admin'
+          and admins.has_usable_email
+    )"""
+
+
 def scale_carr_threshold() -> Decimal:
     """The dbt var `gainsight_scale_carr_threshold` as `dbt_project.yml` sets it (the value every run builds with)."""
-    text = (DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
-    value = yaml.safe_load(text)["vars"]["gainsight_scale_carr_threshold"]
+    value = dbt_project_var("gainsight_scale_carr_threshold")
     try:
         return Decimal(str(value))
     except InvalidOperation:
@@ -161,12 +168,7 @@ def recipient_roles_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
            )
            or (
                recipients.recipient_reason = 'sold_to_fallback'
-               and exists (
-                   select 1 from staging.stg_cs__contacts as admins
-                   where admins.account_id = recipients.account_id
-                     and admins.gitlab_role = 'GitLab Admin'
-                     and admins.has_usable_email
-               )
+               and {has_reachable_admin("recipients.account_id")}
            )
            or (
                recipients.recipient_reason in ('saas_owner', 'saas_maintainer')
@@ -240,7 +242,7 @@ def every_program_account_has_a_recipient(warehouse: WarehouseResource) -> dg.As
 def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
         warehouse.get_warehouse(),
-        """
+        f"""
         select
             accounts.account_id as person_id,
             accounts.account_name as email,
@@ -248,12 +250,7 @@ def account_has_several_sold_to_contacts(warehouse: WarehouseResource) -> dg.Ass
         from staging.stg_cs__accounts as accounts
         inner join staging.stg_cs__contacts as sold_to
             on sold_to.account_id = accounts.account_id and sold_to.gitlab_role = 'Sold-To'
-        where not exists (
-            select 1 from staging.stg_cs__contacts as admins
-            where admins.account_id = accounts.account_id
-              and admins.gitlab_role = 'GitLab Admin'
-              and admins.has_usable_email
-        )
+        where not {has_reachable_admin("accounts.account_id")}
         group by accounts.account_id, accounts.account_name
         having count(*) > 1
         """,
@@ -303,6 +300,7 @@ def account_carr_not_an_amount(warehouse: WarehouseResource) -> dg.AssetCheckRes
     ),
 )
 def every_customer_account_in_a_program(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Recomputes each account's segment from staging on purpose, independent of the companies model's CASE."""
     threshold = scale_carr_threshold()
     return violations_result(
         warehouse.get_warehouse(),
@@ -367,33 +365,21 @@ COMPANY_CARR_SQL = """
     ),
 )
 def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    failing, samples, values = 0, [], Counter()
+    """Recomputes each company's CARR from the raw text on purpose (`source_carr`), independent of the models."""
+    tally = ViolationTally()
     for frame in warehouse.get_warehouse().iter_batches(COMPANY_CARR_SQL, READ_BATCH_ROWS):
         for account_id, account_name, carr, carr_text in frame.itertuples(index=False, name=None):
             expected = source_carr(carr_text)
             actual = None if carr is None or pd.isna(carr) else Decimal(carr)
             if actual == expected:
                 continue
-            failing += 1
             shown = "NULL" if carr_text is None or pd.isna(carr_text) else repr(carr_text)
             value = (
                 f"{'NULL' if actual is None else actual} instead of {'NULL' if expected is None else expected} "
                 f"(source {shown})"
             )
-            values[value] += 1
-            if len(samples) < SAMPLE_SIZE:
-                samples.append({"account_id": account_id, "account_name": account_name, "value": value})
-    what = "companies carry another CARR than the source text"
-    return dg.AssetCheckResult(
-        passed=failing == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{failing} {what}" if failing else f"No {what}.",
-        metadata={
-            "failing_records": dg.MetadataValue.int(failing),
-            "sample_records": dg.MetadataValue.json(samples),
-            "values": dg.MetadataValue.json(dict(values.most_common(SAMPLE_SIZE))),
-        },
-    )
+            tally.add(value, {"account_id": account_id, "account_name": account_name, "value": value})
+    return tally.result(severity=dg.AssetCheckSeverity.ERROR, what="companies carry another CARR than the source text")
 
 
 gainsight_company_rejection_backlog = rejection_backlog_check(

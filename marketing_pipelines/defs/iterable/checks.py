@@ -10,7 +10,7 @@ from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.iterable.assets import TRIAL_EVENTS_KEY, USER_AUDIENCE_KEY
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY, TRIAL_SIGNUP_EVENTS_KEY
-from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.defs.transform.rule_checks import ViolationTally, violations_result
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.sync.engine import Audience
 from marketing_pipelines.sync.iterable import (
@@ -96,7 +96,7 @@ def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     import jsonschema
 
     validator = jsonschema.Draft4Validator(user_schema())
-    failing, samples, reasons = 0, [], {}
+    tally = ViolationTally()
     query = "select email, user_id, data_fields from audiences.iterable_user_audience"
     for frame in warehouse.get_warehouse().iter_batches(query):
         for row in frame.to_dict("records"):
@@ -109,19 +109,11 @@ def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             except ValueError as invalid:
                 problem = str(invalid)
             if problem:
-                failing += 1
-                reasons[problem[:120]] = reasons.get(problem[:120], 0) + 1
-                if len(samples) < 20:
-                    samples.append({"email": mask_email(row.get("email")), "reason": problem[:200]})
-    return dg.AssetCheckResult(
-        passed=failing == 0,
+                tally.add(problem[:120], {"email": mask_email(row.get("email")), "reason": problem[:200]})
+    return tally.result(
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{failing} audience rows are not valid bulkUpdate users" if failing else "Every row is valid.",
-        metadata={
-            "failing_records": failing,
-            "sample_records": dg.MetadataValue.json(samples),
-            "values": dg.MetadataValue.json(reasons),
-        },
+        what="audience rows are not valid bulkUpdate users",
+        passed_description="Every row is valid.",
     )
 
 
@@ -221,6 +213,7 @@ def free_registrations_in_scope_sql(loaded_since: dt.datetime) -> str:
     ),
 )
 def free_registrations_only_for_company(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Reads the free registrations from staging on purpose, independent of the audience view's own filter."""
     db = warehouse.get_warehouse()
     if not db.table_exists("audiences", "iterable_trial_events"):
         return dg.AssetCheckResult(

@@ -12,7 +12,7 @@ import dagster as dg
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.merge_resolution import merged_sets, oldest_initial_sources, rows
-from marketing_pipelines.defs.transform.rule_checks import Violation, rows_result, violations_result
+from marketing_pipelines.defs.transform.rule_checks import Violation, dbt_project_var, rows_result, violations_result
 
 CRM_RAW = dg.AssetKey(["raw", "crm_persons"])
 CRM_PERSONS = dg.AssetKey(["staging", "stg_crm__persons"])
@@ -35,8 +35,7 @@ LEAD_STATUS_ALLOWED = "lead_status_allowed"
 MQL_MATCHES_SCORE = "mql_matches_score"
 
 HISTORY_AUDIT_TABLE = "ops.initial_source_history_audit"
-MQL_SCORE_THRESHOLD = 100  # the dbt var `mql_score_threshold` holds the same number
-PRE_MQL_STATUSES = ("Raw", "Inquiry")  # statuses a person at 100 points has left behind
+PRE_MQL_STATUSES = ("Raw", "Inquiry")  # statuses a person at the MQL score has left behind
 
 WARN = dg.AssetCheckSeverity.WARN
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -278,17 +277,24 @@ def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResul
     description="Every contact's Initial Source is a value of dim_initial_source or NULL. Blocks syncs.",
 )
 def initial_source_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return value_outside_dimension(
+        warehouse, "initial_source", "contacts have an Initial Source outside dim_initial_source"
+    )
+
+
+def value_outside_dimension(warehouse: WarehouseResource, column: str, what: str) -> dg.AssetCheckResult:
+    """The contacts whose `column` is neither NULL nor a value of its dimension `marts.dim_<column>`, as an ERROR."""
     return violations_result(
         warehouse.get_warehouse(),
-        """
-        select contacts.person_id, contacts.email, contacts.initial_source as value
+        f"""
+        select contacts.person_id, contacts.email, contacts.{column} as value
         from marts.marketing_contacts as contacts
-        left join marts.dim_initial_source as sources on contacts.initial_source = sources.initial_source
-        where contacts.initial_source is not null
-          and sources.initial_source is null
+        left join marts.dim_{column} as dimension on contacts.{column} = dimension.{column}
+        where contacts.{column} is not null
+          and dimension.{column} is null
         """,
         severity=ERROR,
-        what="contacts have an Initial Source outside dim_initial_source",
+        what=what,
     )
 
 
@@ -303,12 +309,14 @@ CONTACTS_SQL = "select person_id, merged_record_count, initial_source from marts
     additional_deps=[CRM_RAW],
     description=(
         "Every CRM record ends up in exactly one contact, however long, broken or circular its merge chain. "
-        "Resolves the chains itself from raw.crm_persons (latest version of each record) and names the records "
+        "Resolves the chains itself from raw.crm_persons (latest version of each record), on purpose independent "
+        "of int_crm_persons_merged, and names the records "
         "in no contact, in a contact they do not survive as, or in a contact whose merged_record_count differs "
         "from its merged set. Blocks syncs."
     ),
 )
 def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Recomputes the merged sets from raw on purpose (`merge_resolution`), independent of the models."""
     db = warehouse.get_warehouse()
     sets = merged_sets(db)
     violations: list[Violation] = []
@@ -341,10 +349,12 @@ def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetChe
     description=(
         "When records merge, the Initial Source set first wins, and a contact carries its history value. Resolves "
         "the merge chains itself from raw.crm_persons, takes the oldest value of each merged set from "
-        "initial_source_history and names the contacts that carry another. Blocks syncs."
+        "initial_source_history (in Python, on purpose independent of the model's SQL for the same rule) and "
+        "names the contacts that carry another. Blocks syncs."
     ),
 )
 def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Recomputes "oldest Initial Source wins" from raw on purpose (`merge_resolution`), independent of the model."""
     db = warehouse.get_warehouse()
     sets = merged_sets(db)
     oldest = oldest_initial_sources(db, sets)
@@ -369,18 +379,7 @@ def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetC
     description="Every contact's lead status is one of the ten statuses or NULL. Blocks syncs.",
 )
 def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return violations_result(
-        warehouse.get_warehouse(),
-        """
-        select contacts.person_id, contacts.email, contacts.lead_status as value
-        from marts.marketing_contacts as contacts
-        left join marts.dim_lead_status as statuses on contacts.lead_status = statuses.lead_status
-        where contacts.lead_status is not null
-          and statuses.lead_status is null
-        """,
-        severity=ERROR,
-        what="contacts have a lead status outside dim_lead_status",
-    )
+    return value_outside_dimension(warehouse, "lead_status", "contacts have a lead status outside dim_lead_status")
 
 
 @dg.asset_check(
@@ -388,13 +387,15 @@ def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     asset=MARKETING_CONTACTS,
     name=MQL_MATCHES_SCORE,
     description=(
-        f"A person becomes an MQL at {MQL_SCORE_THRESHOLD} points. Warns on contacts whose CRM lead status is MQL "
-        f"with a score under {MQL_SCORE_THRESHOLD}, and on contacts at {MQL_SCORE_THRESHOLD} or more still in "
-        "Raw or Inquiry. Iterable then gets the CRM's status as leadStatus and isMql from the score."
+        "A person becomes an MQL at the score the dbt var `mql_score_threshold` sets (in dbt_project.yml). Warns on "
+        "contacts whose CRM lead status is MQL with a score under it, and on contacts at it or more still in Raw or "
+        "Inquiry. Iterable then gets the CRM's status as leadStatus and isMql from the score. Takes the score rule "
+        "from the contacts' `is_mql` (what Iterable gets as isMql), so it is written once, in the model."
     ),
 )
 def mql_matches_score(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     pre_mql = ", ".join(f"'{status}'" for status in PRE_MQL_STATUSES)
+    threshold = dbt_project_var("mql_score_threshold")
     return violations_result(
         warehouse.get_warehouse(),
         f"""
@@ -403,9 +404,9 @@ def mql_matches_score(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             email,
             'status ' || lead_status || ', score ' || coalesce(cast(person_score as varchar), '<none>') as value
         from marts.marketing_contacts
-        where (lead_status = 'MQL' and coalesce(person_score, 0) < {MQL_SCORE_THRESHOLD})
-           or (lead_status in ({pre_mql}) and person_score >= {MQL_SCORE_THRESHOLD})
+        where (lead_status = 'MQL' and not is_mql)
+           or (lead_status in ({pre_mql}) and is_mql)
         """,
         severity=WARN,
-        what=f"contacts whose lead status disagrees with the {MQL_SCORE_THRESHOLD}-point MQL score",
+        what=f"contacts whose lead status disagrees with the {threshold}-point MQL score",
     )

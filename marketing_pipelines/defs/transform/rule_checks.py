@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
+import yaml
 
+from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.warehouse import Warehouse
 
@@ -15,6 +17,61 @@ SAMPLE_SIZE = 20
 
 Violation = tuple[Any, Any, Any]
 """One violating record: ``(person_id, email, value)`` (or the columns ``labels`` names)."""
+
+
+def dbt_project_var(name: str) -> Any:
+    """The dbt var `name` as `dbt_project.yml` sets it: the value every run builds with (a run may override it
+    with `--vars`). Read when a check runs, never at import, so a check and the models share one definition."""
+    text = (DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
+    variables = yaml.safe_load(text)["vars"]
+    if name not in variables:
+        raise KeyError(f"dbt_project.yml sets no var {name!r}")
+    return variables[name]
+
+
+def violations_summary_sql(violations_sql: str) -> str:
+    """One query over ``violations_sql`` (evaluated once) for `violations_result`.
+
+    Returns the up to 2 x `SAMPLE_SIZE` rows that are a sample (first by ``person_id``) or the first record of
+    one of the most frequent values, each with ``failing`` (all violations), ``sample_rank`` (NULL when not a
+    sample), ``value_rank`` (NULL when not a listed value) and ``value_count``. No violation: no row.
+    """
+    return f"""
+    with violations as (
+        select person_id, email, value from ({violations_sql}) as violations
+    ),
+
+    counted as (
+        select
+            person_id,
+            email,
+            value,
+            count(*) over () as failing,
+            count(*) over (partition by value) as value_count,
+            row_number() over (order by person_id) as sample_rank,
+            row_number() over (partition by value order by person_id) as value_row
+        from violations
+    ),
+
+    ranked as (
+        select
+            counted.*,
+            row_number() over (partition by value_row order by value_count desc, value) as value_rank
+        from counted
+    )
+
+    select
+        failing,
+        person_id,
+        email,
+        value,
+        case when sample_rank <= {SAMPLE_SIZE} then sample_rank end as sample_rank,
+        case when value_row = 1 and value_rank <= {SAMPLE_SIZE} then value_rank end as value_rank,
+        value_count
+    from ranked
+    where sample_rank <= {SAMPLE_SIZE}
+       or (value_row = 1 and value_rank <= {SAMPLE_SIZE})
+    """
 
 
 def violations_result(
@@ -30,16 +87,13 @@ def violations_result(
     The result carries the number of violations, up to 20 sample records (e-mails masked) and the values
     involved with their counts, so a reader can find and fix each record at the source. ``labels`` renames the
     three columns in the samples (e.g. ``account_id, account_name, value``); only an ``email`` is masked.
+    The violations query runs once (`violations_summary_sql`).
     """
-    (failing,) = warehouse.query(f"select count(*) from ({violations_sql}) as violations")[0]
-    samples = warehouse.query(
-        f"select person_id, email, value from ({violations_sql}) as violations order by person_id limit {SAMPLE_SIZE}"
-    )
-    values = warehouse.query(
-        f"select value, count(*) as n from ({violations_sql}) as violations "
-        f"group by value order by n desc, value limit {SAMPLE_SIZE}"
-    )
-    return _result(int(failing), samples, values, severity=severity, what=what, labels=labels)
+    rows = warehouse.query(violations_summary_sql(violations_sql))
+    failing = int(rows[0][0]) if rows else 0
+    samples = [(row[1], row[2], row[3]) for row in sorted((r for r in rows if r[4] is not None), key=lambda r: r[4])]
+    values = [(row[3], int(row[6])) for row in sorted((r for r in rows if r[5] is not None), key=lambda r: r[5])]
+    return _result(failing, samples, values, severity=severity, what=what, labels=labels)
 
 
 def rows_result(
@@ -56,6 +110,59 @@ def rows_result(
     return _result(len(violations), samples, values, severity=severity, what=what, labels=labels)
 
 
+class ViolationTally:
+    """Violations counted one at a time, for a check that streams rows through Python: the count, the first
+    `SAMPLE_SIZE` sample records (as the check shows them) and the most frequent values, without keeping them all."""
+
+    def __init__(self) -> None:
+        self.failing = 0
+        self.samples: list[dict[str, Any]] = []
+        self.values: Counter[str] = Counter()
+
+    def add(self, value: str, sample: dict[str, Any]) -> None:
+        """Count one violation with its value; keep its sample record while fewer than `SAMPLE_SIZE` are kept."""
+        self.failing += 1
+        self.values[value] += 1
+        if len(self.samples) < SAMPLE_SIZE:
+            self.samples.append(sample)
+
+    def result(
+        self, *, severity: dg.AssetCheckSeverity, what: str, passed_description: str | None = None
+    ) -> dg.AssetCheckResult:
+        """The check's result: fails on any violation; ``passed_description`` replaces ``No <what>.``."""
+        return check_result(
+            self.failing,
+            self.samples,
+            self.values.most_common(SAMPLE_SIZE),
+            severity=severity,
+            what=what,
+            passed_description=passed_description,
+        )
+
+
+def check_result(
+    failing: int,
+    samples: Sequence[dict[str, Any]],
+    values: Sequence[tuple[Any, int]],
+    *,
+    severity: dg.AssetCheckSeverity,
+    what: str,
+    passed_description: str | None = None,
+) -> dg.AssetCheckResult:
+    """A rule's result: ``<failing> <what>`` (or ``No <what>.``), with the metadata analysts read: the count, the
+    sample records and each value's count."""
+    return dg.AssetCheckResult(
+        passed=failing == 0,
+        severity=severity,
+        description=f"{failing} {what}" if failing else passed_description or f"No {what}.",
+        metadata={
+            "failing_records": dg.MetadataValue.int(failing),
+            "sample_records": dg.MetadataValue.json(list(samples)),
+            "values": dg.MetadataValue.json({str(value): int(n) for value, n in values}),
+        },
+    )
+
+
 def _result(
     failing: int,
     samples: Sequence[Violation],
@@ -65,22 +172,8 @@ def _result(
     what: str,
     labels: tuple[str, str, str],
 ) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=failing == 0,
-        severity=severity,
-        description=f"{failing} {what}" if failing else f"No {what}.",
-        metadata={
-            "failing_records": dg.MetadataValue.int(failing),
-            "sample_records": dg.MetadataValue.json(
-                [
-                    {
-                        labels[0]: record_id,
-                        labels[1]: mask_email(name) if labels[1] == "email" else name,
-                        labels[2]: value,
-                    }
-                    for record_id, name, value in samples
-                ]
-            ),
-            "values": dg.MetadataValue.json({str(value): int(n) for value, n in values}),
-        },
-    )
+    records = [
+        {labels[0]: record_id, labels[1]: mask_email(name) if labels[1] == "email" else name, labels[2]: value}
+        for record_id, name, value in samples
+    ]
+    return check_result(failing, records, values, severity=severity, what=what)
