@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from marketing_pipelines.defs.iterable import checks
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import build_dbt, load_raw_rows
 

@@ -26,11 +26,11 @@ import pandas as pd
 import pytest
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform import checks as transform_checks
-from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.dbt import dbt_project
 from marketing_pipelines.signups.tables import EVENT_COLUMNS, EVENT_TABLES, create_tables_sql
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.check_cases import AS_OF, BREAKAGES, CASES, CheckId, raw_rows, tamperings
@@ -67,11 +67,12 @@ def defined_checks(definitions: dg.Definitions) -> set[CheckId]:
 
 def dbt_check_ids() -> dict[str, CheckId]:
     """Every dbt test of the manifest, by unique id, as the asset check dagster-dbt makes of it."""
-    manifest = json.loads(dbt_project.manifest_path.read_text())
+    project = dbt_project()
+    manifest = json.loads(project.manifest_path.read_text())
     translator = MarketingDbtTranslator()
     ids = {}
     for unique_id in manifest["nodes"]:
-        key = get_asset_check_key_for_test(manifest, translator, unique_id, dbt_project)
+        key = get_asset_check_key_for_test(manifest, translator, unique_id, project)
         if key is not None:
             ids[unique_id] = check_id(key)
     return ids

@@ -19,9 +19,9 @@ from marketing_pipelines.defs.gainsight.checks import (
     gainsight_company_rejection_backlog,
     gainsight_person_rejection_backlog,
 )
-from marketing_pipelines.defs.gainsight.resources import GainsightResource
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.gainsight import (
     COMPANIES,

@@ -19,9 +19,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
 from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key
 from marketing_pipelines.signups.tables import EVENT_TABLES
 from marketing_pipelines.warehouse import DuckDBWarehouse

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from marketing_pipelines.defs.iterable.resources import IterableResource
+from marketing_pipelines.resources.iterable import IterableResource
 
 
 def test_missing_api_key_means_dry_run(monkeypatch):

@@ -21,8 +21,8 @@ from marketing_pipelines.clients._http import ApiError
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK, IterableClient
 from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
 from marketing_pipelines.sync.iterable import (

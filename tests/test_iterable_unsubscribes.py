@@ -19,9 +19,9 @@ import pytest
 from marketing_pipelines.clients._http import RetryPolicy
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, IterableClient
 from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
-from marketing_pipelines.defs.iterable.resources import MESSAGE_TYPE_ID_ENV, IterableResource
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmulator
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.iterable import MESSAGE_TYPE_ID_ENV, IterableResource
 from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.iterable import UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination
 from marketing_pipelines.warehouse import DuckDBWarehouse

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sample_data import SampleData, generate, write_sample_data
 from marketing_pipelines.sample_data.__main__ import main
 from marketing_pipelines.sample_data.generator import (

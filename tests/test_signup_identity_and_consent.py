@@ -15,8 +15,8 @@ import pytest
 
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import load_raw_rows, run_dbt

@@ -15,9 +15,9 @@ import pytest
 
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK, IterableClient
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.tables import EVENT_COLUMNS
 from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import run_sync

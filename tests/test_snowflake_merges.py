@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims

@@ -88,7 +88,7 @@ def run_engine(env: dict[str, str], data: SampleData, landing: Path, *, refreshe
             patch.delenv(name, raising=False)
         from marketing_pipelines.definitions import defs
         from marketing_pipelines.defs.iterable.assets import iterable_user_sync
-        from marketing_pipelines.defs.resources import WarehouseResource, build_resources
+        from marketing_pipelines.resources import WarehouseResource, build_resources
 
         warehouse = WarehouseResource().get_warehouse()
         write_sample_data(data, warehouse, landing)

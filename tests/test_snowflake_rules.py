@@ -114,7 +114,7 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refreshed]:
             patch.setenv(name, value)
         for name in ("ITERABLE_API_KEY", "ITERABLE_BASE_URL", "ITERABLE_MARKETING_MESSAGE_TYPE_ID"):
             patch.delenv(name, raising=False)
-        from marketing_pipelines.defs.resources import WarehouseResource
+        from marketing_pipelines.resources import WarehouseResource
 
         warehouse = WarehouseResource().get_warehouse()
         warehouse.execute(create_raw_tables_sql(replace=True))

@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Audience, SyncReport, run_sync
 from marketing_pipelines.sync.engine import ClientDestination
 from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS

@@ -21,9 +21,9 @@ import yaml
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform.rule_checks import SAMPLE_SIZE, violations_result
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.gainsight import COMPANIES, COMPANY_AUDIENCE, PEOPLE, PERSON_AUDIENCE
 
 SOLD_TO_NEVER_SURVEYED = "sold_to_never_surveyed"
