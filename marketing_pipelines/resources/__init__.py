@@ -90,4 +90,11 @@ def warehouse_from_environment(environ: Mapping[str, str] | None = None) -> Ware
     return WarehouseResource(**values).get_warehouse()
 
 
-__all__ = ["GainsightResource", "IterableResource", "WarehouseResource", "build_resources", "env_bindings", "warehouse_from_environment"]
+__all__ = [
+    "GainsightResource",
+    "IterableResource",
+    "WarehouseResource",
+    "build_resources",
+    "env_bindings",
+    "warehouse_from_environment",
+]
