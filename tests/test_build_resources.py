@@ -85,7 +85,7 @@ def test_a_run_resolves_the_bound_settings_and_keeps_the_secret_out_of_the_run_r
     SEEN.clear()
     result = dg.materialize([resource_probe], resources=build_resources(), instance=instance)
     assert result.success
-    assert SEEN == {
+    assert {
         "kind": "duckdb",
         "duckdb_path": str(database),
         "api_key": SECRET,
@@ -93,7 +93,7 @@ def test_a_run_resolves_the_bound_settings_and_keeps_the_secret_out_of_the_run_r
         "message_type_id": 12,
         "gainsight_key": None,
         "dry_run": (False, True),
-    }
+    } == SEEN
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     snapshot = instance.get_job_snapshot(run.job_snapshot_id)
@@ -108,4 +108,3 @@ def test_a_message_type_id_that_is_not_an_integer_stops_the_run_naming_the_varia
     with pytest.raises(DagsterInvalidConfigError, match="ITERABLE_MARKETING_MESSAGE_TYPE_ID") as error:
         dg.materialize([resource_probe], resources=resources)
     assert "GitLab Marketing" not in str(error.value)
-

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH
+from marketing_pipelines.resources.settings import SETTINGS
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.connect import SnowflakeSettings, WarehouseSettingError, connect
 from marketing_pipelines.warehouse.duckdb import WarehouseFileError
@@ -48,6 +49,12 @@ class WarehouseResource(dg.ConfigurableResource):
             port=self.snowflake_port,
             protocol=self.snowflake_protocol,
         )
+
+    def dbt_environment(self) -> dict[str, str | None]:
+        """The settings as the dbt profile reads them: the environment of a dbt process (None: unset), so dbt
+        builds the warehouse this resource opens."""
+        values = {name: getattr(self, field) for field, name in SETTINGS["warehouse"].items()}
+        return {name: None if value is None or value == "" else str(value) for name, value in values.items()}
 
     def get_warehouse(self) -> Warehouse:
         """The configured warehouse implementation (the same object for every call in a run).

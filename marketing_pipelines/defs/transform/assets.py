@@ -8,7 +8,9 @@ Three steps, each held back by the blocking checks on the assets of the step bef
    stops every destination sync downstream.
 """
 
-from collections.abc import Callable, Iterator
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -79,7 +81,9 @@ def build_with_row_counts(
     are not counted: counting one runs its whole query (seconds per staging view at 1M contacts).
     """
     db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
-    events = list(dbt.cli(["build"], context=context).stream())
+    with process_environment(warehouse.dbt_environment()):  # dbt's profile reads the warehouse settings from it
+        invocation = dbt.cli(["build"], context=context)
+    events = list(invocation.stream())
     keys = {id(event): _asset_key(context, event) for event in events}
     relations = {tuple(key.path) for key in keys.values() if key is not None and not _is_view(context, key)}
     counts = db.row_counts(sorted(relations)) if relations else {}
@@ -89,6 +93,29 @@ def build_with_row_counts(
             yield event.with_metadata({**event.metadata, "dagster/row_count": counts[tuple(key.path)]})
         else:
             yield event
+
+
+@contextlib.contextmanager
+def process_environment(settings: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (a string) or unset (None) environment variables while a process is started, then restore them.
+
+    `DbtCliResource` passes this process's environment to dbt and takes no other; steps of a run execute one at a
+    time in the run's process, so nothing else starts a process meanwhile.
+    """
+    saved = {name: os.environ.get(name) for name in settings}
+    try:
+        for name, value in settings.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _is_view(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
