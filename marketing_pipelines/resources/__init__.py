@@ -40,15 +40,20 @@ def build_resources(environ: Mapping[str, str] | None = None, **resources: Any) 
     return {**built, **resources}
 
 
-def warehouse_from_environment(environ: Mapping[str, str] | None = None) -> Warehouse:
-    """The warehouse the settings in ``environ`` (default: the process environment) select, for command-line tools
-    that run outside Dagster (the caller closes it). The values stay in this process: no run config holds them."""
-    env = os.environ if environ is None else environ
+def warehouse_resource_from(settings: Mapping[str, str]) -> WarehouseResource:
+    """A warehouse resource holding the values of the warehouse settings in ``settings`` (by variable name, e.g.
+    ``{"MARKETING_WAREHOUSE": "snowflake", "SNOWFLAKE_ACCOUNT": ...}``); blank or absent ones keep their defaults."""
     values: dict[str, Any] = {}
     for field, name in SETTINGS["warehouse"].items():
-        if (value := env.get(name)) and value.strip():
+        if (value := settings.get(name)) and value.strip():
             values[field] = int(value) if name in INT_SETTINGS else value
-    return WarehouseResource(**values).get_warehouse()
+    return WarehouseResource(**values)
+
+
+def warehouse_from_environment() -> Warehouse:
+    """The warehouse the process environment selects, for command-line tools that run outside Dagster (the caller
+    closes it). The values stay in this process: no run config holds them."""
+    return warehouse_resource_from(os.environ).get_warehouse()
 
 
 __all__ = [
@@ -60,4 +65,5 @@ __all__ = [
     "build_resources",
     "env_bindings",
     "warehouse_from_environment",
+    "warehouse_resource_from",
 ]
