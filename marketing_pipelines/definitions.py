@@ -8,21 +8,39 @@ which would triple the load time the UI pays on every reload. This project has n
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
+def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
+    """Every object under ``defs/``, the dbt assets and raw sources read from the manifest, bound to ``resources``.
+
+    Importing the modules reads no file; the manifest is read here, when the definitions load.
+    """
     from marketing_pipelines import defs as domains
-    from marketing_pipelines.defs.resources import build_resources
+    from marketing_pipelines.defs.transform.assets import dbt_model_assets
+    from marketing_pipelines.defs.transform.sources import raw_source_specs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # the loader is marked preview in 1.13
-        return dg.load_definitions_from_package_module(
-            domains,
-            resources=build_resources(),
+        modules = dg.load_definitions_from_package_module(domains)
+    return dg.Definitions.merge(
+        modules,
+        dg.Definitions(
+            assets=[*dbt_model_assets(), *raw_source_specs()],
+            resources=resources,
             # Steps of a run execute one at a time in the run's process: the embedded DuckDB warehouse has a
             # single writer, and it saves a process start per step.
             executor=dg.in_process_executor,
-        )
+        ),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, its resources' settings bound to the environment."""
+    from marketing_pipelines.resources import build_resources
+
+    return build_definitions(build_resources())

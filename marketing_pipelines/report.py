@@ -44,9 +44,9 @@ def print_program_counts(warehouse: Warehouse) -> None:
 
 
 def main() -> int:
-    from marketing_pipelines.defs.resources import WarehouseResource
+    from marketing_pipelines.resources import warehouse_from_environment
 
-    with WarehouseResource().get_warehouse() as warehouse:
+    with warehouse_from_environment() as warehouse:
         return report(warehouse)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from marketing_pipelines.defs.iterable import checks
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import build_dbt, load_raw_rows
 
@@ -97,24 +97,23 @@ def test_a_signup_of_a_person_opted_out_in_the_crm_is_followed_by_their_opt_out(
     """The signup path applies the same consent as the user audience: profile update, opt-out, then the event."""
     from devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
-    from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
+    from tests.test_signup_identity_and_consent import (
+        API_KEY,
+        GITLAB_MARKETING,
+        event,
+        land,
+        live_resources,
+        run_sensor_and_jobs,
+    )
 
     path = tmp_path / "warehouse.duckdb"
     load_raw_rows(DuckDBWarehouse(path), RAW_ROWS)
     build_dbt(path, as_of=AS_OF)
     landing = tmp_path / "landing"
     with IterableEmulator(api_key=API_KEY) as emulator:
-        for name, value in {
-            "DUCKDB_PATH": str(path),
-            "MARKETING_WAREHOUSE": "duckdb",
-            "LANDING_DIR": str(landing),
-            "ITERABLE_API_KEY": API_KEY,
-            "ITERABLE_BASE_URL": emulator.base_url,
-            "ITERABLE_MARKETING_MESSAGE_TYPE_ID": str(GITLAB_MARKETING),
-        }.items():
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("LANDING_DIR", str(landing))
         land(landing, "trial_signups", "t.jsonl", [event("s-1", SHARED), event("s-2", "kept@example.com")])
-        assert all(result.success for result in run_sensor_and_jobs())
+        assert all(result.success for result in run_sensor_and_jobs(live_resources(path, emulator)))
 
         assert emulator.unsubscribed == {SHARED: {GITLAB_MARKETING}}, "only the opted-out person is opted out"
         assert {SHARED, "kept@example.com"} <= set(emulator.users)

@@ -15,9 +15,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.defs.transform.merge_resolution import resolve_survivors
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import crm_person, load_raw_rows, run_dbt
 

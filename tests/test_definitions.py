@@ -184,7 +184,7 @@ def test_the_audited_history_is_built_in_a_step_before_the_contacts(repository):
 
 def test_dbt_is_the_one_beside_the_running_interpreter_even_with_another_on_path(tmp_path, monkeypatch):
     """`dagster dev` started as `.venv/bin/python -m ...` without an activated venv still finds the project's dbt."""
-    from marketing_pipelines.defs.resources import dbt_executable
+    from marketing_pipelines.resources.dbt import dbt_executable
 
     other = tmp_path / "bin"
     other.mkdir()

@@ -26,11 +26,12 @@ import pandas as pd
 import pytest
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.definitions import build_definitions
 from marketing_pipelines.defs.transform import checks as transform_checks
-from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.resources import WarehouseResource, build_resources
+from marketing_pipelines.resources.dbt import dbt_project
 from marketing_pipelines.signups.tables import EVENT_TABLES, create_tables_sql, event_column_types
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.check_cases import AS_OF, BREAKAGES, CASES, CheckId, raw_rows, tamperings
@@ -55,9 +56,7 @@ class Evaluations:
 
 @pytest.fixture(scope="module")
 def definitions() -> dg.Definitions:
-    from marketing_pipelines.definitions import defs
-
-    return defs()
+    return build_definitions(build_resources({}))
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +66,12 @@ def defined_checks(definitions: dg.Definitions) -> set[CheckId]:
 
 def dbt_check_ids() -> dict[str, CheckId]:
     """Every dbt test of the manifest, by unique id, as the asset check dagster-dbt makes of it."""
-    manifest = json.loads(dbt_project.manifest_path.read_text())
+    project = dbt_project()
+    manifest = json.loads(project.manifest_path.read_text())
     translator = MarketingDbtTranslator()
     ids = {}
     for unique_id in manifest["nodes"]:
-        key = get_asset_check_key_for_test(manifest, translator, unique_id, dbt_project)
+        key = get_asset_check_key_for_test(manifest, translator, unique_id, project)
         if key is not None:
             ids[unique_id] = check_id(key)
     return ids
@@ -86,18 +86,14 @@ def load_broken_raw_data(warehouse: DuckDBWarehouse) -> None:
         warehouse.write_frame("raw", table, pd.DataFrame(table_rows, columns=list(event_column_types())))
 
 
-def evaluate_python_checks(
-    definitions: dg.Definitions, path: Path, keys: list[dg.AssetCheckKey]
-) -> dict[CheckId, dg.AssetCheckEvaluation]:
-    """Execute the selected checks through Dagster, with the code location's resources pointed at `path`."""
+def evaluate_python_checks(path: Path, keys: list[dg.AssetCheckKey]) -> dict[CheckId, dg.AssetCheckEvaluation]:
+    """Execute the selected checks through Dagster, with the code location's warehouse at `path`."""
     job = dg.define_asset_job("every_python_check", selection=dg.AssetSelection.checks(*keys))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DUCKDB_PATH", str(path))
-        patch.setenv("MARKETING_WAREHOUSE", "duckdb")
-        merged = dg.Definitions.merge(definitions, dg.Definitions(jobs=[job]))
-        result = merged.resolve_job_def(job.name).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-        )
+    resources = build_resources({}, warehouse=WarehouseResource(kind="duckdb", duckdb_path=str(path)))
+    merged = dg.Definitions.merge(build_definitions(resources), dg.Definitions(jobs=[job]))
+    result = merged.resolve_job_def(job.name).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
     evaluations = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -126,7 +122,7 @@ def evaluations(
         for key in definitions.get_repository_def().asset_graph.asset_check_keys
         if check_id(key) not in set(dbt_ids.values())
     ]
-    python = evaluate_python_checks(definitions, warehouse.path, python_keys)
+    python = evaluate_python_checks(warehouse.path, python_keys)
 
     for tamper in tamperings("dbt"):
         tamper(warehouse)

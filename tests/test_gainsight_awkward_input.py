@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from marketing_pipelines.defs.gainsight import checks
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import build_dbt, load_raw_rows
 from tests.test_gainsight_recipients import AS_OF, account, contact, materialize_syncs, named, recipients

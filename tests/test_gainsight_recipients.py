@@ -13,7 +13,7 @@ import pytest
 from devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, GainsightClient
 from marketing_pipelines.defs.gainsight import checks
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Api, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE
 from marketing_pipelines.warehouse import DuckDBWarehouse
@@ -355,7 +355,7 @@ def test_carr_reaches_gainsight_with_exactly_its_digits(built, tmp_path):
 def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, dg.ExecuteInProcessResult]:
     """Both Gainsight sync assets, live with the resource against the emulator, on a copy of the built warehouse."""
     from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
-    from marketing_pipelines.defs.gainsight.resources import GainsightResource
+    from marketing_pipelines.resources.gainsight import GainsightResource
 
     shutil.copy(built.path, path)
     with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:

@@ -20,8 +20,8 @@ from marketing_pipelines.defs.gainsight.checks import (
     gainsight_company_rejection_backlog,
     gainsight_person_rejection_backlog,
 )
-from marketing_pipelines.defs.gainsight.resources import GainsightResource
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
 from marketing_pipelines.warehouse import DuckDBWarehouse
@@ -307,15 +307,13 @@ def test_the_access_key_never_appears_in_errors_logs_or_the_outbox(warehouse, ca
     assert ACCESS_KEY not in warehouse.query("select string_agg(body, '') from ops.outbox")[0][0]
 
 
-def test_resource_reads_its_settings_when_the_run_starts(monkeypatch):
-    monkeypatch.delenv("GAINSIGHT_ACCESS_KEY", raising=False)
+def test_resource_without_a_key_is_dry_run_and_a_key_needs_the_tenant_domain():
     resource = GainsightResource()
     assert resource.is_dry_run and resource.get_client() is None
-    monkeypatch.setenv("GAINSIGHT_ACCESS_KEY", ACCESS_KEY)
-    monkeypatch.delenv("GAINSIGHT_BASE_URL", raising=False)
+    resource = GainsightResource(access_key=ACCESS_KEY)
     with pytest.raises(dg.Failure, match="GAINSIGHT_BASE_URL"):
         resource.get_client()
-    monkeypatch.setenv("GAINSIGHT_BASE_URL", "http://127.0.0.1:9")
+    resource = GainsightResource(access_key=ACCESS_KEY, base_url="http://127.0.0.1:9")
     client = resource.get_client()
     assert client is not None and client.base_url == "http://127.0.0.1:9" and client.limiter.capacity == 100
     assert resource.get_client().limiter is client.limiter, "both syncs of a run share the tenant's call budget"

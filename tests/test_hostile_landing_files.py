@@ -19,9 +19,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
 from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key
 from marketing_pipelines.signups.tables import EVENT_TABLES
 from marketing_pipelines.warehouse import DuckDBWarehouse
@@ -493,7 +493,8 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     good events reach Iterable; a half-written file is retried, then its half line quarantined (retries are never
     exhausted); a link to a system file and a FIFO are refused unread."""
     from devtools.iterable_emulator import IterableEmulator
-    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.definitions import build_definitions
+    from marketing_pipelines.resources import IterableResource, build_resources
     from marketing_pipelines.sync.iterable import iterable_event_id
     from tests.conftest import load_raw_rows, run_dbt
 
@@ -514,18 +515,16 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     os.mkfifo(frees / "pipe.jsonl")
     (frees / "good.jsonl").write_bytes(jl(event("e2e-1")))  # the same id as a trial: another event
     with IterableEmulator(api_key="test-key") as emulator:
-        for name, value in {
-            "DUCKDB_PATH": str(db_path),
-            "MARKETING_WAREHOUSE": "duckdb",
-            "LANDING_DIR": str(landing),
-            "ITERABLE_API_KEY": "test-key",
-            "ITERABLE_BASE_URL": emulator.base_url,
-            "SIGNUPS_INCOMPLETE_LINE_SECONDS": "5",
-        }.items():
+        for name, value in {"LANDING_DIR": str(landing), "SIGNUPS_INCOMPLETE_LINE_SECONDS": "5"}.items():
             monkeypatch.setenv(name, value)
         tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
         assert len(tick.run_requests) == 5
-        job = defs().resolve_job_def("ingest_signups_job")
+        resources = build_resources(
+            {},
+            warehouse=WarehouseResource(kind="duckdb", duckdb_path=str(db_path)),
+            iterable=IterableResource(api_key="test-key", base_url=emulator.base_url),
+        )
+        job = build_definitions(resources).resolve_job_def("ingest_signups_job")
         results = {}
         for request in tick.run_requests:
             if request.tags["signups/file"] == "trial_signups/half.jsonl":

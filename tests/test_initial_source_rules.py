@@ -54,12 +54,12 @@ class Pipeline:
         self.warehouse = DuckDBWarehouse(path)
 
     def run(self) -> dg.ExecuteInProcessResult:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("DUCKDB_PATH", str(self.warehouse.path))
-            from marketing_pipelines.definitions import defs
+        from marketing_pipelines.definitions import build_definitions
+        from marketing_pipelines.resources import WarehouseResource, build_resources
 
-            job = defs().resolve_job_def("refresh_marketing_data_job")
-            return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(self.warehouse.path))
+        job = build_definitions(build_resources({}, warehouse=warehouse)).resolve_job_def("refresh_marketing_data_job")
+        return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
     def source(self, table: str, person_id: int) -> str | None:
         rows = self.warehouse.query(f"select initial_source from marts.{table} where person_id = ?", [person_id])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from marketing_pipelines.defs.iterable import checks
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 

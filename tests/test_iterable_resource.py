@@ -5,23 +5,24 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from marketing_pipelines.defs.iterable.resources import IterableResource
+from marketing_pipelines.clients.iterable import US_BASE_URL
+from marketing_pipelines.resources.iterable import IterableResource
 
 
-def test_missing_api_key_means_dry_run(monkeypatch):
-    monkeypatch.delenv("ITERABLE_API_KEY", raising=False)
-    resource = IterableResource()
+@pytest.mark.parametrize("api_key", [None, ""])
+def test_missing_api_key_means_dry_run(api_key):
+    resource = IterableResource(api_key=api_key)
     assert resource.is_dry_run
     assert resource.get_client() is None
 
 
-def test_api_key_and_eu_endpoint_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("ITERABLE_API_KEY", "secret")
-    monkeypatch.setenv("ITERABLE_BASE_URL", "https://api.eu.iterable.com")
-    resource = IterableResource()
+def test_api_key_and_eu_endpoint_are_the_resources_settings():
+    resource = IterableResource(api_key="secret", base_url="https://api.eu.iterable.com")
     assert not resource.is_dry_run
     client = resource.get_client()
     assert client is not None and client.base_url == "https://api.eu.iterable.com"
+    default = IterableResource(api_key="secret").get_client()
+    assert default is not None and default.base_url == US_BASE_URL
 
 
 @pytest.mark.parametrize("name", ["Marketing Message", " marketing message "])

@@ -25,8 +25,7 @@ from marketing_pipelines.defs.destinations import transport
 from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.defs.iterable.assets import iterable_user_sync
 from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
-from marketing_pipelines.defs.iterable.resources import IterableResource
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import IterableResource, WarehouseResource
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
 from marketing_pipelines.sync.iterable import (

@@ -20,8 +20,8 @@ from devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmula
 from marketing_pipelines.clients._http import RetryPolicy
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, IterableClient
 from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
-from marketing_pipelines.defs.iterable.resources import MESSAGE_TYPE_ID_ENV, IterableResource
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.iterable import MESSAGE_TYPE_ID_ENV, IterableResource
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.iterable import opt_outs
 from marketing_pipelines.warehouse import DuckDBWarehouse
@@ -243,13 +243,6 @@ def test_dry_run_writes_spec_valid_bodies_to_the_outbox_and_marks_nothing_synced
 # -- the resource and the asset ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_iterable_env(monkeypatch):
-    for name in ("ITERABLE_API_KEY", "ITERABLE_BASE_URL", MESSAGE_TYPE_ID_ENV):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
-
 def materialize(tmp_path: Path, iterable: IterableResource) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [iterable_unsubscribe_sync],
@@ -266,7 +259,7 @@ def sync_metadata(result: dg.ExecuteInProcessResult) -> dict:
     return {key: value.value for key, value in event.materialization.metadata.items()}
 
 
-def test_a_live_run_without_the_message_type_id_fails_clearly_and_sends_nothing(tmp_path, warehouse, no_iterable_env):
+def test_a_live_run_without_the_message_type_id_fails_clearly_and_sends_nothing(tmp_path, warehouse):
     with IterableEmulator(api_key=API_KEY, rate_limits=FAST) as emulator:
         resource = IterableResource(api_key=API_KEY, base_url=emulator.base_url)
         with pytest.raises(dg.Failure, match=MESSAGE_TYPE_ID_ENV) as failure:
@@ -279,12 +272,12 @@ def test_a_live_run_without_the_message_type_id_fails_clearly_and_sends_nothing(
     assert MESSAGE_TYPE_ID_ENV in str(step_failure.event_specific_data.error)
 
 
-def test_the_message_type_id_comes_from_the_environment_for_a_live_run(tmp_path, warehouse, no_iterable_env):
-    no_iterable_env.setenv(MESSAGE_TYPE_ID_ENV, f" {GITLAB_MARKETING} ")
+def test_a_live_run_opts_out_of_the_configured_message_type(tmp_path, warehouse):
     with IterableEmulator(api_key=API_KEY, rate_limits=FAST) as emulator:
-        no_iterable_env.setenv("ITERABLE_API_KEY", API_KEY)
-        no_iterable_env.setenv("ITERABLE_BASE_URL", emulator.base_url)
-        result = materialize(tmp_path, IterableResource())
+        resource = IterableResource(
+            api_key=API_KEY, base_url=emulator.base_url, marketing_message_type_id=GITLAB_MARKETING
+        )
+        result = materialize(tmp_path, resource)
     assert result.success
     metadata = sync_metadata(result)
     assert (metadata["mode"], metadata["sent"], metadata["accepted"]) == ("live", EVENTS, EVENTS)
@@ -297,16 +290,14 @@ def test_the_message_type_id_comes_from_the_environment_for_a_live_run(tmp_path,
     assert API_KEY not in json.dumps(metadata, default=str)
 
 
-def test_a_configured_id_wins_over_the_environment_and_a_bad_value_fails(no_iterable_env):
-    no_iterable_env.setenv(MESSAGE_TYPE_ID_ENV, "12")
-    assert IterableResource(marketing_message_type_id=34).resolved_marketing_message_type_id() == 34
-    assert IterableResource().resolved_marketing_message_type_id() == 12
-    no_iterable_env.setenv(MESSAGE_TYPE_ID_ENV, "GitLab Marketing")
-    with pytest.raises(dg.Failure, match=f"{MESSAGE_TYPE_ID_ENV}='GitLab Marketing' is not an integer"):
-        IterableResource().resolved_marketing_message_type_id()
+def test_the_configured_id_is_used_and_a_negative_one_fails():
+    assert IterableResource(marketing_message_type_id=34).configured_message_type_id() == 34
+    assert IterableResource().configured_message_type_id() is None
+    with pytest.raises(dg.Failure, match=f"marketing_message_type_id \\({MESSAGE_TYPE_ID_ENV}\\) must be >= 0"):
+        IterableResource(marketing_message_type_id=-1).configured_message_type_id()
 
 
-def test_dry_run_without_an_id_uses_a_placeholder_and_says_so(tmp_path, warehouse, no_iterable_env):
+def test_dry_run_without_an_id_uses_a_placeholder_and_says_so(tmp_path, warehouse):
     result = materialize(tmp_path, IterableResource())
     assert result.success
     metadata = sync_metadata(result)

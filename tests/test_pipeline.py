@@ -16,13 +16,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory):
     root: Path = tmp_path_factory.mktemp("pipeline")
     warehouse = DuckDBWarehouse(root / "warehouse.duckdb")
     write_sample_data(generate(users=600, seed=7), warehouse, root / "landing")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DUCKDB_PATH", str(warehouse.path))
-        patch.setenv("MARKETING_WAREHOUSE", "duckdb")
-        from marketing_pipelines.definitions import defs
+    from marketing_pipelines.definitions import build_definitions
+    from marketing_pipelines.resources import WarehouseResource, build_resources
 
-        job = defs().resolve_job_def("refresh_marketing_data_job")
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    resources = build_resources({}, warehouse=WarehouseResource(kind="duckdb", duckdb_path=str(warehouse.path)))
+    job = build_definitions(resources).resolve_job_def("refresh_marketing_data_job")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     return result, warehouse
 
 

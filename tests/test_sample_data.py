@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import WarehouseResource, build_resources, warehouse_resource_from
 from marketing_pipelines.sample_data import SampleData, generate, write_sample_data
 from marketing_pipelines.sample_data.__main__ import main
 from marketing_pipelines.sample_data.generator import (
@@ -416,26 +416,25 @@ def test_if_empty_fills_an_empty_snowflake_once_and_the_refresh_builds_on_it(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Keeping the landing files" in out and "Snowflake account" in out
-    with WarehouseResource().get_warehouse() as snowflake:
+    with warehouse_resource_from(fakesnow_settings).get_warehouse() as snowflake:
         assert _raw_counts(snowflake) == counts
 
     assert main(args) == 0
     assert "Skipping sample data" in capsys.readouterr().out
-    with WarehouseResource().get_warehouse() as snowflake:
+    with warehouse_resource_from(fakesnow_settings).get_warehouse() as snowflake:
         assert _raw_counts(snowflake) == counts  # filled once
     assert _landing_snapshot(landing) == files
 
     # the daily refresh then builds on the rebuilt warehouse and loads each kept landing file once
     monkeypatch.setenv("LANDING_DIR", str(landing))
-    for name in ("ITERABLE_API_KEY", "GAINSIGHT_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.definitions import build_definitions
 
-    job = defs().resolve_job_def("refresh_marketing_data_job")
+    resources = build_resources({}, warehouse=warehouse_resource_from(fakesnow_settings))
+    job = build_definitions(resources).resolve_job_def("refresh_marketing_data_job")
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
     trial_lines = sum(len(text.splitlines()) for name, (_, text) in files.items() if name.startswith("trial_signups"))
-    with WarehouseResource().get_warehouse() as snowflake:
+    with warehouse_resource_from(fakesnow_settings).get_warehouse() as snowflake:
         [(ingested,)] = snowflake.query("select count(*) from ops.ingested_files")
         [(loaded,)] = snowflake.query("select count(*) from raw.trial_signup_events")
         [(quarantined,)] = snowflake.query("select count(*) from ops.quarantine where file like '%trial_signups%'")

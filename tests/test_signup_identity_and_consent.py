@@ -9,6 +9,7 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import IterableResource, WarehouseResource, build_resources
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.conftest import load_raw_rows, run_dbt
@@ -104,24 +105,33 @@ def land(landing: Path, kind: str, name: str, events: list[dict]) -> Path:
 def live_env(tmp_path: Path, warehouse_path: Path, monkeypatch: pytest.MonkeyPatch):
     landing = tmp_path / "landing"
     with IterableEmulator(api_key=API_KEY) as emulator:
-        for name, value in {
-            "DUCKDB_PATH": str(warehouse_path),
-            "MARKETING_WAREHOUSE": "duckdb",
-            "LANDING_DIR": str(landing),
-            "ITERABLE_API_KEY": API_KEY,
-            "ITERABLE_BASE_URL": emulator.base_url,
-            "ITERABLE_MARKETING_MESSAGE_TYPE_ID": str(GITLAB_MARKETING),
-        }.items():
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("LANDING_DIR", str(landing))
         yield landing, emulator
 
 
-def run_sensor_and_jobs(times: int = 1, *, raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
-    from marketing_pipelines.definitions import defs
+def live_resources(
+    warehouse: Path | WarehouseResource, emulator: IterableEmulator, *, message_type_id: int | None = GITLAB_MARKETING
+) -> dict[str, Any]:
+    """The code location's resources: this warehouse (a DuckDB file or a resource), Iterable live on `emulator`."""
+    if isinstance(warehouse, Path):
+        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(warehouse))
+    iterable = IterableResource(api_key=API_KEY, base_url=emulator.base_url, marketing_message_type_id=message_type_id)
+    return build_resources({}, warehouse=warehouse, iterable=iterable)
+
+
+def signup_job(resources: dict[str, Any]) -> dg.JobDefinition:
+    from marketing_pipelines.definitions import build_definitions
+
+    return build_definitions(resources).resolve_job_def("ingest_signups_job")
+
+
+def run_sensor_and_jobs(
+    resources: dict[str, Any], times: int = 1, *, raise_on_error: bool = True
+) -> list[dg.ExecuteInProcessResult]:
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
 
     tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
-    job = defs().resolve_job_def("ingest_signups_job")
+    job = signup_job(resources)
     return [
         job.execute_in_process(
             run_config=request.run_config,
@@ -146,7 +156,9 @@ def test_shared_id_is_two_events_each_sent_once_and_consent_holds(live_env, ware
     landing, emulator = live_env
     land(landing, "trial_signups", "t.jsonl", TRIALS)
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS)
-    results = run_sensor_and_jobs(times=2)  # every run twice: the reruns send nothing
+    results = run_sensor_and_jobs(
+        live_resources(warehouse_path, emulator), times=2
+    )  # every run twice: the reruns send nothing
     assert all(result.success for result in results)
     validate_bodies(emulator)
 
@@ -182,22 +194,18 @@ def test_shared_id_is_two_events_each_sent_once_and_consent_holds(live_env, ware
     assert opt_outs == {"before@example.com": 1, "after@example.com": 1}
 
 
-def test_unsubscribed_persons_event_waits_for_the_opt_out(live_env, monkeypatch):
+def test_unsubscribed_persons_event_waits_for_the_opt_out(live_env, warehouse_path):
     """Live without the message type id no opt-out can be sent: the unsubscribed person's event is held, every
     other event goes out; once the id is set, the next run opts them out and then tracks their event."""
     landing, emulator = live_env
-    monkeypatch.delenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID")
     land(landing, "trial_signups", "t.jsonl", TRIALS)
-    (first,) = run_sensor_and_jobs()
+    (first,) = run_sensor_and_jobs(live_resources(warehouse_path, emulator, message_type_id=None))
     assert first.success
     held = iterable_event_id("trial_signups:before-1")
     assert held not in emulator.events and iterable_event_id("trial_signups:plain-1") in emulator.events
     assert emulator.unsubscribed == {}
 
-    monkeypatch.setenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID", str(GITLAB_MARKETING))
-    from marketing_pipelines.definitions import defs
-
-    job = defs().resolve_job_def("ingest_signups_job")
+    job = signup_job(live_resources(warehouse_path, emulator))
     nothing = {
         "ops": {a: {"config": {"files": []}} for a in ("raw__trial_signup_events", "raw__free_registration_events")}
     }
@@ -223,7 +231,7 @@ def test_a_few_personal_free_registrations_warn_and_are_left_out_while_the_rest_
     land(landing, "trial_signups", "t.jsonl", TRIALS)
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS)
     DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
-    results = run_sensor_and_jobs()
+    results = run_sensor_and_jobs(live_resources(warehouse_path, emulator))
     assert all(result.success for result in results)
     checks = [e for r in results for e in r.get_asset_check_evaluations()]
     assert checks and all(c.severity == dg.AssetCheckSeverity.WARN for c in checks)
@@ -242,9 +250,7 @@ def test_mostly_personal_free_registrations_fail_with_error_and_block_the_push(l
     more = [event(f"personal-{i}", f"p{i}@example.com", companyNamespace=False) for i in range(2, 6)]
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS + more)
     DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
-    from marketing_pipelines.definitions import defs
-
-    job = defs().resolve_job_def("ingest_signups_job")
+    job = signup_job(live_resources(warehouse_path, emulator))
     config = {
         "ops": {
             "raw__trial_signup_events": {"config": {"files": []}},
@@ -287,7 +293,7 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     return check
 
 
-def test_personal_free_registrations_left_out_by_the_view_pass_and_are_named_in_metadata(live_env):
+def test_personal_free_registrations_left_out_by_the_view_pass_and_are_named_in_metadata(live_env, warehouse_path):
     """The audience view filters personal free registrations out by itself; the check reads them from staging and
     names them in its metadata, and passes: the push goes on without them."""
     landing, emulator = live_env
@@ -302,7 +308,7 @@ def test_personal_free_registrations_left_out_by_the_view_pass_and_are_named_in_
             event("c3", "c3@example.com"),
         ],
     )
-    (result,) = run_sensor_and_jobs()
+    (result,) = run_sensor_and_jobs(live_resources(warehouse_path, emulator))
     assert result.success
     check = check_of(result)
     assert check.passed and check.metadata["personal_left_out"].value == 1
@@ -313,7 +319,7 @@ def test_personal_free_registrations_left_out_by_the_view_pass_and_are_named_in_
     assert "p1@example.com" not in emulator.users
 
 
-def test_mostly_personal_free_registrations_never_hold_back_the_company_ones(live_env):
+def test_mostly_personal_free_registrations_never_hold_back_the_company_ones(live_env, warehouse_path):
     """3 personal and 1 company free registration, the audience view as built: personal registrations are ordinary
     data the rule leaves out, not a broken rule, so the company one and every trial still go out."""
     landing, emulator = live_env
@@ -329,7 +335,7 @@ def test_mostly_personal_free_registrations_never_hold_back_the_company_ones(liv
             event("c1", "c1@example.com"),
         ],
     )
-    results = run_sensor_and_jobs()
+    results = run_sensor_and_jobs(live_resources(warehouse_path, emulator))
     assert all(result.success for result in results)
     checks = [e for r in results for e in r.get_asset_check_evaluations()]
     assert checks and all(c.passed for c in checks)

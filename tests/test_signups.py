@@ -16,8 +16,8 @@ import pytest
 from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK, IterableClient
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.tables import create_tables_sql, event_column_types
 from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import Api, Outbox, run_sync
@@ -407,8 +407,9 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
     """Sample data + landed files: each sensor run request, run in-process, updates one profile and tracks one event
     per valid line (personal free registrations: neither), profile before event; the same requests again send
     nothing new. No dbt runs in the job: the views were built once, as the daily job does."""
-    from marketing_pipelines.definitions import defs
+    from marketing_pipelines.definitions import build_definitions
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+    from marketing_pipelines.resources import IterableResource, build_resources
     from marketing_pipelines.sample_data import generate, write_sample_data
 
     warehouse_path = tmp_path / "warehouse.duckdb"
@@ -420,17 +421,15 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monk
     frees = [line(event("e2e-f1")), "{broken", line(event("e2e-f2", companyNamespace=False))]
     write(landing, "free_registrations", "f.jsonl", "\n".join(frees) + "\n")
     with IterableEmulator(api_key=API_KEY) as emulator:
-        for name, value in {
-            "DUCKDB_PATH": str(warehouse_path),
-            "MARKETING_WAREHOUSE": "duckdb",
-            "LANDING_DIR": str(landing),
-            "ITERABLE_API_KEY": API_KEY,
-            "ITERABLE_BASE_URL": emulator.base_url,
-        }.items():
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("LANDING_DIR", str(landing))
         tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
         assert len(tick.run_requests) == 2
-        job = defs().resolve_job_def("ingest_signups_job")
+        resources = build_resources(
+            {},
+            warehouse=WarehouseResource(kind="duckdb", duckdb_path=str(warehouse_path)),
+            iterable=IterableResource(api_key=API_KEY, base_url=emulator.base_url),
+        )
+        job = build_definitions(resources).resolve_job_def("ingest_signups_job")
         results = [
             job.execute_in_process(
                 run_config=request.run_config, tags=request.tags, instance=dg.DagsterInstance.ephemeral()

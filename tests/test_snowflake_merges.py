@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.resources import WarehouseResource, warehouse_resource_from
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
@@ -52,12 +52,10 @@ ROWS += CHAIN_50
 
 @pytest.fixture(scope="module")
 def snowflake() -> Iterator[tuple[Warehouse, WarehouseResource]]:
-    with fakesnow_shims.server() as connection, pytest.MonkeyPatch.context() as patch:
+    with fakesnow_shims.server() as connection:
         # A database of its own: the emulator keeps its state for the whole test process.
         env = {**fakesnow_shims.snowflake_env(connection), "SNOWFLAKE_DATABASE": "CRM_MERGES"}
-        for name, value in env.items():
-            patch.setenv(name, value)
-        resource = WarehouseResource()
+        resource = warehouse_resource_from(env)
         warehouse = resource.get_warehouse()
         warehouse.execute(create_raw_tables_sql(replace=True))
         warehouse.write_frame("raw", "crm_persons", pd.DataFrame(ROWS, columns=list(RAW_TABLES["crm_persons"])))

@@ -80,19 +80,17 @@ def landed_files_config(landing: Path) -> dict[str, Any]:
 
 
 def run_engine(env: dict[str, str], data: SampleData, landing: Path, *, refreshes: int) -> EngineRun:
-    """The whole pipeline on the engine `env` selects, every setting read at run time from the environment."""
+    """The whole pipeline on the engine `env` selects: the warehouse resource holds the settings in `env`."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**env, "LANDING_DIR": str(landing)}.items():
-            patch.setenv(name, value)
-        for name in ("ITERABLE_API_KEY", "ITERABLE_BASE_URL"):
-            patch.delenv(name, raising=False)
-        from marketing_pipelines.definitions import defs
+        patch.setenv("LANDING_DIR", str(landing))
+        from marketing_pipelines.definitions import build_definitions
         from marketing_pipelines.defs.iterable.assets import iterable_user_sync
-        from marketing_pipelines.defs.resources import WarehouseResource, build_resources
+        from marketing_pipelines.resources import IterableResource, build_resources, warehouse_resource_from
 
-        warehouse = WarehouseResource().get_warehouse()
+        resource = warehouse_resource_from(env)
+        warehouse = resource.get_warehouse()
         write_sample_data(data, warehouse, landing)
-        definitions = defs()
+        definitions = build_definitions(build_resources({}, warehouse=resource))
         instance = dg.DagsterInstance.ephemeral()
         runs = [
             definitions.resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance, raise_on_error=False)
@@ -103,10 +101,12 @@ def run_engine(env: dict[str, str], data: SampleData, landing: Path, *, refreshe
         )
         rejected = [email for (email,) in warehouse.query(AUDIENCE_EMAILS_SQL)]
         with IterableEmulator(api_key=API_KEY, invalid_emails=set(rejected)) as emulator:
-            patch.setenv("ITERABLE_API_KEY", API_KEY)
-            patch.setenv("ITERABLE_BASE_URL", emulator.base_url)
+            iterable = IterableResource(api_key=API_KEY, base_url=emulator.base_url)
             live = dg.materialize(
-                [iterable_user_sync], resources=build_resources(), instance=instance, raise_on_error=False
+                [iterable_user_sync],
+                resources=build_resources({}, warehouse=resource, iterable=iterable),
+                instance=instance,
+                raise_on_error=False,
             )
         return EngineRun(warehouse, runs, ingest, live, rejected, numbers(warehouse))
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -29,12 +30,20 @@ from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
 from marketing_pipelines.defs.transform import checks
+from marketing_pipelines.resources import GainsightResource, build_resources
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
 from tests.test_initial_source_rules import check_result, materialized, version
-from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
+from tests.test_signup_identity_and_consent import (
+    API_KEY,
+    GITLAB_MARKETING,
+    event,
+    land,
+    live_resources,
+    run_sensor_and_jobs,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -91,12 +100,13 @@ class Refreshed:
     landing: Path
     first: dg.ExecuteInProcessResult
     gainsight: GainsightEmulator
+    resources: dict[str, Any]  # the code location's, on this warehouse, Iterable and Gainsight in dry-run
 
 
-def run_refresh() -> dg.ExecuteInProcessResult:
-    from marketing_pipelines.definitions import defs
+def run_refresh(resources: dict[str, Any]) -> dg.ExecuteInProcessResult:
+    from marketing_pipelines.definitions import build_definitions
 
-    job = defs().resolve_job_def(REFRESH_JOB)
+    job = build_definitions(resources).resolve_job_def(REFRESH_JOB)
     return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
@@ -110,23 +120,18 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refreshed]:
     with fakesnow_shims.server() as connection, pytest.MonkeyPatch.context() as patch:
         # A database of its own: the emulator keeps its state for the whole test process.
         env = {**fakesnow_shims.snowflake_env(connection), "SNOWFLAKE_DATABASE": "SNOWFLAKE_RULES"}
-        for name, value in {**env, "LANDING_DIR": str(landing)}.items():
-            patch.setenv(name, value)
-        for name in ("ITERABLE_API_KEY", "ITERABLE_BASE_URL", "ITERABLE_MARKETING_MESSAGE_TYPE_ID"):
-            patch.delenv(name, raising=False)
-        from marketing_pipelines.defs.resources import WarehouseResource
+        patch.setenv("LANDING_DIR", str(landing))
+        from marketing_pipelines.resources import warehouse_resource_from
 
-        warehouse = WarehouseResource().get_warehouse()
+        resource = warehouse_resource_from(env)
+        warehouse = resource.get_warehouse()
         warehouse.execute(create_raw_tables_sql(replace=True))
         for table, rows in RAW.items():
             warehouse.write_frame("raw", table, pd.DataFrame(rows, columns=list(RAW_TABLES[table])))
         with GainsightEmulator(access_key=GAINSIGHT_KEY) as gainsight:
-            patch.setenv("GAINSIGHT_ACCESS_KEY", GAINSIGHT_KEY)
-            patch.setenv("GAINSIGHT_BASE_URL", gainsight.base_url)
-            first = run_refresh()
-        patch.delenv("GAINSIGHT_ACCESS_KEY")
-        patch.delenv("GAINSIGHT_BASE_URL")
-        yield Refreshed(warehouse, landing, first, gainsight)
+            live = GainsightResource(access_key=GAINSIGHT_KEY, base_url=gainsight.base_url)
+            first = run_refresh(build_resources({}, warehouse=resource, gainsight=live))
+        yield Refreshed(warehouse, landing, first, gainsight, build_resources({}, warehouse=resource))
         warehouse.execute([f"drop schema if exists {schema} cascade" for schema in SCHEMAS])
         warehouse.close()
 
@@ -150,13 +155,10 @@ def test_carr_reaches_gainsight_with_exactly_its_digits_on_snowflake(refreshed):
     assert str(stored) == EXACT_CARR
 
 
-def test_an_unsubscribed_email_that_signs_up_is_opted_out_before_its_event_on_snowflake(refreshed, monkeypatch):
+def test_an_unsubscribed_email_that_signs_up_is_opted_out_before_its_event_on_snowflake(refreshed):
     land(refreshed.landing, "trial_signups", "t.jsonl", TRIALS)
     with IterableEmulator(api_key=API_KEY) as emulator:
-        monkeypatch.setenv("ITERABLE_API_KEY", API_KEY)
-        monkeypatch.setenv("ITERABLE_BASE_URL", emulator.base_url)
-        monkeypatch.setenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID", str(GITLAB_MARKETING))
-        results = run_sensor_and_jobs()
+        results = run_sensor_and_jobs(live_resources(refreshed.resources["warehouse"], emulator))
     assert results and all(result.success for result in results), [failed_steps(r) for r in results]
     assert emulator.unsubscribed == {UNSUBSCRIBED: {GITLAB_MARKETING}}, "only the unsubscribed person is opted out"
     assert {UNSUBSCRIBED, "plain@example.com"} <= set(emulator.users)
@@ -169,7 +171,7 @@ def test_edited_history_fails_immutability_and_never_reaches_the_contacts_on_sno
     """Runs last: it edits the audited history and leaves the module's warehouse failing its audit."""
     warehouse = refreshed.warehouse
     warehouse.execute("update marts.initial_source_history set initial_source = 'Demo' where person_id = 1")
-    again = run_refresh()
+    again = run_refresh(refreshed.resources)
     immutable = check_result(again, checks.INITIAL_SOURCE_IMMUTABLE)
     assert not immutable.passed and immutable.severity == dg.AssetCheckSeverity.ERROR
     assert immutable.metadata["sample_records"].value == [

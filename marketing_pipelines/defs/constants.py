@@ -1,6 +1,11 @@
-"""Names shared across domains: owners, groups, the warehouse concurrency pool."""
+"""Names shared across domains: owners, the warehouse concurrency pool, and the asset and check keys that one
+domain defines and another selects (no domain imports another's modules)."""
 
 from __future__ import annotations
+
+import dagster as dg
+
+from marketing_pipelines.signups.tables import EVENT_TABLES
 
 OWNER = "team:marketing-data"
 
@@ -9,3 +14,11 @@ OWNER = "team:marketing-data"
 WAREHOUSE_POOL = "warehouse"
 
 WAREHOUSE_KINDS = {"duckdb", "snowflake"}
+
+# The landed signup events (`signups`), which the Iterable signup syncs and checks read.
+TRIAL_SIGNUP_EVENTS_KEY = dg.AssetKey(["raw", EVENT_TABLES["trial_signups"]])
+FREE_REGISTRATION_EVENTS_KEY = dg.AssetKey(["raw", EVENT_TABLES["free_registrations"]])
+# The events audience the Iterable trial event sync sends (`iterable`), which the signup job checks.
+TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
+# The check on TRIAL_EVENTS_KEY (`iterable`) that the signup job runs.
+FREE_REGISTRATIONS_ONLY_FOR_COMPANY = "free_registrations_only_for_company"

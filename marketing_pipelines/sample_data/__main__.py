@@ -68,9 +68,9 @@ def _warehouse(duckdb_path: Path | None) -> Warehouse:
     """The DuckDB file given on the command line, else the warehouse the pipeline uses (MARKETING_WAREHOUSE)."""
     if duckdb_path is not None:
         return DuckDBWarehouse(duckdb_path)
-    from marketing_pipelines.defs.resources import WarehouseResource
+    from marketing_pipelines.resources import warehouse_from_environment
 
-    return WarehouseResource().get_warehouse()
+    return warehouse_from_environment()
 
 
 def _load(args: argparse.Namespace, warehouse: Warehouse, landing_dir: Path) -> int:

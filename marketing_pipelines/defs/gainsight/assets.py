@@ -5,8 +5,7 @@ import dagster as dg
 from marketing_pipelines.clients.gainsight import GainsightClient
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import push, sync_result
-from marketing_pipelines.defs.gainsight.resources import GainsightResource
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.resources import GainsightResource, WarehouseResource
 from marketing_pipelines.sync import Destination
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched
 

@@ -4,14 +4,14 @@ from typing import Any
 
 import dagster as dg
 
-from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
+from marketing_pipelines.defs.constants import OWNER, TRIAL_EVENTS_KEY, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import push, sync_result
-from marketing_pipelines.defs.iterable.resources import (
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.iterable import (
     DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID,
     MESSAGE_TYPE_ID_ENV,
     IterableResource,
 )
-from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.sync.iterable import (
     SIGNUP_PROFILES,
     TRIAL_EVENTS,
@@ -24,7 +24,6 @@ from marketing_pipelines.sync.iterable import (
 USER_AUDIENCE_KEY = dg.AssetKey(["audiences", "iterable_user_audience"])
 UNSUBSCRIBES_KEY = dg.AssetKey(["staging", "stg_marketo__unsubscribes"])
 MARKETING_CONTACTS_KEY = dg.AssetKey(["marts", "marketing_contacts"])
-TRIAL_EVENTS_KEY = dg.AssetKey(["audiences", "iterable_trial_events"])
 
 
 @dg.asset(
@@ -119,7 +118,7 @@ def _push_signup_opt_outs(
     A live run without the message type id sends no opt-out and says so: the events of those people stay held
     (the event sync waits for an accepted opt-out), every other event goes out.
     """
-    message_type_id = iterable.resolved_marketing_message_type_id()
+    message_type_id = iterable.configured_message_type_id()
     if message_type_id is None and not iterable.is_dry_run:
         note = (
             f"no opt-out sent: set {MESSAGE_TYPE_ID_ENV} to the opt-in GitLab Marketing type's id; the signup events "

@@ -5,13 +5,18 @@ import json
 
 import dagster as dg
 
-from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.constants import (
+    FREE_REGISTRATION_EVENTS_KEY,
+    FREE_REGISTRATIONS_ONLY_FOR_COMPANY,
+    TRIAL_EVENTS_KEY,
+    TRIAL_SIGNUP_EVENTS_KEY,
+    WAREHOUSE_POOL,
+)
 from marketing_pipelines.defs.destinations import rejection_backlog_check
-from marketing_pipelines.defs.iterable.assets import TRIAL_EVENTS_KEY, USER_AUDIENCE_KEY
-from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY, TRIAL_SIGNUP_EVENTS_KEY
+from marketing_pipelines.defs.iterable.assets import USER_AUDIENCE_KEY
 from marketing_pipelines.defs.transform.rule_checks import ViolationTally, violations_result
 from marketing_pipelines.pii import mask_email
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.engine import Audience
 from marketing_pipelines.sync.iterable import (
     SIGNUP_PROFILES,
@@ -32,7 +37,6 @@ ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
 ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG = "iterable_unsubscribe_rejection_backlog"
 ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG = "iterable_signup_profile_rejection_backlog"
 ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG = "iterable_trial_event_rejection_backlog"
-FREE_REGISTRATIONS_ONLY_FOR_COMPANY = "free_registrations_only_for_company"
 
 MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
 

@@ -6,13 +6,17 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_KINDS, WAREHOUSE_POOL
-from marketing_pipelines.defs.resources import WarehouseResource
+from marketing_pipelines.defs.constants import (
+    FREE_REGISTRATION_EVENTS_KEY,
+    OWNER,
+    TRIAL_SIGNUP_EVENTS_KEY,
+    WAREHOUSE_KINDS,
+    WAREHOUSE_POOL,
+)
 from marketing_pipelines.paths import DEFAULT_LANDING_DIR, resolve_project_path
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.tables import EVENT_TABLES
 
-TRIAL_SIGNUP_EVENTS_KEY = dg.AssetKey(["raw", EVENT_TABLES["trial_signups"]])
-FREE_REGISTRATION_EVENTS_KEY = dg.AssetKey(["raw", EVENT_TABLES["free_registrations"]])
 FILE_TAG = "signups/file"
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from marketing_pipelines.defs.iterable.assets import TRIAL_EVENTS_KEY
-from marketing_pipelines.defs.iterable.checks import FREE_REGISTRATIONS_ONLY_FOR_COMPANY
-from marketing_pipelines.defs.signups.assets import FREE_REGISTRATION_EVENTS_KEY, TRIAL_SIGNUP_EVENTS_KEY
+from marketing_pipelines.defs.constants import (
+    FREE_REGISTRATION_EVENTS_KEY,
+    FREE_REGISTRATIONS_ONLY_FOR_COMPANY,
+    TRIAL_EVENTS_KEY,
+    TRIAL_SIGNUP_EVENTS_KEY,
+)
 
 INGEST_SIGNUPS_JOB_NAME = "ingest_signups_job"
 

@@ -8,16 +8,18 @@ Three steps, each held back by the blocking checks on the assets of the step bef
    stops every destination sync downstream.
 """
 
-from collections.abc import Iterator
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
-from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
+from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources.dbt import dbt_project
 
 AUDIENCES_SELECTION = "path:models/audiences"
 MARTS_SELECTION = "path:models/marts"
@@ -30,51 +32,44 @@ STAGING_SELECTION = (
 translator = MarketingDbtTranslator()
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="staging_dbt_models",
-    select=STAGING_SELECTION,
-    pool=WAREHOUSE_POOL,
-)
-def staging_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """Seeds, staging views, intermediate tables and the append-only Initial Source history, with their dbt tests
-    and those of the raw sources."""
-    yield from build_with_row_counts(context, dbt, warehouse)
+def dbt_model_assets() -> list[dg.AssetsDefinition]:
+    """The three dbt steps as assets (reads the manifest: called when definitions load, never at import)."""
+    project = dbt_project()
 
+    def step(name: str, select: str, exclude: str = "") -> Callable[..., dg.AssetsDefinition]:
+        return dbt_assets(
+            manifest=project.manifest_path,
+            project=project,
+            dagster_dbt_translator=translator,
+            name=name,
+            select=select,
+            exclude=exclude,
+            pool=WAREHOUSE_POOL,
+        )
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="mart_dbt_models",
-    select=MARTS_SELECTION,
-    exclude=HISTORY_SELECTION,
-    pool=WAREHOUSE_POOL,
-)
-def mart_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """The marts built on the audited history (`marketing_contacts`, ...), with their dbt tests."""
-    yield from build_with_row_counts(context, dbt, warehouse)
+    @step("staging_dbt_models", STAGING_SELECTION)
+    def staging_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """Seeds, staging views, intermediate tables and the append-only Initial Source history, with their dbt
+        tests and those of the raw sources."""
+        yield from build_with_row_counts(context, dbt, warehouse)
 
+    @step("mart_dbt_models", MARTS_SELECTION, exclude=HISTORY_SELECTION)
+    def mart_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """The marts built on the audited history (`marketing_contacts`, ...), with their dbt tests."""
+        yield from build_with_row_counts(context, dbt, warehouse)
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="audience_dbt_models",
-    select=AUDIENCES_SELECTION,
-    pool=WAREHOUSE_POOL,
-)
-def audience_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """The audience tables the destination syncs send, built only once the marts pass their rule checks."""
-    yield from build_with_row_counts(context, dbt, warehouse)
+    @step("audience_dbt_models", AUDIENCES_SELECTION)
+    def audience_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """The audience tables the destination syncs send, built only once the marts pass their rule checks."""
+        yield from build_with_row_counts(context, dbt, warehouse)
+
+    return [staging_dbt_models, mart_dbt_models, audience_dbt_models]
 
 
 def build_with_row_counts(
@@ -86,7 +81,9 @@ def build_with_row_counts(
     are not counted: counting one runs its whole query (seconds per staging view at 1M contacts).
     """
     db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
-    events = list(dbt.cli(["build"], context=context).stream())
+    with process_environment(warehouse.dbt_environment()):  # dbt's profile reads the warehouse settings from it
+        invocation = dbt.cli(["build"], context=context)
+    events = list(invocation.stream())
     keys = {id(event): _asset_key(context, event) for event in events}
     relations = {tuple(key.path) for key in keys.values() if key is not None and not _is_view(context, key)}
     counts = db.row_counts(sorted(relations)) if relations else {}
@@ -96,6 +93,29 @@ def build_with_row_counts(
             yield event.with_metadata({**event.metadata, "dagster/row_count": counts[tuple(key.path)]})
         else:
             yield event
+
+
+@contextlib.contextmanager
+def process_environment(settings: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (a string) or unset (None) environment variables while a process is started, then restore them.
+
+    `DbtCliResource` passes this process's environment to dbt and takes no other; steps of a run execute one at a
+    time in the run's process, so nothing else starts a process meanwhile.
+    """
+    saved = {name: os.environ.get(name) for name in settings}
+    try:
+        for name, value in settings.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _is_view(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:

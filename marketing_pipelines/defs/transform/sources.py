@@ -7,22 +7,24 @@ import json
 import dagster as dg
 
 from marketing_pipelines.defs.constants import OWNER
-from marketing_pipelines.defs.transform.project import dbt_project
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
+from marketing_pipelines.resources.dbt import dbt_project
 
 #: dbt sources whose raw tables a Dagster asset of this project loads (so they are not external sources).
 LOADED_BY_DAGSTER = frozenset({"signups"})
 
 
 def raw_source_specs() -> list[dg.AssetSpec]:
-    """One spec per dbt source table, keyed like the dbt assets' upstream dependencies."""
-    manifest = json.loads(dbt_project.manifest_path.read_text())
+    """One spec per dbt source table, keyed like the dbt assets' upstream dependencies (reads the manifest: called
+    when definitions load, never at import)."""
+    project = dbt_project()
+    manifest = json.loads(project.manifest_path.read_text())
     translator = MarketingDbtTranslator()
     specs = []
     for unique_id, props in sorted(manifest["sources"].items()):
         if props["source_name"] in LOADED_BY_DAGSTER:
             continue
-        key = translator.get_asset_spec(manifest, unique_id, dbt_project).key
+        key = translator.get_asset_spec(manifest, unique_id, project).key
         specs.append(
             dg.AssetSpec(
                 key=key,
@@ -37,6 +39,3 @@ def raw_source_specs() -> list[dg.AssetSpec]:
             )
         )
     return specs
-
-
-raw_sources = raw_source_specs()

@@ -1,4 +1,4 @@
-"""The Iterable resource: the API key and endpoint from the environment, pacing and batch settings."""
+"""The Iterable resource: the API key, endpoint and opt-in message type it is given, pacing and batch settings."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID = 0
 
 
 class IterableResource(dg.ConfigurableResource):
-    """Iterable's API. Without ``ITERABLE_API_KEY`` every sync runs in dry-run (requests go to ``ops.outbox``).
+    """Iterable's API. Without an ``api_key`` every sync runs in dry-run (requests go to ``ops.outbox``).
 
-    ``api_key``, ``base_url`` and ``marketing_message_type_id`` left unset are read from ``ITERABLE_API_KEY`` /
-    ``ITERABLE_BASE_URL`` / ``ITERABLE_MARKETING_MESSAGE_TYPE_ID`` through ``dagster.EnvVar`` when a run starts;
-    the key never reaches logs, metadata or the outbox. ``marketing_message_type_id`` is the id of the opt-in
-    ``GitLab Marketing`` message type that unsubscribes opt people out of; live unsubscribe syncs require it.
+    The code location binds ``api_key``, ``base_url`` and ``marketing_message_type_id`` to ``ITERABLE_API_KEY`` /
+    ``ITERABLE_BASE_URL`` / ``ITERABLE_MARKETING_MESSAGE_TYPE_ID`` (``build_resources``); the key never reaches
+    logs, metadata or the outbox. ``marketing_message_type_id`` is the id of the opt-in ``GitLab Marketing``
+    message type that unsubscribes opt people out of; live unsubscribe syncs require it.
     """
 
     api_key: str | None = None
-    base_url: str | None = None
+    base_url: str = US_BASE_URL
     users_per_request: int = DEFAULT_USERS_PER_REQUEST
     bulk_update_per_second: float = 5
     track_bulk_per_second: float = 10
@@ -44,29 +44,10 @@ class IterableResource(dg.ConfigurableResource):
             )
         return value
 
-    def resolved_api_key(self) -> str | None:
-        return self.api_key or dg.EnvVar("ITERABLE_API_KEY").get_value() or None
-
-    def resolved_base_url(self) -> str:
-        return self.base_url or dg.EnvVar("ITERABLE_BASE_URL").get_value() or US_BASE_URL
-
-    def resolved_marketing_message_type_id(self) -> int | None:
-        """The configured id, else ``ITERABLE_MARKETING_MESSAGE_TYPE_ID``; None when neither is set."""
-        if self.marketing_message_type_id is not None:
-            value: int | str = self.marketing_message_type_id
-        else:
-            raw = (dg.EnvVar(MESSAGE_TYPE_ID_ENV).get_value() or "").strip()
-            if not raw:
-                return None
-            value = raw
-        try:
-            message_type_id = int(value)
-        except ValueError:
-            raise dg.Failure(
-                f"{MESSAGE_TYPE_ID_ENV}={value!r} is not an integer: set it to the numeric id of the opt-in "
-                f"{self.marketing_message_type_name!r} message type"
-            ) from None
-        if message_type_id < 0:
+    def configured_message_type_id(self) -> int | None:
+        """The opt-in message type's id, None when unset; a negative id fails."""
+        message_type_id = self.marketing_message_type_id
+        if message_type_id is not None and message_type_id < 0:
             raise dg.Failure(f"marketing_message_type_id ({MESSAGE_TYPE_ID_ENV}) must be >= 0, not {message_type_id}")
         return message_type_id
 
@@ -77,7 +58,7 @@ class IterableResource(dg.ConfigurableResource):
         ``Marketing Message`` type is opt-out. In dry-run an unset id becomes
         ``DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID`` (0) in the outbox path.
         """
-        message_type_id = self.resolved_marketing_message_type_id()
+        message_type_id = self.configured_message_type_id()
         if message_type_id is not None:
             return message_type_id, True
         if not self.is_dry_run:
@@ -93,16 +74,15 @@ class IterableResource(dg.ConfigurableResource):
 
     @property
     def is_dry_run(self) -> bool:
-        return self.dry_run or self.resolved_api_key() is None
+        return self.dry_run or not self.api_key
 
     def get_client(self) -> IterableClient | None:
         """A paced, retrying client, or None in dry-run."""
-        api_key = self.resolved_api_key()
-        if api_key is None:
+        if not self.api_key:
             return None
         return IterableClient(
-            api_key,
-            self.resolved_base_url(),
+            self.api_key,
+            self.base_url or US_BASE_URL,
             bulk_update_per_second=self.bulk_update_per_second,
             track_bulk_per_second=self.track_bulk_per_second,
         )

@@ -1,4 +1,4 @@
-"""The Gainsight resource: access key and tenant domain from the environment, pacing and batch settings."""
+"""The Gainsight resource: the access key and tenant domain it is given, pacing and batch settings."""
 
 import dagster as dg
 from pydantic import Field
@@ -12,11 +12,10 @@ from marketing_pipelines.clients.gainsight import (
 
 
 class GainsightResource(dg.ConfigurableResource):
-    """Gainsight NXT's API. Without ``GAINSIGHT_ACCESS_KEY`` every sync runs in dry-run (requests go to
-    ``ops.outbox``).
+    """Gainsight NXT's API. Without an ``access_key`` every sync runs in dry-run (requests go to ``ops.outbox``).
 
-    ``access_key`` and ``base_url`` left unset are read from ``GAINSIGHT_ACCESS_KEY`` / ``GAINSIGHT_BASE_URL``
-    through ``dagster.EnvVar`` when a run starts; the key never reaches logs, metadata or the outbox.
+    The code location binds ``access_key`` and ``base_url`` to ``GAINSIGHT_ACCESS_KEY`` / ``GAINSIGHT_BASE_URL``
+    (``build_resources``); the key never reaches logs, metadata or the outbox.
     ``calls_per_window`` calls in any ``window_seconds`` (default: 100 a minute, Gainsight's documented tenant
     limit) pace every call of both syncs together (one limiter per tenant and process); ``records_per_call`` is
     capped at Gainsight's 50.
@@ -30,30 +29,23 @@ class GainsightResource(dg.ConfigurableResource):
     dry_run: bool = False
     """Write requests to ``ops.outbox`` instead of sending them, even with an access key."""
 
-    def resolved_access_key(self) -> str | None:
-        return self.access_key or dg.EnvVar("GAINSIGHT_ACCESS_KEY").get_value() or None
-
-    def resolved_base_url(self) -> str | None:
-        return self.base_url or dg.EnvVar("GAINSIGHT_BASE_URL").get_value() or None
-
     @property
     def is_dry_run(self) -> bool:
-        return self.dry_run or self.resolved_access_key() is None
+        return self.dry_run or not self.access_key
 
     def get_client(self) -> GainsightClient | None:
         """A paced, retrying client, or None in dry-run. A key without a tenant domain fails before any request."""
-        access_key = self.resolved_access_key()
-        if access_key is None:
+        if not self.access_key:
             return None
-        base_url = self.resolved_base_url()
-        if base_url is None:
+        base_url = self.base_url
+        if not base_url:
             raise dg.Failure(
                 description="GAINSIGHT_ACCESS_KEY is set but GAINSIGHT_BASE_URL is not: set it to the tenant's "
                 "API domain (e.g. https://<tenant>.gainsightcloud.com). Nothing was sent.",
                 metadata={"missing_setting": "GAINSIGHT_BASE_URL"},
             )
         return GainsightClient(
-            access_key,
+            self.access_key,
             base_url,
             limiter=tenant_limiter(base_url.rstrip("/"), self.calls_per_window, self.window_seconds),
         )

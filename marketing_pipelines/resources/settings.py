@@ -1,0 +1,53 @@
+"""Which environment variable each resource setting is bound to."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+#: Every setting a resource holds: resource key -> field -> environment variable. Integer fields are in INT_SETTINGS.
+SETTINGS: dict[str, dict[str, str]] = {
+    "warehouse": {
+        "kind": "MARKETING_WAREHOUSE",
+        "duckdb_path": "DUCKDB_PATH",
+        **{
+            f"snowflake_{name}": f"SNOWFLAKE_{name.upper()}"
+            for name in (
+                "account",
+                "user",
+                "password",
+                "database",
+                "schema",
+                "role",
+                "warehouse",
+                "host",
+                "port",
+                "protocol",
+            )
+        },
+    },
+    "iterable": {
+        "api_key": "ITERABLE_API_KEY",
+        "base_url": "ITERABLE_BASE_URL",
+        "marketing_message_type_id": "ITERABLE_MARKETING_MESSAGE_TYPE_ID",
+    },
+    "gainsight": {"access_key": "GAINSIGHT_ACCESS_KEY", "base_url": "GAINSIGHT_BASE_URL"},
+}
+INT_SETTINGS = frozenset({"SNOWFLAKE_PORT", "ITERABLE_MARKETING_MESSAGE_TYPE_ID"})
+
+
+def env_bindings(resource: str, environ: Mapping[str, str] | None = None) -> dict[str, dg.EnvVar]:
+    """``dagster.EnvVar`` bindings for the resource's settings that are set (not blank) in ``environ``.
+
+    Only presence is read here; the values are read by Dagster when a run starts. A setting unset when the
+    definitions load keeps its default (an API key absent means dry-run): binding an unset variable would fail
+    every run at start.
+    """
+    env = os.environ if environ is None else environ
+    bindings: dict[str, dg.EnvVar] = {}
+    for field, name in SETTINGS[resource].items():
+        if (env.get(name) or "").strip():
+            bindings[field] = dg.EnvVar.int(name) if name in INT_SETTINGS else dg.EnvVar(name)
+    return bindings
