@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketing_pipelines.defs.transform.rule_checks import SAMPLE_SIZE, rows_result, violations_result
+from marketing_pipelines.defs.rule_checks import SAMPLE_SIZE, rows_result, violations_result
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 WARN = dg.AssetCheckSeverity.WARN

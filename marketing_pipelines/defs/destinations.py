@@ -7,7 +7,7 @@ import dagster as dg
 
 from marketing_pipelines.clients._http import JsonApiClient
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
-from marketing_pipelines.defs.transform.rule_checks import violations_result
+from marketing_pipelines.defs.rule_checks import violations_result
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Api, Audience, Destination, Outbox, SyncReport, Transport, run_sync
 from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS

@@ -19,7 +19,7 @@ import pandas as pd
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
-from marketing_pipelines.defs.transform.rule_checks import ViolationTally, dbt_project_var, violations_result
+from marketing_pipelines.defs.rule_checks import ViolationTally, dbt_project_var, violations_result
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.gainsight import COMPANIES, COMPANY_AUDIENCE, PEOPLE, PERSON_AUDIENCE
 

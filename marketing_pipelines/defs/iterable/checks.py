@@ -14,7 +14,7 @@ from marketing_pipelines.defs.constants import (
 )
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.iterable.assets import USER_AUDIENCE_KEY
-from marketing_pipelines.defs.transform.rule_checks import ViolationTally, violations_result
+from marketing_pipelines.defs.rule_checks import ViolationTally, violations_result
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.engine import Audience

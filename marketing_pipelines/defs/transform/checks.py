@@ -10,8 +10,8 @@ Two layers:
 import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.rule_checks import Violation, dbt_project_var, rows_result, violations_result
 from marketing_pipelines.defs.transform.merge_resolution import merged_sets, oldest_initial_sources, rows
-from marketing_pipelines.defs.transform.rule_checks import Violation, dbt_project_var, rows_result, violations_result
 from marketing_pipelines.resources import WarehouseResource
 
 CRM_RAW = dg.AssetKey(["raw", "crm_persons"])
