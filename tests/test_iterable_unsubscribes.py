@@ -7,7 +7,6 @@ subscription action `PUT /api/subscriptions/messageType/{id}?action=unsubscribe`
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import httpx
 import pandas as pd
 import pytest
 
-from marketing_pipelines.clients._http import RetryPolicy
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, IterableClient
 from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
 from marketing_pipelines.defs.iterable.resources import MESSAGE_TYPE_ID_ENV, IterableResource
@@ -26,6 +24,7 @@ from marketing_pipelines.sync import run_sync
 from marketing_pipelines.sync.iterable import UNSUBSCRIBE_AUDIENCE, IterableUnsubscribeDestination
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import validate_request, validate_response
+from tests.support.http import fast_retry
 
 API_KEY = "sk-test-unsub-0123456789"
 GITLAB_MARKETING = 4321
@@ -57,7 +56,7 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
 def client_for(emulator: IterableEmulator, **kwargs) -> IterableClient:
     options = {
         "subscriptions_per_second": 1000,
-        "retry": RetryPolicy(max_retries=6, base_delay=0.01, max_delay=0.05, rng=random.Random(0)),
+        "retry": fast_retry(),
         **kwargs,
     }
     return IterableClient(API_KEY, emulator.base_url, **options)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,33 +18,13 @@ from marketing_pipelines.defs.resources import WarehouseResource
 from marketing_pipelines.devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
+from tests.support.dbt import build_from_raw
+from tests.support.jobs import INGEST_JOB, run_job, run_sensor_and_jobs
+from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land
+from tests.support.warehouses import copy_warehouse
 
-API_KEY = "sk-test-signups-0123456789"
-GITLAB_MARKETING = 4321
 SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"
-
-
-def event(event_id: str, email: str, **overrides) -> dict:
-    base = {
-        "event_id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "email": email,
-        "user_id": 7,
-        "namespace_id": 10,
-        "company": "Acme",
-        "companyNamespace": True,
-        "country": "Germany",
-        "employeeBucket": "100-499",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "latest_trial_start_date": None,
-        "signupReason": "I want to use GitLab CI",
-        "state": None,
-        "userRole": "other",
-    }
-    return {**base, **overrides}
 
 
 TRIALS = [
@@ -68,8 +47,8 @@ def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw tables (two Marketo unsubscribes, two GitLab users) and the signup views built once, as the daily job
     does; no event landed yet. Each test gets a copy."""
     path = tmp_path_factory.mktemp("consent") / "warehouse.duckdb"
-    load_raw_rows(
-        DuckDBWarehouse(path),
+    build_from_raw(
+        path,
         {
             "marketo_unsubscribes": [
                 {"event_id": "u-1", "email": "before@example.com", "unsubscribed_at": dt.datetime(2026, 10, 1)},
@@ -80,24 +59,14 @@ def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 {"user_id": 102, "email": "personal@example.com", "setup_for_company": True},
             ],
         },
+        select=SIGNUP_VIEWS,
     )
-    run_dbt(["build", "--select", SIGNUP_VIEWS], path)
     return path
 
 
 @pytest.fixture
 def warehouse_path(built_views: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(built_views, copy)
-    return copy
-
-
-def land(landing: Path, kind: str, name: str, events: list[dict]) -> Path:
-    folder = landing / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
+    return copy_warehouse(built_views, tmp_path / "warehouse.duckdb").path
 
 
 @pytest.fixture
@@ -114,24 +83,6 @@ def live_env(tmp_path: Path, warehouse_path: Path, monkeypatch: pytest.MonkeyPat
         }.items():
             monkeypatch.setenv(name, value)
         yield landing, emulator
-
-
-def run_sensor_and_jobs(times: int = 1, *, raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
-    from marketing_pipelines.definitions import defs
-    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
-
-    tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
-    job = defs().resolve_job_def("ingest_signups_job")
-    return [
-        job.execute_in_process(
-            run_config=request.run_config,
-            tags=request.tags,
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=raise_on_error,
-        )
-        for _ in range(times)
-        for request in tick.run_requests
-    ]
 
 
 def validate_bodies(emulator: IterableEmulator) -> None:
@@ -195,13 +146,10 @@ def test_unsubscribed_persons_event_waits_for_the_opt_out(live_env, monkeypatch)
     assert emulator.unsubscribed == {}
 
     monkeypatch.setenv("ITERABLE_MARKETING_MESSAGE_TYPE_ID", str(GITLAB_MARKETING))
-    from marketing_pipelines.definitions import defs
-
-    job = defs().resolve_job_def("ingest_signups_job")
     nothing = {
         "ops": {a: {"config": {"files": []}} for a in ("raw__trial_signup_events", "raw__free_registration_events")}
     }
-    assert job.execute_in_process(run_config=nothing, instance=dg.DagsterInstance.ephemeral()).success
+    assert run_job(INGEST_JOB, run_config=nothing, raise_on_error=True).success
     assert emulator.unsubscribed["before@example.com"] == {GITLAB_MARKETING}
     assert emulator.event_receipts[held] == 1
     validate_bodies(emulator)
@@ -242,16 +190,13 @@ def test_mostly_personal_free_registrations_fail_with_error_and_block_the_push(l
     more = [event(f"personal-{i}", f"p{i}@example.com", companyNamespace=False) for i in range(2, 6)]
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS + more)
     DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
-    from marketing_pipelines.definitions import defs
-
-    job = defs().resolve_job_def("ingest_signups_job")
     config = {
         "ops": {
             "raw__trial_signup_events": {"config": {"files": []}},
             "raw__free_registration_events": {"config": {"files": [str(landing / "free_registrations" / "f.jsonl")]}},
         }
     }
-    result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = run_job(INGEST_JOB, run_config=config)
     (check,) = result.get_asset_check_evaluations()
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert check.metadata["failing_records"].value == 6

@@ -33,16 +33,18 @@ from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
-from tests.test_initial_source_rules import check_result, materialized, version
-from tests.test_signup_identity_and_consent import API_KEY, GITLAB_MARKETING, event, land, run_sensor_and_jobs
+from tests.support.jobs import check_result, materialized, run_refresh, run_sensor_and_jobs
+from tests.support.raw import crm_person
+from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land
 
-pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")]
 
-REFRESH_JOB = "refresh_marketing_data_job"
 EXACT_CARR = "972765.41"  # a float32 turns it into 972765.4375
 GAINSIGHT_KEY = "gs-test-snowflake"
 UNSUBSCRIBED = "before@example.com"
 SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
+#: Leads with 10 points (as a number), created at the start of 2025.
+PERSON_DEFAULTS = {"person_score": 10, "created_at": dt.datetime(2025, 1, 1)}
 
 
 def account(account_id: int, carr: str) -> dict[str, object]:
@@ -63,8 +65,8 @@ def account(account_id: int, carr: str) -> dict[str, object]:
 
 RAW = {
     "crm_persons": [
-        version(1, "2025-01-01", "Trial - GitLab.com"),
-        version(2, "2025-01-01", "Webcast"),
+        crm_person(1, dt.datetime(2025, 1, 1), initial_source="Trial - GitLab.com", **PERSON_DEFAULTS),
+        crm_person(2, dt.datetime(2025, 1, 1), initial_source="Webcast", **PERSON_DEFAULTS),
     ],
     "cs_accounts": [account(11, EXACT_CARR), account(12, "25000.00")],
     "cs_contacts": [
@@ -91,13 +93,6 @@ class Refreshed:
     landing: Path
     first: dg.ExecuteInProcessResult
     gainsight: GainsightEmulator
-
-
-def run_refresh() -> dg.ExecuteInProcessResult:
-    from marketing_pipelines.definitions import defs
-
-    job = defs().resolve_job_def(REFRESH_JOB)
-    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:

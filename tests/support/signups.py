@@ -1,0 +1,42 @@
+"""Signup events as they land: one event, and a landed JSON-lines file of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+API_KEY = "sk-test-signups-0123456789"
+#: The `GitLab Marketing` message type an unsubscribed person is opted out of.
+GITLAB_MARKETING = 4321
+
+
+def event(event_id: str, email: str, **overrides: Any) -> dict[str, Any]:
+    """A valid signup event of a company namespace."""
+    base = {
+        "event_id": event_id,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "email": email,
+        "user_id": 7,
+        "namespace_id": 10,
+        "company": "Acme",
+        "companyNamespace": True,
+        "country": "Germany",
+        "employeeBucket": "100-499",
+        "firstName": "Jane",
+        "lastName": "Doe",
+        "latest_trial_start_date": None,
+        "signupReason": "I want to use GitLab CI",
+        "state": None,
+        "userRole": "other",
+    }
+    return {**base, **overrides}
+
+
+def land(landing: Path, kind: str, name: str, events: list[dict[str, Any]]) -> Path:
+    """Write ``events`` as the file ``landing/kind/name``, one JSON object a line."""
+    folder = landing / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
