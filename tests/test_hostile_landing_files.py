@@ -34,7 +34,7 @@ REQUIRED_ONLY = {"event_id", "occurred_at", "email", "user_id", "companyNamespac
 def event(event_id: str, **overrides) -> dict:
     """A valid trial of a company namespace, at `<event_id>@example.com`."""
     trial = {"latest_trial_start_date": "2026-11-20", "signupReason": "I want to store my code"}
-    return signup_event(event_id, f"{event_id}@example.com", **{**trial, **overrides})
+    return signup_event(event_id, **{"email": f"{event_id}@example.com", **trial, **overrides})
 
 
 def jl(*events: dict | str) -> bytes:

@@ -37,7 +37,8 @@ SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +mar
 
 def event(event_id: str, **overrides) -> dict:
     """A valid trial of a company namespace, at `<event_id>@example.com`, set up for a company."""
-    return signup_event(event_id, f"{event_id}@example.com", **{**TRIAL, "setup_for_company": True, **overrides})
+    fields = {"email": f"{event_id}@example.com", **TRIAL, "setup_for_company": True}
+    return signup_event(event_id, **{**fields, **overrides})
 
 
 def line(payload) -> str:
