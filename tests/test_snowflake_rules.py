@@ -33,6 +33,7 @@ from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
+from tests.support.gainsight import account
 from tests.support.jobs import check_result, materialized, run_refresh, run_sensor_and_jobs
 from tests.support.raw import crm_person
 from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land
@@ -47,28 +48,12 @@ SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
 PERSON_DEFAULTS = {"person_score": 10, "created_at": dt.datetime(2025, 1, 1)}
 
 
-def account(account_id: int, carr: str) -> dict[str, object]:
-    return {
-        "account_id": account_id,
-        "account_name": f"Account {account_id}",
-        "carr": carr,
-        "technical_account_manager": None,
-        "account_owner_team": "EMEA",
-        "products_purchased": "Self-Managed - Premium",
-        "deployment_type": "Self-Managed",
-        "support_level": "Standard",
-        "namespace_id": None,
-        "created_at": "2025-06-01 09:00:00",
-        "renewal_date": "2027-06-01",
-    }
-
-
 RAW = {
     "crm_persons": [
         crm_person(1, dt.datetime(2025, 1, 1), initial_source="Trial - GitLab.com", **PERSON_DEFAULTS),
         crm_person(2, dt.datetime(2025, 1, 1), initial_source="Webcast", **PERSON_DEFAULTS),
     ],
-    "cs_accounts": [account(11, EXACT_CARR), account(12, "25000.00")],
+    "cs_accounts": [account(11, carr=EXACT_CARR), account(12, carr="25000.00")],
     "cs_contacts": [
         {
             "account_id": a,
