@@ -10,6 +10,8 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # The embedded warehouse file (DUCKDB_PATH, relative to this folder, as the pipeline resolves it).
 DUCKDB_FILE := $(or $(DUCKDB_PATH),data/warehouse.duckdb)
+# Test processes `make test` runs side by side (pytest-xdist; a module's tests stay in one process).
+PYTEST_WORKERS ?= auto
 
 .PHONY: help install prepare sample-data run dev test bench bench-quick chaos lint format clean clean-data
 
@@ -44,8 +46,8 @@ run: prepare sample-data ## Set up and materialize every asset once on the embed
 dev: prepare sample-data ## The Dagster UI on http://127.0.0.1:3000
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: prepare ## Install and run the whole test suite
-	$(RUN) pytest
+test: prepare ## Install and run the whole test suite (in parallel: PYTEST_WORKERS=auto, one worker a core)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: prepare ## Performance figures at 1M contacts + chaos run -> bench/results.{json,md} (BENCH_ARGS=...)
 	$(RUN) python -m devtools.bench --with-chaos $(BENCH_ARGS)

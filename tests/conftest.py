@@ -1,76 +1,56 @@
-"""Shared fixtures: a prepared dbt manifest, raw tables from hand-made rows, and real dbt builds."""
+"""Session-wide fixtures: a prepared dbt manifest, per-process settings, and the shared sample warehouse.
+
+The helpers live in `tests/support/`; test modules import them from there.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import pytest
 
 from marketing_pipelines.paths import DBT_PROJECT_DIR
-from marketing_pipelines.warehouse import DuckDBWarehouse
-from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
+from tests.support.dbt import parse_manifest
+from tests.support.warehouses import build_sample_warehouse, copy_warehouse
 
-DBT = str(Path(sys.executable).with_name("dbt"))
-
-
-def run_dbt(args: list[str], duckdb_path: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the real dbt CLI from the dbt project folder against a DuckDB file, as `make` and Dagster do."""
-    env = {**os.environ, "DUCKDB_PATH": str(duckdb_path), "MARKETING_WAREHOUSE": "duckdb"}
-    result = subprocess.run(
-        [DBT, *args, "--profiles-dir", str(DBT_PROJECT_DIR)],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
-    return result
-
-
-def build_dbt(duckdb_path: Path, *, as_of: str, extra: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
-    """`dbt build` with a fixed reference date, so time windows are deterministic."""
-    return run_dbt(["build", "--vars", json.dumps({"as_of_date": as_of}), *extra], duckdb_path)
+#: Modules started first, so that under `pytest -n` no worker is left with a long one at the end.
+LONGEST_FIRST = "slow"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest() -> Path:
     """The manifest Dagster loads; `make prepare` builds it, this covers a bare `pytest`."""
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if not manifest.exists():
-        run_dbt(["parse", "--quiet"], DBT_PROJECT_DIR / "target" / "parse.duckdb")
-    return manifest
+    return manifest if manifest.exists() else parse_manifest()
 
 
-def load_raw_rows(warehouse: DuckDBWarehouse, rows: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Create every raw table empty, then bulk-insert the given hand-made rows (missing columns are NULL)."""
-    warehouse.execute(create_raw_tables_sql(replace=True))
-    for table, table_rows in rows.items():
-        if not table_rows:
-            continue
-        frame = pd.DataFrame(table_rows, columns=list(RAW_TABLES[table]))
-        warehouse.write_frame("raw", table, frame)
+@pytest.fixture(scope="session", autouse=True)
+def process_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test process (each `pytest -n` worker) gets its own default warehouse file, landing folder and Dagster
+    home: no test reads or writes the repository's `data/` or `.dagster_home`, so parallel workers never share
+    them. A test still sets its own values on top."""
+    root = tmp_path_factory.mktemp("process")
+    (root / "dagster_home").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DUCKDB_PATH", str(root / "warehouse.duckdb"))
+        patch.setenv("LANDING_DIR", str(root / "landing"))
+        patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        yield
 
 
-def crm_person(person_id: int, updated_at: datetime, **fields: Any) -> dict[str, Any]:
-    """One raw CRM record version (a lead in Inquiry with 10 points, the score as text as the CRM exports it)."""
-    row: dict[str, Any] = {
-        "person_id": person_id,
-        "email": f"person{person_id}@example.com",
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": None,
-        "person_score": "10",
-        "created_at": datetime(2024, 1, 1),
-        "updated_at": updated_at,
-    }
-    return {**row, **fields}
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sample data loaded and `dbt build` run once per test process; tests take a copy (`built_sample`)."""
+    return build_sample_warehouse(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture
+def built_sample(sample_warehouse: Path, tmp_path: Path) -> Path:
+    """A private copy of the built sample warehouse, for one test to change."""
+    return copy_warehouse(sample_warehouse, tmp_path / "warehouse.duckdb").path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first (in module order): `--dist loadfile` hands them out before the quick ones."""
+    items.sort(key=lambda item: item.get_closest_marker(LONGEST_FIRST) is None)

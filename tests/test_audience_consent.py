@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+
+import pytest
 
 from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.resources import WarehouseResource
-from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import build_dbt, load_raw_rows
+from tests.support.dbt import build_from_raw
+from tests.support.jobs import run_sensor_and_jobs
+from tests.support.raw import crm_person
+from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land, live_resources
+from tests.support.warehouses import copy_warehouse
 
 AS_OF = "2026-11-20"
 SHARED = "shared@example.com"
+#: A lead in Inquiry from a Demo, created at the start of 2025, with 10 points.
+PERSON_DEFAULTS = {"initial_source": "Demo", "person_score": 10, "created_at": datetime.fromisoformat("2025-01-01")}
 
 
 def person(person_id: int, email: str, updated_at: str, **fields: object) -> dict[str, object]:
-    return {
-        "person_id": person_id,
-        "email": email,
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": "Demo",
-        "person_score": 10,
-        "created_at": datetime.fromisoformat("2025-01-01"),
-        "updated_at": datetime.fromisoformat(updated_at),
-        **fields,
-    }
+    return crm_person(person_id, datetime.fromisoformat(updated_at), **{**PERSON_DEFAULTS, "email": email, **fields})
 
 
 def user(user_id: int, email: str) -> dict[str, object]:
@@ -74,11 +72,15 @@ RAW_ROWS = {
 }
 
 
-def test_an_email_any_opted_out_contact_carries_is_left_out_and_the_check_passes(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    warehouse = DuckDBWarehouse(path)
-    load_raw_rows(warehouse, RAW_ROWS)
-    build_dbt(path, as_of=AS_OF)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The raw rows built once; each test gets a copy."""
+    return build_from_raw(tmp_path_factory.mktemp("consent") / "warehouse.duckdb", RAW_ROWS, as_of=AS_OF).path
+
+
+def test_an_email_any_opted_out_contact_carries_is_left_out_and_the_check_passes(built, tmp_path):
+    warehouse = copy_warehouse(built, tmp_path / "warehouse.duckdb")
+    path = warehouse.path
 
     opted_in = dict(
         warehouse.query("select person_id, is_opted_in from marts.marketing_contacts where person_id in (1, 3)")
@@ -93,22 +95,12 @@ def test_an_email_any_opted_out_contact_carries_is_left_out_and_the_check_passes
     assert result.passed, result.metadata
 
 
-def test_a_signup_of_a_person_opted_out_in_the_crm_is_followed_by_their_opt_out(tmp_path, monkeypatch):
+def test_a_signup_of_a_person_opted_out_in_the_crm_is_followed_by_their_opt_out(built, tmp_path, monkeypatch):
     """The signup path applies the same consent as the user audience: profile update, opt-out, then the event."""
     from devtools.iterable_emulator import IterableEmulator
     from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, TRACK_BULK
-    from tests.test_signup_identity_and_consent import (
-        API_KEY,
-        GITLAB_MARKETING,
-        event,
-        land,
-        live_resources,
-        run_sensor_and_jobs,
-    )
 
-    path = tmp_path / "warehouse.duckdb"
-    load_raw_rows(DuckDBWarehouse(path), RAW_ROWS)
-    build_dbt(path, as_of=AS_OF)
+    path = copy_warehouse(built, tmp_path / "warehouse.duckdb").path
     landing = tmp_path / "landing"
     with IterableEmulator(api_key=API_KEY) as emulator:
         monkeypatch.setenv("LANDING_DIR", str(landing))

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from devtools import bench
+
+pytestmark = pytest.mark.slow
 
 
 def test_quick_bench_with_chaos_writes_every_figure(tmp_path):

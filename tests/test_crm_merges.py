@@ -19,7 +19,8 @@ from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.defs.transform.merge_resolution import resolve_survivors
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import crm_person, load_raw_rows, run_dbt
+from tests.support.dbt import build_from_raw, run_dbt
+from tests.support.raw import crm_person, load_raw_rows
 
 START = datetime(2024, 1, 1)
 
@@ -74,9 +75,8 @@ RAW = CHAIN_5 + CHAIN_50 + SHAPES + STATUS_AND_SCORE
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> WarehouseResource:
-    warehouse = DuckDBWarehouse(tmp_path_factory.mktemp("merges") / "warehouse.duckdb")
-    load_raw_rows(warehouse, {"crm_persons": RAW})
-    run_dbt(["build", "--select", "+marketing_contacts"], warehouse.path)  # a bad score must not stop it
+    path = tmp_path_factory.mktemp("merges") / "warehouse.duckdb"
+    warehouse = build_from_raw(path, {"crm_persons": RAW}, select="+marketing_contacts")  # a bad score must not stop it
     return WarehouseResource(duckdb_path=str(warehouse.path))
 
 

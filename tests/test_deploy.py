@@ -15,6 +15,8 @@ import pytest
 
 from marketing_pipelines.paths import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow
+
 PRODUCTION_CONFIG = PROJECT_ROOT / "deploy" / "dagster.yaml"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD")

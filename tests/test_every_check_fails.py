@@ -29,13 +29,13 @@ from dagster_dbt.asset_utils import get_asset_check_key_for_test
 from marketing_pipelines.definitions import build_definitions
 from marketing_pipelines.defs.transform import checks as transform_checks
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
-from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.resources import WarehouseResource, build_resources
 from marketing_pipelines.resources.dbt import dbt_project
 from marketing_pipelines.signups.tables import EVENT_TABLES, create_tables_sql, event_column_types
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.check_cases import AS_OF, BREAKAGES, CASES, CheckId, raw_rows, tamperings
-from tests.conftest import load_raw_rows, run_dbt
+from tests.support.dbt import run_dbt
+from tests.support.raw import load_raw_rows
 
 FAILED_DBT_STATUSES = ("fail", "warn")  # a test with `severity: warn` that finds rows ends as "warn"
 
@@ -126,8 +126,7 @@ def evaluations(
 
     for tamper in tamperings("dbt"):
         tamper(warehouse)
-    run_dbt(["test"], warehouse.path, check=False)  # fails, as it should: the results say which tests did
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    results = run_dbt(["test"], warehouse.path, check=False).run_results()  # fails, as it should: they say which
     dbt = {dbt_ids[result["unique_id"]]: result for result in results if result["unique_id"] in dbt_ids}
     return Evaluations(python, dbt, frozenset(dbt_ids.values()), immutable_before)
 

@@ -4,7 +4,6 @@ in other ways."""
 
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import pytest
 from marketing_pipelines.defs.gainsight import checks
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import build_dbt, load_raw_rows
-from tests.test_gainsight_recipients import AS_OF, account, contact, materialize_syncs, named, recipients
+from tests.support.dbt import build_from_raw
+from tests.support.gainsight import AS_OF, account, contact, corrupted_copy, materialize_syncs, named, recipients
 
 FULLWIDTH_5000 = "\uff15\uff10\uff10\uff10"
 #: CARR text -> (CARR of the company, `carr_problem`), one account each (ids from 20), each with a GitLab Admin.
@@ -80,10 +79,7 @@ RAW = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> DuckDBWarehouse:
-    warehouse = DuckDBWarehouse(tmp_path_factory.mktemp("awkward") / "warehouse.duckdb")
-    load_raw_rows(warehouse, RAW)
-    build_dbt(warehouse.path, as_of=AS_OF)
-    return warehouse
+    return build_from_raw(tmp_path_factory.mktemp("awkward") / "warehouse.duckdb", RAW, as_of=AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +90,7 @@ def resource(built: DuckDBWarehouse) -> WarehouseResource:
 @pytest.fixture
 def corrupted(built: DuckDBWarehouse, tmp_path: Path) -> tuple[DuckDBWarehouse, WarehouseResource]:
     """A copy of the built warehouse to change."""
-    copy = DuckDBWarehouse(tmp_path / "corrupted.duckdb")
-    shutil.copy(built.path, copy.path)
-    return copy, WarehouseResource(duckdb_path=str(copy.path))
+    return corrupted_copy(built, tmp_path)
 
 
 def test_carr_is_an_amount_only_when_written_as_plain_digits_with_at_most_two_decimals(built, resource):

@@ -17,34 +17,21 @@ from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Api, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import build_dbt, load_raw_rows
+from tests.support.dbt import build_from_raw
+from tests.support.gainsight import (
+    AS_OF,
+    account,
+    company,
+    contact,
+    corrupted_copy,
+    materialize_syncs,
+    named,
+    recipients,
+)
 
-AS_OF = "2026-11-20"
 NAMESPACE = 10_000_003
 EXACT_CARR = "972765.41"  # a float32 turns it into 972765.4375
 LARGEST_CARR = "9999999999999999.99"  # the largest decimal(18,2); a float64 turns it into 1e16
-
-
-def account(account_id: int, **overrides) -> dict:
-    row = {
-        "account_id": account_id,
-        "account_name": f"Account {account_id}",
-        "carr": "25000.00",
-        "technical_account_manager": None,
-        "account_owner_team": "EMEA",
-        "products_purchased": "Self-Managed - Premium",
-        "deployment_type": "Self-Managed",
-        "support_level": "Standard",
-        "namespace_id": None,
-        "created_at": "2025-06-01 09:00:00",
-        "renewal_date": "2027-06-01",
-    }
-    return {**row, **overrides}
-
-
-def contact(account_id: int, person_id: int, role: str, email: str | None = "") -> dict:
-    email = f"p{person_id}@example.com" if email == "" else email
-    return {"account_id": account_id, "person_id": person_id, "email": email, "gitlab_role": role}
 
 
 RAW = {
@@ -98,37 +85,12 @@ ALL_ACCOUNTS = {row["account_id"] for row in RAW["cs_accounts"]}
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> DuckDBWarehouse:
-    warehouse = DuckDBWarehouse(tmp_path_factory.mktemp("programs") / "warehouse.duckdb")
-    load_raw_rows(warehouse, RAW)
-    build_dbt(warehouse.path, as_of=AS_OF)
-    return warehouse
+    return build_from_raw(tmp_path_factory.mktemp("programs") / "warehouse.duckdb", RAW, as_of=AS_OF)
 
 
 @pytest.fixture(scope="module")
 def resource(built: DuckDBWarehouse) -> WarehouseResource:
     return WarehouseResource(duckdb_path=str(built.path))
-
-
-def named(result: dg.AssetCheckResult) -> dict:
-    """The accounts a check result names: account id -> value."""
-    return {record["account_id"]: record["value"] for record in result.metadata["sample_records"].value}
-
-
-def recipients(warehouse: DuckDBWarehouse, account_id: int) -> set[tuple]:
-    rows = warehouse.query(
-        "select coalesce(email, 'NULL'), recipient_reason, receives_surveys, program, skip_reason "
-        "from audiences.gainsight_program_recipients where account_id = ?",
-        [account_id],
-    )
-    return set(rows)
-
-
-def company(warehouse: DuckDBWarehouse, account_id: int, columns: str) -> tuple:
-    rows = warehouse.query(
-        f"select {columns} from audiences.gainsight_program_companies where account_id = ?", [account_id]
-    )
-    assert len(rows) == 1, f"account {account_id} is not in the programs"
-    return rows[0]
 
 
 def test_an_account_with_admins_sends_to_its_admins_only(built):
@@ -221,9 +183,7 @@ def test_the_blocking_checks_pass_on_the_model_and_the_missing_recipient_is_name
 
 @pytest.fixture
 def corrupted(built: DuckDBWarehouse, tmp_path: Path) -> tuple[DuckDBWarehouse, WarehouseResource]:
-    copy = DuckDBWarehouse(tmp_path / "corrupted.duckdb")
-    shutil.copy(built.path, copy.path)
-    return copy, WarehouseResource(duckdb_path=str(copy.path))
+    return corrupted_copy(built, tmp_path)
 
 
 def test_a_surveyed_sold_to_contact_fails_the_blocking_check_and_is_named(corrupted):
@@ -350,23 +310,6 @@ def test_carr_reaches_gainsight_with_exactly_its_digits(built, tmp_path):
     bodies = [body for path, body in emu.received_bodies if path == COMPANY_UPSERT]
     arr = {record["Name"]: record["Arr"] for body in bodies for record in body["records"]}
     assert arr["Account 11"] == Decimal(EXACT_CARR) and isinstance(arr["Account 11"], Decimal)
-
-
-def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, dg.ExecuteInProcessResult]:
-    """Both Gainsight sync assets, live with the resource against the emulator, on a copy of the built warehouse."""
-    from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
-    from marketing_pipelines.resources.gainsight import GainsightResource
-
-    shutil.copy(built.path, path)
-    with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
-        result = dg.materialize(
-            [gainsight_company_sync, gainsight_person_sync],
-            resources={
-                "warehouse": WarehouseResource(duckdb_path=str(path)),
-                "gainsight": GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1),
-            },
-        )
-    return emu, result
 
 
 def test_the_sync_assets_push_live_with_the_resource_and_report_per_program(built, tmp_path):

@@ -25,12 +25,12 @@ from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.http import fast_retry
 
 ACCESS_KEY = "gs-access-0123456789abcdef"
 ACCOUNTS = 120
 #: A small tenant limit so pacing shows in a second or two: 4 calls in any 0.5 s.
 CALLS, WINDOW = 4, 0.5
-FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05)
 
 
 def companies(n: int, *, program: str = "enablement", skip: dict[int, str] | None = None) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def sync(
     max_records: int = MAX_RECORDS_PER_CALL,
 ):
     client = (
-        GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=CALLS, window_seconds=WINDOW, retry=FAST_RETRY)
+        GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=CALLS, window_seconds=WINDOW, retry=fast_retry())
         if emu
         else None
     )

@@ -25,31 +25,16 @@ from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key
 from marketing_pipelines.signups.tables import EVENT_TABLES
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.signups import event as signup_event
 
 SECRET = "root:x:0:0:secret-outside-the-landing-folder"
 REQUIRED_ONLY = {"event_id", "occurred_at", "email", "user_id", "companyNamespace"}
 
 
 def event(event_id: str, **overrides) -> dict:
-    base = {
-        "event_id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "email": f"{event_id}@example.com",
-        "user_id": 7,
-        "namespace_id": 10,
-        "company": "Acme",
-        "companyNamespace": True,
-        "country": "Germany",
-        "employeeBucket": "100-499",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "latest_trial_start_date": "2026-11-20",
-        "signupReason": "I want to store my code",
-        "state": None,
-        "userRole": "other",
-    }
-    base.update(overrides)
-    return base
+    """A valid trial of a company namespace, at `<event_id>@example.com`."""
+    trial = {"latest_trial_start_date": "2026-11-20", "signupReason": "I want to store my code"}
+    return signup_event(event_id, **{"email": f"{event_id}@example.com", **trial, **overrides})
 
 
 def jl(*events: dict | str) -> bytes:
@@ -496,7 +481,8 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     from marketing_pipelines.definitions import build_definitions
     from marketing_pipelines.resources import IterableResource, build_resources
     from marketing_pipelines.sync.iterable import iterable_event_id
-    from tests.conftest import load_raw_rows, run_dbt
+    from tests.support.dbt import run_dbt
+    from tests.support.raw import load_raw_rows
 
     db_path = tmp_path / "warehouse.duckdb"
     load_raw_rows(DuckDBWarehouse(db_path), {})

@@ -11,24 +11,19 @@ import pytest
 
 from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import load_raw_rows, run_dbt
+from tests.support.dbt import run_dbt
+from tests.support.jobs import check_result, duckdb_resources, materialized, run_refresh
+from tests.support.raw import crm_person, load_raw_rows
 
 AUDIENCE = "audiences/iterable_user_audience"
 
 
 def version(person_id: int, updated_at: str, initial_source: str | None, **fields: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "person_id": person_id,
-        "email": f"person{person_id}@example.com",
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": initial_source,
-        "person_score": 10,
-        "created_at": datetime.fromisoformat("2025-01-01"),
-        "updated_at": datetime.fromisoformat(updated_at),
-    }
-    row.update(fields)
-    return row
+    """One CRM record version of a lead with 10 points (as a number), created at the start of 2025."""
+    defaults = {"person_score": 10, "created_at": datetime.fromisoformat("2025-01-01")}
+    return crm_person(
+        person_id, datetime.fromisoformat(updated_at), **{**defaults, "initial_source": initial_source, **fields}
+    )
 
 
 FIRST_LOAD = [
@@ -54,31 +49,12 @@ class Pipeline:
         self.warehouse = DuckDBWarehouse(path)
 
     def run(self) -> dg.ExecuteInProcessResult:
-        from marketing_pipelines.definitions import build_definitions
-        from marketing_pipelines.resources import WarehouseResource, build_resources
-
-        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(self.warehouse.path))
-        job = build_definitions(build_resources({}, warehouse=warehouse)).resolve_job_def("refresh_marketing_data_job")
-        return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        return run_refresh(duckdb_resources(self.warehouse.path))
 
     def source(self, table: str, person_id: int) -> str | None:
         rows = self.warehouse.query(f"select initial_source from marts.{table} where person_id = ?", [person_id])
         assert len(rows) == 1, f"{table} should hold one row for person {person_id}"
         return rows[0][0]
-
-
-def check_result(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
-    evaluations = [
-        event.event_specific_data
-        for event in result.all_events
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and event.event_specific_data.check_name == name
-    ]
-    assert len(evaluations) == 1, f"check {name} should be evaluated once"
-    return evaluations[0]
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
 
 
 @pytest.fixture(scope="module")

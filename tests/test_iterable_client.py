@@ -34,10 +34,10 @@ from marketing_pipelines.clients.iterable import (
 )
 from marketing_pipelines.sync.iterable import TRIAL_EVENTS, USERS
 from tests import spec
+from tests.support.http import fast_retry
 
 API_KEY = "itbl-test-key-5f2c9a1e7d"
 FAST = {path: 10_000 for path in {**DEFAULT_RATE_LIMITS, **DEFAULT_PREFIX_RATE_LIMITS}}
-QUICK_RETRY = {"max_retries": 10, "base_delay": 0.01, "max_delay": 0.05}
 
 
 def fast_client(base_url: str, **kwargs) -> IterableClient:
@@ -46,7 +46,7 @@ def fast_client(base_url: str, **kwargs) -> IterableClient:
         "bulk_update_per_second": 1000,
         "track_bulk_per_second": 1000,
         "subscriptions_per_second": 1000,
-        "retry": RetryPolicy(**QUICK_RETRY, rng=random.Random(0)),
+        "retry": fast_retry(max_retries=10),
         **kwargs,
     }
     return IterableClient(API_KEY, base_url, **options)
@@ -244,7 +244,7 @@ def test_a_bad_request_and_a_wrong_api_key_each_cost_exactly_one_request_at_the_
         fast_client(emulator.base_url).track_bulk([{"email": "a@example.com", "id": "x"}])  # no eventName
     assert bad_request.value.status_code == 400
 
-    wrong_key = IterableClient("not-the-key", emulator.base_url, retry=RetryPolicy(**QUICK_RETRY))
+    wrong_key = IterableClient("not-the-key", emulator.base_url, retry=fast_retry(max_retries=10))
     with pytest.raises(ApiError) as unauthorized:
         wrong_key.bulk_update_users(users(1))
     assert unauthorized.value.status_code == 401

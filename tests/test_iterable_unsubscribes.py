@@ -7,7 +7,6 @@ subscription action `PUT /api/subscriptions/messageType/{id}?action=unsubscribe`
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pandas as pd
 import pytest
 
 from devtools.iterable_emulator import SUBSCRIPTION_ACTION_PREFIX, IterableEmulator
-from marketing_pipelines.clients._http import RetryPolicy
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, IterableClient
 from marketing_pipelines.defs.iterable.assets import iterable_unsubscribe_sync
 from marketing_pipelines.resources import WarehouseResource
@@ -26,6 +24,7 @@ from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.iterable import opt_outs
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import validate_request, validate_response
+from tests.support.http import fast_retry
 
 API_KEY = "sk-test-unsub-0123456789"
 GITLAB_MARKETING = 4321
@@ -57,7 +56,7 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
 def client_for(emulator: IterableEmulator, **kwargs) -> IterableClient:
     options = {
         "subscriptions_per_second": 1000,
-        "retry": RetryPolicy(max_retries=6, base_delay=0.01, max_delay=0.05, rng=random.Random(0)),
+        "retry": fast_retry(),
         **kwargs,
     }
     return IterableClient(API_KEY, emulator.base_url, **options)

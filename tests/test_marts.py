@@ -9,24 +9,16 @@ from pathlib import Path
 import pytest
 
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import build_dbt, load_raw_rows
+from tests.support.dbt import build_dbt
+from tests.support.raw import crm_person, load_raw_rows
 
 AS_OF = "2026-11-20"
 
 
 def person(person_id: int, updated_at: str, **fields: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "person_id": person_id,
-        "email": f"person{person_id}@example.com",
-        "record_type": "lead",
-        "status": "Inquiry",
-        "initial_source": "Demo",
-        "person_score": 10,
-        "created_at": datetime.fromisoformat("2025-01-01"),
-        "updated_at": datetime.fromisoformat(updated_at),
-    }
-    row.update(fields)
-    return row
+    """A lead in Inquiry from a Demo, created at the start of 2025, with 10 points (as a number)."""
+    defaults = {"initial_source": "Demo", "person_score": 10, "created_at": datetime.fromisoformat("2025-01-01")}
+    return crm_person(person_id, datetime.fromisoformat(updated_at), **{**defaults, **fields})
 
 
 RAW_ROWS = {

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devtools.measure_iterable_push import measure
+
+pytestmark = pytest.mark.slow
 
 
 def test_measurement_reports_change_only_reruns(tmp_path):

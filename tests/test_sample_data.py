@@ -399,6 +399,7 @@ def fakesnow_settings() -> Iterator[dict[str, str]]:
         yield fakesnow_shims.snowflake_env(connection)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 def test_if_empty_fills_an_empty_snowflake_once_and_the_refresh_builds_on_it(
     fakesnow_settings: dict[str, str],

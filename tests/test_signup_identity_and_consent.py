@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -17,36 +15,16 @@ import pytest
 from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_UPDATE_USERS, TRACK_BULK
 from marketing_pipelines.defs.iterable.checks import free_registrations_only_for_company
-from marketing_pipelines.resources import IterableResource, WarehouseResource, build_resources
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
+from tests.support.dbt import build_from_raw
+from tests.support.jobs import INGEST_JOB, run_job, run_sensor_and_jobs
+from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land, live_resources
+from tests.support.warehouses import copy_warehouse
 
-API_KEY = "sk-test-signups-0123456789"
-GITLAB_MARKETING = 4321
 SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"
-
-
-def event(event_id: str, email: str, **overrides) -> dict:
-    base = {
-        "event_id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "email": email,
-        "user_id": 7,
-        "namespace_id": 10,
-        "company": "Acme",
-        "companyNamespace": True,
-        "country": "Germany",
-        "employeeBucket": "100-499",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "latest_trial_start_date": None,
-        "signupReason": "I want to use GitLab CI",
-        "state": None,
-        "userRole": "other",
-    }
-    return {**base, **overrides}
 
 
 TRIALS = [
@@ -69,8 +47,8 @@ def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw tables (two Marketo unsubscribes, two GitLab users) and the signup views built once, as the daily job
     does; no event landed yet. Each test gets a copy."""
     path = tmp_path_factory.mktemp("consent") / "warehouse.duckdb"
-    load_raw_rows(
-        DuckDBWarehouse(path),
+    build_from_raw(
+        path,
         {
             "marketo_unsubscribes": [
                 {"event_id": "u-1", "email": "before@example.com", "unsubscribed_at": dt.datetime(2026, 10, 1)},
@@ -81,24 +59,14 @@ def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 {"user_id": 102, "email": "personal@example.com", "setup_for_company": True},
             ],
         },
+        select=SIGNUP_VIEWS,
     )
-    run_dbt(["build", "--select", SIGNUP_VIEWS], path)
     return path
 
 
 @pytest.fixture
 def warehouse_path(built_views: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(built_views, copy)
-    return copy
-
-
-def land(landing: Path, kind: str, name: str, events: list[dict]) -> Path:
-    folder = landing / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
+    return copy_warehouse(built_views, tmp_path / "warehouse.duckdb").path
 
 
 @pytest.fixture
@@ -107,41 +75,6 @@ def live_env(tmp_path: Path, warehouse_path: Path, monkeypatch: pytest.MonkeyPat
     with IterableEmulator(api_key=API_KEY) as emulator:
         monkeypatch.setenv("LANDING_DIR", str(landing))
         yield landing, emulator
-
-
-def live_resources(
-    warehouse: Path | WarehouseResource, emulator: IterableEmulator, *, message_type_id: int | None = GITLAB_MARKETING
-) -> dict[str, Any]:
-    """The code location's resources: this warehouse (a DuckDB file or a resource), Iterable live on `emulator`."""
-    if isinstance(warehouse, Path):
-        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(warehouse))
-    iterable = IterableResource(api_key=API_KEY, base_url=emulator.base_url, marketing_message_type_id=message_type_id)
-    return build_resources({}, warehouse=warehouse, iterable=iterable)
-
-
-def signup_job(resources: dict[str, Any]) -> dg.JobDefinition:
-    from marketing_pipelines.definitions import build_definitions
-
-    return build_definitions(resources).resolve_job_def("ingest_signups_job")
-
-
-def run_sensor_and_jobs(
-    resources: dict[str, Any], times: int = 1, *, raise_on_error: bool = True
-) -> list[dg.ExecuteInProcessResult]:
-    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
-
-    tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
-    job = signup_job(resources)
-    return [
-        job.execute_in_process(
-            run_config=request.run_config,
-            tags=request.tags,
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=raise_on_error,
-        )
-        for _ in range(times)
-        for request in tick.run_requests
-    ]
 
 
 def validate_bodies(emulator: IterableEmulator) -> None:
@@ -156,9 +89,8 @@ def test_shared_id_is_two_events_each_sent_once_and_consent_holds(live_env, ware
     landing, emulator = live_env
     land(landing, "trial_signups", "t.jsonl", TRIALS)
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS)
-    results = run_sensor_and_jobs(
-        live_resources(warehouse_path, emulator), times=2
-    )  # every run twice: the reruns send nothing
+    # every run twice: the reruns send nothing
+    results = run_sensor_and_jobs(live_resources(warehouse_path, emulator), times=2)
     assert all(result.success for result in results)
     validate_bodies(emulator)
 
@@ -205,11 +137,11 @@ def test_unsubscribed_persons_event_waits_for_the_opt_out(live_env, warehouse_pa
     assert held not in emulator.events and iterable_event_id("trial_signups:plain-1") in emulator.events
     assert emulator.unsubscribed == {}
 
-    job = signup_job(live_resources(warehouse_path, emulator))
     nothing = {
         "ops": {a: {"config": {"files": []}} for a in ("raw__trial_signup_events", "raw__free_registration_events")}
     }
-    assert job.execute_in_process(run_config=nothing, instance=dg.DagsterInstance.ephemeral()).success
+    resources = live_resources(warehouse_path, emulator)
+    assert run_job(INGEST_JOB, resources, run_config=nothing, raise_on_error=True).success
     assert emulator.unsubscribed["before@example.com"] == {GITLAB_MARKETING}
     assert emulator.event_receipts[held] == 1
     validate_bodies(emulator)
@@ -250,14 +182,13 @@ def test_mostly_personal_free_registrations_fail_with_error_and_block_the_push(l
     more = [event(f"personal-{i}", f"p{i}@example.com", companyNamespace=False) for i in range(2, 6)]
     land(landing, "free_registrations", "f.jsonl", FREE_REGISTRATIONS + more)
     DuckDBWarehouse(warehouse_path).execute(personal_view_sql())
-    job = signup_job(live_resources(warehouse_path, emulator))
     config = {
         "ops": {
             "raw__trial_signup_events": {"config": {"files": []}},
             "raw__free_registration_events": {"config": {"files": [str(landing / "free_registrations" / "f.jsonl")]}},
         }
     }
-    result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = run_job(INGEST_JOB, live_resources(warehouse_path, emulator), run_config=config)
     (check,) = result.get_asset_check_evaluations()
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert check.metadata["failing_records"].value == 6

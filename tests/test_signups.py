@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -23,35 +22,23 @@ from marketing_pipelines.signups.validation import validate_line
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.iterable import TRIAL_EVENTS, iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
-from tests.conftest import load_raw_rows, run_dbt
 from tests.spec import validate_request
+from tests.support.dbt import run_dbt
+from tests.support.raw import load_raw_rows
+from tests.support.signups import event as signup_event
+from tests.support.warehouses import copy_warehouse
 
 API_KEY = "sk-test-0123456789abcdef"
+#: What differs from the signup scenario's events: a trial start date and another reason.
+TRIAL = {"latest_trial_start_date": "2026-11-20", "signupReason": "I want to store my code"}
 #: What the signup pushes read: the event audience and the Marketo unsubscribes (dbt selection).
 SIGNUP_VIEWS = "+audiences.iterable_trial_events +stg_marketo__unsubscribes +marketing_contacts"
 
 
 def event(event_id: str, **overrides) -> dict:
-    base = {
-        "event_id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "email": f"{event_id}@example.com",
-        "user_id": 7,
-        "namespace_id": 10,
-        "company": "Acme",
-        "companyNamespace": True,
-        "country": "Germany",
-        "employeeBucket": "100-499",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "latest_trial_start_date": "2026-11-20",
-        "signupReason": "I want to store my code",
-        "state": None,
-        "userRole": "other",
-        "setup_for_company": True,
-    }
-    base.update(overrides)
-    return base
+    """A valid trial of a company namespace, at `<event_id>@example.com`, set up for a company."""
+    fields = {"email": f"{event_id}@example.com", **TRIAL, "setup_for_company": True}
+    return signup_event(event_id, **{**fields, **overrides})
 
 
 def line(payload) -> str:
@@ -297,9 +284,7 @@ def built_audience(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def events_audience(built_audience: Path, tmp_path: Path) -> DuckDBWarehouse:
-    copy = tmp_path / "audience.duckdb"
-    shutil.copyfile(built_audience, copy)
-    return DuckDBWarehouse(copy)
+    return copy_warehouse(built_audience, tmp_path / "audience.duckdb")
 
 
 def sync(warehouse: DuckDBWarehouse, emulator: IterableEmulator | None):
@@ -403,18 +388,15 @@ def test_event_sync_without_a_key_writes_the_outbox(events_audience):
 # -- end to end ------------------------------------------------------------------------------------------------
 
 
-def test_landed_file_reaches_iterable_once_through_sensor_and_job(tmp_path, monkeypatch):
+def test_landed_file_reaches_iterable_once_through_sensor_and_job(built_sample, tmp_path, monkeypatch):
     """Sample data + landed files: each sensor run request, run in-process, updates one profile and tracks one event
     per valid line (personal free registrations: neither), profile before event; the same requests again send
     nothing new. No dbt runs in the job: the views were built once, as the daily job does."""
     from marketing_pipelines.definitions import build_definitions
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
     from marketing_pipelines.resources import IterableResource, build_resources
-    from marketing_pipelines.sample_data import generate, write_sample_data
 
-    warehouse_path = tmp_path / "warehouse.duckdb"
-    write_sample_data(generate(users=300, seed=3), DuckDBWarehouse(warehouse_path), tmp_path / "unused-landing")
-    run_dbt(["build", "--select", SIGNUP_VIEWS], warehouse_path)
+    warehouse_path = built_sample  # sample data, every model built
     landing = tmp_path / "landing"
     trials = [line(event(f"e2e-t{i}")) for i in range(3)]
     write(landing, "trial_signups", "t.jsonl", "\n".join([*trials, "[1, 2]"]) + "\n")

@@ -6,8 +6,6 @@ walks a long chain and a cycle through dbt-snowflake, and the blocking merge che
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -15,14 +13,14 @@ import pandas as pd
 import pytest
 
 from marketing_pipelines.defs.transform import checks
-from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.resources import WarehouseResource, warehouse_resource_from
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
-from tests.conftest import DBT, crm_person
+from tests.support.dbt import run_dbt
+from tests.support.raw import crm_person
 
-pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")]
 
 
 def person(person_id: int, merged_into: int | None, source: str | None = None, day: int = 0) -> dict:
@@ -59,14 +57,7 @@ def snowflake() -> Iterator[tuple[Warehouse, WarehouseResource]]:
         warehouse = resource.get_warehouse()
         warehouse.execute(create_raw_tables_sql(replace=True))
         warehouse.write_frame("raw", "crm_persons", pd.DataFrame(ROWS, columns=list(RAW_TABLES["crm_persons"])))
-        result = subprocess.run(
-            [DBT, "build", "--select", "+marketing_contacts", "--profiles-dir", str(DBT_PROJECT_DIR)],
-            cwd=DBT_PROJECT_DIR,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_dbt(["build", "--select", "+marketing_contacts"], None, settings=env, check=False)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         yield warehouse, resource
         warehouse.execute([f"drop schema if exists {schema} cascade" for schema in ("raw", "staging", "marts")])

@@ -31,7 +31,7 @@ from marketing_pipelines.sample_data import SampleData, generate, write_sample_d
 from marketing_pipelines.warehouse import Warehouse
 from tests import fakesnow_shims
 
-pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")]
 
 USERS, SEED = 400, 11
 API_KEY = "sk-test-snowflake-0123456789"

@@ -35,47 +35,27 @@ from marketing_pipelines.sync.iterable import iterable_event_id
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tables_sql
 from tests import fakesnow_shims
-from tests.test_initial_source_rules import check_result, materialized, version
-from tests.test_signup_identity_and_consent import (
-    API_KEY,
-    GITLAB_MARKETING,
-    event,
-    land,
-    live_resources,
-    run_sensor_and_jobs,
-)
+from tests.support.gainsight import account
+from tests.support.jobs import check_result, materialized, run_refresh, run_sensor_and_jobs
+from tests.support.raw import crm_person
+from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land, live_resources
 
-pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")]
 
-REFRESH_JOB = "refresh_marketing_data_job"
 EXACT_CARR = "972765.41"  # a float32 turns it into 972765.4375
 GAINSIGHT_KEY = "gs-test-snowflake"
 UNSUBSCRIBED = "before@example.com"
 SCHEMAS = ("raw", "staging", "marts", "audiences", "ops")
-
-
-def account(account_id: int, carr: str) -> dict[str, object]:
-    return {
-        "account_id": account_id,
-        "account_name": f"Account {account_id}",
-        "carr": carr,
-        "technical_account_manager": None,
-        "account_owner_team": "EMEA",
-        "products_purchased": "Self-Managed - Premium",
-        "deployment_type": "Self-Managed",
-        "support_level": "Standard",
-        "namespace_id": None,
-        "created_at": "2025-06-01 09:00:00",
-        "renewal_date": "2027-06-01",
-    }
+#: Leads with 10 points (as a number), created at the start of 2025.
+PERSON_DEFAULTS = {"person_score": 10, "created_at": dt.datetime(2025, 1, 1)}
 
 
 RAW = {
     "crm_persons": [
-        version(1, "2025-01-01", "Trial - GitLab.com"),
-        version(2, "2025-01-01", "Webcast"),
+        crm_person(1, dt.datetime(2025, 1, 1), initial_source="Trial - GitLab.com", **PERSON_DEFAULTS),
+        crm_person(2, dt.datetime(2025, 1, 1), initial_source="Webcast", **PERSON_DEFAULTS),
     ],
-    "cs_accounts": [account(11, EXACT_CARR), account(12, "25000.00")],
+    "cs_accounts": [account(11, carr=EXACT_CARR), account(12, carr="25000.00")],
     "cs_contacts": [
         {
             "account_id": a,
@@ -101,13 +81,6 @@ class Refreshed:
     first: dg.ExecuteInProcessResult
     gainsight: GainsightEmulator
     resources: dict[str, Any]  # the code location's, on this warehouse, Iterable and Gainsight in dry-run
-
-
-def run_refresh(resources: dict[str, Any]) -> dg.ExecuteInProcessResult:
-    from marketing_pipelines.definitions import build_definitions
-
-    job = build_definitions(resources).resolve_job_def(REFRESH_JOB)
-    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
