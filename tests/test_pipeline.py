@@ -93,7 +93,7 @@ def test_iterable_sync_runs_in_dry_run_without_a_key(pipeline):
 
 
 def test_iterable_unsubscribe_sync_runs_in_dry_run_for_every_unsubscribe_event(pipeline):
-    from marketing_pipelines.sync.iterable import EMAIL_PATTERN
+    from marketing_pipelines.pii import EMAIL_PATTERN
 
     result, warehouse = pipeline
     (event,) = [

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-from marketing_pipelines.defs.resources import WarehouseResource
-from marketing_pipelines.devtools.gainsight_emulator import GainsightEmulator
 
+from devtools.gainsight_emulator import GainsightEmulator
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 #: The reference date the Customer Programs warehouses are built at.
@@ -68,9 +68,8 @@ def corrupted_copy(built: DuckDBWarehouse, tmp_path: Path) -> tuple[DuckDBWareho
 
 def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmulator, dg.ExecuteInProcessResult]:
     """Both Gainsight sync assets, live with the resource against the emulator, on a copy of the built warehouse."""
-    from marketing_pipelines.defs.gainsight.resources import GainsightResource
-
     from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
+    from marketing_pipelines.resources.gainsight import GainsightResource
 
     shutil.copy(built.path, path)
     with GainsightEmulator(access_key="k", calls_per_window=10, window_seconds=1) as emu:
