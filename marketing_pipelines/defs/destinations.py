@@ -6,6 +6,7 @@ from typing import Any, Protocol
 import dagster as dg
 
 from marketing_pipelines.clients._http import JsonApiClient
+from marketing_pipelines.defs.change_guard import record_override
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.rule_checks import violations_result
 from marketing_pipelines.resources import WarehouseResource
@@ -42,6 +43,7 @@ def push(
     finally:
         if isinstance(to, Api):
             to.client.close()
+    record_override(warehouse.get_warehouse(), context.instance, context.run_id, destination.name)
     context.log.info(f"{destination.name} {report.mode}: {report.as_metadata()}")
     return report
 

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 import dagster as dg
 import pandas as pd
 
+from marketing_pipelines.defs.change_guard import change_guard_check
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import rejection_backlog_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
@@ -39,6 +40,8 @@ AMOUNT_TEXT = re.compile(r"-?[0-9]{1,16}(?:\.[0-9]{1,2})?")
 READ_BATCH_ROWS = 10_000
 GAINSIGHT_COMPANY_REJECTION_BACKLOG = "gainsight_company_rejection_backlog"
 GAINSIGHT_PERSON_REJECTION_BACKLOG = "gainsight_person_rejection_backlog"
+GAINSIGHT_COMPANY_CHANGE_GUARD = "gainsight_company_change_guard"
+GAINSIGHT_PERSON_CHANGE_GUARD = "gainsight_person_change_guard"
 
 #: The only reasons a person may receive a program, and the contact role or access level each one requires.
 REASON_ROLES = {
@@ -400,4 +403,18 @@ gainsight_person_rejection_backlog = rejection_backlog_check(
     # the record key is `account_id:e-mail` (or `account_id:person-<id>` for a contact without one)
     record_columns=("split_part(rejections.record_key, ':', 1)", "split_part(rejections.record_key, ':', 2)"),
     labels=("account_id", "email", "reason"),
+)
+
+
+gainsight_company_change_guard = change_guard_check(
+    name=GAINSIGHT_COMPANY_CHANGE_GUARD,
+    asset=COMPANIES_KEY,
+    destination=COMPANIES,
+    what="the Gainsight Company push (`gainsight_company_sync`, and through it `gainsight_person_sync`)",
+)
+gainsight_person_change_guard = change_guard_check(
+    name=GAINSIGHT_PERSON_CHANGE_GUARD,
+    asset=RECIPIENTS_KEY,
+    destination=PEOPLE,
+    what="the Gainsight Person push (on the recipients, which both Gainsight syncs depend on)",
 )

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from marketing_pipelines.defs.change_guard import change_guard_check
 from marketing_pipelines.defs.constants import (
     FREE_REGISTRATION_EVENTS_KEY,
     FREE_REGISTRATIONS_ONLY_FOR_COMPANY,
@@ -37,6 +38,7 @@ ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
 ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG = "iterable_unsubscribe_rejection_backlog"
 ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG = "iterable_signup_profile_rejection_backlog"
 ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG = "iterable_trial_event_rejection_backlog"
+ITERABLE_USER_CHANGE_GUARD = "iterable_user_change_guard"
 
 MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
 
@@ -119,6 +121,14 @@ def audience_payload_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         what="audience rows are not valid bulkUpdate users",
         passed_description="Every row is valid.",
     )
+
+
+iterable_user_change_guard = change_guard_check(
+    name=ITERABLE_USER_CHANGE_GUARD,
+    asset=USER_AUDIENCE_KEY,
+    destination=USERS,
+    what="the Iterable users push (`iterable_user_sync`)",
+)
 
 
 #: The signup audiences are queries over this view; the backlog checks name a rejected event by its row here.
