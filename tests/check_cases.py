@@ -18,6 +18,7 @@ from typing import Any, Literal
 from marketing_pipelines.sync import Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES
 from marketing_pipelines.sync.iterable import USERS
+from marketing_pipelines.sync.ops_tables import ensure_ops_tables
 from marketing_pipelines.warehouse import DuckDBWarehouse
 
 Tamper = Callable[[DuckDBWarehouse], None]
@@ -119,6 +120,24 @@ def record_live_rejections(warehouse: DuckDBWarehouse) -> None:
             f"('{name}', 'rejected-{name}', '{{}}', 'refused alone with HTTP 400: BadParams', "
             "current_timestamp, current_timestamp, 1, false, null)"
             for name in LIVE_REJECTION_DESTINATIONS
+        ]
+    )
+
+
+#: Destinations the runaway-change guard protects (their audiences' blocking guard checks).
+GUARDED_DESTINATIONS = ("iterable_users", "gainsight_companies", "gainsight_people")
+
+
+def record_synced_records_gone(warehouse: DuckDBWarehouse) -> None:
+    """Ten records each guarded destination accepted in an earlier run, none of them in today's audience: a push
+    now would remove every synced record."""
+    ensure_ops_tables(warehouse)
+    warehouse.execute(
+        [
+            "insert into ops.sync_state (destination, record_key, payload_hash, synced_at, run_id) "
+            f"select '{name}', 'gone-{name}-' || cast(i as varchar), 'hash', current_timestamp, 'earlier-run' "
+            "from range(10) as t(i)"
+            for name in GUARDED_DESTINATIONS
         ]
     )
 
@@ -308,6 +327,14 @@ BREAKAGES: dict[str, Breakage] = {
         unreachable="the backlog is written by a live sync when the destination refuses a record; a dry run "
         "refuses none of "
         "these audiences' rows, so the rows a live sync writes are inserted",
+    ),
+    "synced_records_gone": Breakage(
+        "ten records each of the Iterable users, Gainsight companies and Gainsight people destinations accepted "
+        "earlier are no longer in their audiences: every synced record would be removed",
+        tamper=record_synced_records_gone,
+        stage="python",
+        unreachable="what a destination accepted is written by the sync, not landed: those rows are inserted into "
+        "ops.sync_state as a live sync writes them",
     ),
     # GitLab, Marketo raw keys
     "gitlab_bad_keys": Breakage(
@@ -590,6 +617,9 @@ CASES: dict[CheckId, Case] = {
     ("gainsight_company_sync", "gainsight_company_rejection_backlog"): by("program_accounts", "gainsight_rejections"),
     ("gainsight_person_sync", "gainsight_person_rejection_backlog"): by("live_rejections"),
     ("audiences/iterable_trial_events", "free_registrations_only_for_company"): by("personal_registration_sent"),
+    ("audiences/iterable_user_audience", "iterable_user_change_guard"): by("synced_records_gone"),
+    ("audiences/gainsight_program_companies", "gainsight_company_change_guard"): by("synced_records_gone"),
+    ("audiences/gainsight_program_recipients", "gainsight_person_change_guard"): by("synced_records_gone"),
     # Python checks on the Customer Programs
     ("audiences/gainsight_program_recipients", "sold_to_never_surveyed"): by("program_accounts", "sold_to_surveyed"),
     ("audiences/gainsight_program_recipients", "recipient_roles_valid"): by(

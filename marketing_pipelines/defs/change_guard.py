@@ -45,12 +45,14 @@ class ChangeGuardConfig(dg.Config):
         default=DEFAULT_MAX_REMOVED_SHARE,
         ge=0,
         le=1,
+        strict=True,  # a boolean is not a share (true would otherwise mean 100%)
         description="Hold the push when more than this share of the synced records would be removed (0 to 1).",
     )
     max_changed_share: float = Field(
         default=DEFAULT_MAX_CHANGED_SHARE,
         ge=0,
         le=1,
+        strict=True,
         description="Hold the push when more than this share of the synced records would change (0 to 1).",
     )
     allow_large_change: bool = Field(
