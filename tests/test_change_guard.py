@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from marketing_pipelines.sync import Api, run_sync
 from marketing_pipelines.sync.iterable import USER_AUDIENCE, USERS
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.jobs import check_result, materialized
+from tests.support.warehouses import copy_warehouse
 
 API_KEY = "sk-test-guard-0123456789"
 SYNC = "iterable_user_sync"
@@ -92,88 +95,119 @@ def sync_runs(warehouse: DuckDBWarehouse, run_id: str) -> list[tuple[Any, ...]]:
     )
 
 
-@pytest.fixture
-def pushed(built_sample: Path) -> tuple[DuckDBWarehouse, list[str], set[str]]:
-    """A first live push of the sample audience in which Iterable rejected two e-mails (retried by the next push);
-    then 60% of the accepted records unsubscribe. Returns the warehouse, the e-mails leaving, the two rejected."""
-    warehouse = DuckDBWarehouse(built_sample)
+@dataclass(frozen=True)
+class Launch:
+    """One run of the audience and its push, with what reached the emulator."""
+
+    result: dg.ExecuteInProcessResult
+    tags: Mapping[str, str]
+    requests: int
+    sent: set[str]
+
+    @property
+    def guard(self) -> dg.AssetCheckEvaluation:
+        return check_result(self.result, ITERABLE_USER_CHANGE_GUARD)
+
+
+def launch(path: Path, *, invalid_emails: set[str] = frozenset(), **how: Any) -> Launch:
+    """Run the audience and its push on `path`, Iterable live against a fresh emulator."""
+    with IterableEmulator(api_key=API_KEY, invalid_emails=invalid_emails) as emulator:
+        iterable = IterableResource(api_key=API_KEY, base_url=emulator.base_url)
+        result, instance = run(path, AUDIENCE_JOB, iterable=iterable, **how)
+        requests, sent = sum(emulator.requests_by_path.values()), set(sent_emails(emulator))
+    return Launch(result, dict(instance.get_run_by_id(result.run_id).tags), requests, sent)
+
+
+@dataclass(frozen=True)
+class Story:
+    """A first live push of the sample audience (Iterable rejects two e-mails, retried by the next push); then 60%
+    of the accepted records unsubscribe in Marketo and the audience is pushed again: plainly (held), with the tag
+    `allow_large_change=true`, and (on a copy of the same warehouse) with `allow_large_change: true` in the guard's
+    run config."""
+
+    warehouse: DuckDBWarehouse
+    emails: list[str]
+    rejected: set[str]
+    leaving: list[str]
+    synced: int
+    first: Launch
+    held: Launch
+    runs_after_held: int
+    by_tag: Launch
+    by_config: Launch
+    by_config_warehouse: DuckDBWarehouse
+
+
+@pytest.fixture(scope="module")
+def story(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Story:
+    root = tmp_path_factory.mktemp("guard")
+    warehouse = copy_warehouse(sample_warehouse, root / "warehouse.duckdb")
     emails = audience_emails(warehouse)
     assert len(emails) >= 20, "the sample audience is large enough to measure shares"
     rejected = set(emails[-2:])
-    with IterableEmulator(api_key=API_KEY, invalid_emails=rejected) as emulator:
-        first, _ = run(
-            built_sample, AUDIENCE_JOB, iterable=IterableResource(api_key=API_KEY, base_url=emulator.base_url)
-        )
-        assert first.success
-        assert set(sent_emails(emulator)) == set(emails)
-    guard = check_result(first, ITERABLE_USER_CHANGE_GUARD)
-    assert guard.passed, "the first sync is never held"
-    assert guard.description.startswith("First sync")
-    assert guard.metadata["synced"].value == 0 and guard.metadata["would_add"].value == len(emails)
-    assert SYNC in materialized(first)
-
+    first = launch(warehouse.path, invalid_emails=rejected)
     accepted = [email for email in emails if email not in rejected]
     leaving = accepted[: round(len(accepted) * 0.6)]
     unsubscribe(warehouse, leaving)
-    return warehouse, leaving, rejected
+    (synced,), (runs_before,) = warehouse.query(
+        "select count(*) from ops.sync_state where destination = 'iterable_users' "
+        "union all select count(*) from ops.sync_runs"
+    )
+    held = launch(warehouse.path)
+    ((runs_after_held,),) = warehouse.query("select count(*) from ops.sync_runs")
+    assert runs_after_held == runs_before
+    copy = copy_warehouse(warehouse.path, root / "by_config.duckdb")
+    by_tag = launch(warehouse.path, tags={ALLOW_LARGE_CHANGE: "true"})
+    by_config = launch(copy.path, config={ALLOW_LARGE_CHANGE: True})
+    return Story(warehouse, emails, rejected, leaving, synced, first, held, runs_after_held, by_tag, by_config, copy)
 
 
-def test_guard_holds_a_60_percent_removal(pushed):
-    warehouse, leaving, rejected = pushed
-    synced = warehouse.query("select count(*) from ops.sync_state where destination = 'iterable_users'")[0][0]
-    runs_before = warehouse.query("select count(*) from ops.sync_runs")
-    with IterableEmulator(api_key=API_KEY) as emulator:
-        held, instance = run(
-            warehouse.path, AUDIENCE_JOB, iterable=IterableResource(api_key=API_KEY, base_url=emulator.base_url)
-        )
-        assert sum(emulator.requests_by_path.values()) == 0, "nothing reaches Iterable while the push is held"
-    guard = check_result(held, ITERABLE_USER_CHANGE_GUARD)
-    assert not guard.passed and guard.severity == dg.AssetCheckSeverity.ERROR
-    assert guard.metadata["synced"].value == synced
-    assert guard.metadata["would_remove"].value == len(leaving)
-    assert guard.metadata["would_add"].value == len(rejected), "the rejected records wait to be retried"
-    assert guard.metadata["would_change"].value == 0
-    assert guard.metadata["shares"].value["removed"] == pytest.approx(0.6, abs=0.01)
-    assert guard.metadata["thresholds"].value == {"max_removed_share": 0.1, "max_changed_share": 0.5}
-    assert f"{len(leaving)} of {synced} synced records would be removed" in guard.description
-    assert "held" in guard.description and ALLOW_LARGE_CHANGE in guard.description
-    assert str(USER_AUDIENCE_KEY.to_user_string()) in materialized(held)
-    assert SYNC not in materialized(held)
-    assert not held.success
-    assert warehouse.query("select count(*) from ops.sync_runs") == runs_before
-    assert ALLOW_LARGE_CHANGE not in instance.get_run_by_id(held.run_id).tags
+def test_the_first_sync_is_never_held(story):
+    first = story.first
+    assert first.result.success
+    assert first.guard.passed and first.guard.description.startswith("First sync")
+    assert first.guard.metadata["synced"].value == 0
+    assert first.guard.metadata["would_add"].value == len(story.emails)
+    assert SYNC in materialized(first.result)
+    assert first.sent == set(story.emails)
+    assert ALLOW_LARGE_CHANGE not in first.tags
+    assert sync_runs(story.warehouse, first.result.run_id) == [("iterable_users", False)]
 
 
-@pytest.mark.parametrize("how", ["tag", "config"])
-def test_allow_large_change_lets_the_push_through_and_is_recorded(pushed, how):
-    warehouse, leaving, rejected = pushed
-    launch = {"tags": {ALLOW_LARGE_CHANGE: "true"}} if how == "tag" else {"config": {ALLOW_LARGE_CHANGE: True}}
-    with IterableEmulator(api_key=API_KEY) as emulator:
-        allowed, instance = run(
-            warehouse.path,
-            AUDIENCE_JOB,
-            iterable=IterableResource(api_key=API_KEY, base_url=emulator.base_url),
-            **launch,
-        )
-        sent = set(sent_emails(emulator))
-    assert allowed.success
-    guard = check_result(allowed, ITERABLE_USER_CHANGE_GUARD)
-    assert not guard.passed and guard.severity == dg.AssetCheckSeverity.WARN, "it warns, it does not hold"
-    assert guard.description.startswith("Allowed by allow_large_change")
-    assert guard.metadata[ALLOW_LARGE_CHANGE].value is True
-    assert guard.metadata["would_remove"].value == len(leaving)
-    assert SYNC in materialized(allowed)
-    assert rejected <= sent <= rejected | set(leaving), "the retried records go out; nothing else but exits"
-    assert instance.get_run_by_id(allowed.run_id).tags[ALLOW_LARGE_CHANGE] == "true"
-    assert sync_runs(warehouse, allowed.run_id) == [("iterable_users", True)]
+def test_guard_holds_a_60_percent_removal(story):
+    held, leaving = story.held, story.leaving
+    assert held.requests == 0, "nothing reaches Iterable while the push is held"
+    assert not held.guard.passed and held.guard.severity == dg.AssetCheckSeverity.ERROR
+    metadata = held.guard.metadata
+    assert metadata["synced"].value == story.synced == len(story.emails) - len(story.rejected)
+    assert metadata["would_remove"].value == len(leaving)
+    assert metadata["would_add"].value == len(story.rejected), "the rejected records wait to be retried"
+    assert metadata["would_change"].value == 0
+    assert metadata["shares"].value["removed"] == pytest.approx(0.6, abs=0.01)
+    assert metadata["thresholds"].value == {"max_removed_share": 0.1, "max_changed_share": 0.5}
+    assert f"{len(leaving)} of {story.synced} synced records would be removed" in held.guard.description
+    assert "held" in held.guard.description and ALLOW_LARGE_CHANGE in held.guard.description
+    assert USER_AUDIENCE_KEY.to_user_string() in materialized(held.result)
+    assert SYNC not in materialized(held.result)
+    assert not held.result.success
+    assert sync_runs(story.warehouse, held.result.run_id) == []
+    assert ALLOW_LARGE_CHANGE not in held.tags
 
 
-def test_a_push_within_the_limits_records_no_override(built_sample):
-    """A dry-run push with nothing synced passes the guard; its run row says no large change was allowed."""
-    result, _ = run(built_sample, AUDIENCE_JOB)
-    assert result.success and SYNC in materialized(result)
-    assert check_result(result, ITERABLE_USER_CHANGE_GUARD).passed
-    assert sync_runs(DuckDBWarehouse(built_sample), result.run_id) == [("iterable_users", False)]
+@pytest.mark.parametrize("how", ["by_tag", "by_config"])
+def test_allow_large_change_lets_the_push_through_and_is_recorded(story, how):
+    allowed: Launch = getattr(story, how)
+    warehouse = story.warehouse if how == "by_tag" else story.by_config_warehouse
+    assert allowed.result.success
+    assert not allowed.guard.passed and allowed.guard.severity == dg.AssetCheckSeverity.WARN, "it warns, not holds"
+    assert allowed.guard.description.startswith("Allowed by allow_large_change")
+    assert allowed.guard.metadata[ALLOW_LARGE_CHANGE].value is True
+    assert allowed.guard.metadata["would_remove"].value == len(story.leaving)
+    assert SYNC in materialized(allowed.result)
+    assert allowed.requests > 0
+    assert story.rejected <= allowed.sent <= story.rejected | set(story.leaving), "retried records; else only exits"
+    assert allowed.tags[ALLOW_LARGE_CHANGE] == "true"
+    assert sync_runs(warehouse, allowed.result.run_id) == [("iterable_users", True)]
 
 
 # --- changes and thresholds on a hand-made audience, the guard evaluated alone --------------------------------------
