@@ -299,3 +299,16 @@ def test_a_bad_threshold_fails_config_validation_with_a_clear_message(synced_aud
         ChangeGuardConfig(**{field: value})
     message = config_error(synced_audience.path, {field: value})
     assert field in message and reason in message, message
+
+
+def test_every_audience_push_sits_behind_a_blocking_guard_and_event_streams_have_none():
+    from marketing_pipelines.definitions import defs
+
+    graph = defs().get_repository_def().asset_graph
+    guards = {key: graph.get_check_spec(key) for key in graph.asset_check_keys if key.name.endswith("_change_guard")}
+    assert len(guards) == 3 and all(spec.blocking and spec.description for spec in guards.values())
+    guarded = {key.asset_key for key in guards}
+    for sync in ("iterable_user_sync", "gainsight_company_sync", "gainsight_person_sync"):
+        assert guarded & graph.get(dg.AssetKey(sync)).parent_keys, f"{sync} depends on no guarded audience"
+    for sync in ("iterable_unsubscribe_sync", "iterable_signup_profile_sync", "iterable_trial_event_sync"):
+        assert not guarded & graph.get(dg.AssetKey(sync)).parent_keys, f"{sync} is an event stream"
