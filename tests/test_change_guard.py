@@ -33,26 +33,26 @@ SYNC = "iterable_user_sync"
 #: The guard's op (its run config goes under `ops: <this>: config:` in the launchpad).
 GUARD_OP = iterable_user_change_guard.node_def.name
 AUDIENCE_JOB = dg.define_asset_job("user_audience_push", selection=dg.AssetSelection.assets(USER_AUDIENCE_KEY, SYNC))
-GUARD_JOB = dg.define_asset_job(
-    "user_change_guard",
-    selection=dg.AssetSelection.checks(dg.AssetCheckKey(USER_AUDIENCE_KEY, ITERABLE_USER_CHANGE_GUARD)),
+GUARD = dg.AssetSelection.checks(dg.AssetCheckKey(USER_AUDIENCE_KEY, ITERABLE_USER_CHANGE_GUARD))
+GUARD_JOB = dg.define_asset_job("user_change_guard", selection=GUARD)
+#: The guard and the push, the audience as it is (a hand-made table): the guard still blocks the push.
+GUARDED_PUSH_JOB = dg.define_asset_job(
+    "guarded_user_push", selection=GUARD | dg.AssetSelection.assets(SYNC).without_checks()
 )
 
 
 def run(
-    path: Path,
+    path: Path | WarehouseResource,
     job: dg.UnresolvedAssetJobDefinition,
     *,
     iterable: IterableResource | None = None,
     tags: dict[str, str] | None = None,
     config: dict[str, Any] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
-    """One run of `job` on the DuckDB file `path` (Iterable live against `iterable` when given), on its own instance."""
-    resources = build_resources(
-        {},
-        warehouse=WarehouseResource(kind="duckdb", duckdb_path=str(path)),
-        **({"iterable": iterable} if iterable else {}),
-    )
+    """One run of `job` on the DuckDB file `path` (or the warehouse resource), Iterable live against `iterable` when
+    given, on its own instance."""
+    warehouse = path if isinstance(path, WarehouseResource) else WarehouseResource(kind="duckdb", duckdb_path=str(path))
+    resources = build_resources({}, warehouse=warehouse, **({"iterable": iterable} if iterable else {}))
     instance = dg.DagsterInstance.ephemeral()
     result = (
         dg.Definitions.merge(build_definitions(resources), dg.Definitions(jobs=[job]))
@@ -109,11 +109,17 @@ class Launch:
         return check_result(self.result, ITERABLE_USER_CHANGE_GUARD)
 
 
-def launch(path: Path, *, invalid_emails: set[str] = frozenset(), **how: Any) -> Launch:
+def launch(
+    path: Path | WarehouseResource,
+    *,
+    invalid_emails: set[str] = frozenset(),
+    job: dg.UnresolvedAssetJobDefinition = AUDIENCE_JOB,
+    **how: Any,
+) -> Launch:
     """Run the audience and its push on `path`, Iterable live against a fresh emulator."""
     with IterableEmulator(api_key=API_KEY, invalid_emails=invalid_emails) as emulator:
         iterable = IterableResource(api_key=API_KEY, base_url=emulator.base_url)
-        result, instance = run(path, AUDIENCE_JOB, iterable=iterable, **how)
+        result, instance = run(path, job, iterable=iterable, **how)
         requests, sent = sum(emulator.requests_by_path.values()), set(sent_emails(emulator))
     return Launch(result, dict(instance.get_run_by_id(result.run_id).tags), requests, sent)
 
@@ -312,3 +318,41 @@ def test_every_audience_push_sits_behind_a_blocking_guard_and_event_streams_have
         assert guarded & graph.get(dg.AssetKey(sync)).parent_keys, f"{sync} depends on no guarded audience"
     for sync in ("iterable_unsubscribe_sync", "iterable_signup_profile_sync", "iterable_trial_event_sync"):
         assert not guarded & graph.get(dg.AssetKey(sync)).parent_keys, f"{sync} is an event stream"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+def test_guard_holds_a_60_percent_removal_and_the_override_lets_it_through_on_snowflake():
+    """The same rule on the Snowflake warehouse (a fakesnow server): the guard's SQL, the tag, and the
+    `ops.sync_runs.allow_large_change` column added to the engine's table."""
+    from marketing_pipelines.resources import warehouse_resource_from
+    from tests import fakesnow_shims
+
+    with fakesnow_shims.server() as connection:
+        resource = warehouse_resource_from({**fakesnow_shims.snowflake_env(connection), "SNOWFLAKE_DATABASE": "GUARD"})
+        warehouse = resource.get_warehouse()
+        try:
+            warehouse.write_frame("audiences", "iterable_user_audience", audience_rows(100), replace=True)
+            first = launch(resource, job=GUARDED_PUSH_JOB)
+            assert first.guard.passed and first.guard.description.startswith("First sync")
+            assert len(first.sent) == 100
+
+            # 60 of the 100 synced users leave; two new users arrive and wait behind the guard
+            kept = audience_rows(100).iloc[60:]
+            new = audience_rows(102).iloc[100:]
+            warehouse.write_frame("audiences", "iterable_user_audience", pd.concat([kept, new]), replace=True)
+            held = launch(resource, job=GUARDED_PUSH_JOB)
+            assert not held.guard.passed and held.guard.severity == dg.AssetCheckSeverity.ERROR
+            assert (held.guard.metadata["would_remove"].value, held.guard.metadata["would_add"].value) == (60, 2)
+            assert held.requests == 0 and SYNC not in materialized(held.result)
+
+            allowed = launch(resource, job=GUARDED_PUSH_JOB, tags={ALLOW_LARGE_CHANGE: "true"})
+            assert allowed.guard.severity == dg.AssetCheckSeverity.WARN and SYNC in materialized(allowed.result)
+            new_emails = set(new["email"])
+            assert new_emails <= allowed.sent <= new_emails | set(audience_rows(60)["email"])
+            assert allowed.tags[ALLOW_LARGE_CHANGE] == "true"
+            assert [tuple(row) for row in sync_runs(warehouse, allowed.result.run_id)] == [("iterable_users", True)]
+            assert [tuple(row) for row in sync_runs(warehouse, first.result.run_id)] == [("iterable_users", False)]
+        finally:
+            warehouse.execute([f"drop schema if exists {schema} cascade" for schema in ("audiences", "ops")])
+            warehouse.close()
