@@ -45,7 +45,7 @@ class ChangeGuardConfig(dg.Config):
         default=DEFAULT_MAX_REMOVED_SHARE,
         ge=0,
         le=1,
-        strict=True,  # a boolean is not a share (true would otherwise mean 100%)
+        strict=True,  # a boolean is not a share (note: Dagster run config itself reads YAML `true` as 1.0)
         description="Hold the push when more than this share of the synced records would be removed (0 to 1).",
     )
     max_changed_share: float = Field(
