@@ -18,10 +18,11 @@ name are one company (the later overwrites the earlier), keyed by an id they are
 `Company_ID` is resolved through the call's `lookups` (the Company field it names -> `Gsid`): no match fails the
 record (`onNoMatch: ERROR`), several take the first one (`FIRSTMATCH`) or fail the record otherwise.
 
-Partial failures use the reply shape the client assumes (`data.errors[]` with the record `index`): a company without
-a `Name` or a value for a key field, a non-numeric `Arr`, a `Customer_Segment__gc` outside its picklist (Tech Touch,
-Scale, CSM-Managed), a company record whose keys match several companies (an assumption: Gainsight does not document
-it), a person without a valid `Email`, a person whose association no company matches, and any name or e-mail listed
+Partial failures use the reply shape the client assumes (`data.errors[]` with the record `index`): a new company (its
+keys match none) or a record naming a `Name` without one (an update may leave `Name` out), a company without a value
+for a key field, a non-numeric `Arr`, a `Customer_Segment__gc` outside its picklist (Tech Touch, Scale,
+CSM-Managed), a company record whose keys match several companies (an assumption: Gainsight does not document it), a
+person without a valid `Email`, a person whose association no company matches, and any name or e-mail listed
 in `invalid_company_names` / `invalid_emails`. Numbers are parsed as Decimal, so `companies` holds exactly the
 digits that were sent (`Arr` 972765.41 is `Decimal("972765.41")`). Faults (429, 500, slow) come from the shared
 loopback machinery.
@@ -174,8 +175,10 @@ class GainsightEmulator(LoopbackEmulator):
 
     def _upsert_company(self, record: dict[str, Any], body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         name = record.get("Name")
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest("GS_2501 Name is required")
+        if ("Name" in record or not self._matches_one(record, keys)) and (
+            not isinstance(name, str) or not name.strip()
+        ):
+            raise BadRequest("GS_2501 Name is required")  # to create a company; an update may leave it out
         if name in self.invalid_company_names:
             raise BadRequest(f"GS_2502 company {name!r} failed validation")
         arr = record.get("Arr")
@@ -193,7 +196,13 @@ class GainsightEmulator(LoopbackEmulator):
         gsid = matches[0]["Gsid"] if matches else str(uuid.uuid5(GSID_NAMESPACE, f"Company:{len(self.companies)}"))
         self.companies[gsid] = {**self.companies.get(gsid, {}), **record, "Gsid": gsid}
         self.writes[("Company", "|".join(str(record[key]) for key in keys))] += 1
-        return {"Name": name, "Gsid": gsid}
+        return {"Name": self.companies[gsid]["Name"], "Gsid": gsid}
+
+    def _matches_one(self, record: dict[str, Any], keys: tuple[str, ...]) -> bool:
+        """Whether the record's key fields all have values and match exactly one stored company (an update)."""
+        if not keys or any(record.get(key) in (None, "") for key in keys):
+            return False
+        return len(self.find_companies(**{key: record[key] for key in keys})) == 1
 
     def _upsert_person(self, record: dict[str, Any], body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         email = record.get("Email")

@@ -8,9 +8,11 @@ transport: `Api(client)` sends them, `Outbox()` (dry-run) writes each request bo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from marketing_pipelines.clients._http import JsonApiClient, dumps_compact
@@ -63,6 +65,17 @@ class Destination(Generic[ClientT]):
     """The names the API may reject a record by (its e-mail, event name); None: by its position in the request."""
     max_records: int = 1000
     max_bytes: int = DEFAULT_MAX_BYTES
+    exit: Callable[[str, datetime], Record] | None = None
+    """Mirror mode: the record that marks a record key out of the audience at the destination, sent (through
+    `call`) when a record the destination accepted has left the audience, with the run's time. None: the records
+    are an event stream, and an event that leaves the audience has nothing to undo."""
+    person: Callable[[Record], str | None] | None = None
+    """The e-mail of the person a record (or exit record) reaches; `ops.sync_changelog` keeps its hash."""
+
+    def person_hash(self, record: Record) -> str | None:
+        """The changelog's identity of the person `record` reaches (see `person_hash`), None without one."""
+        email = self.person(record) if self.person is not None else None
+        return person_hash(email) if email else None
 
     def envelope_bytes(self) -> int:
         """Bytes of a request body holding no records."""
@@ -132,3 +145,9 @@ def json_object(value: Any, column: str = "data_fields") -> dict[str, Any]:
         return json.loads(value) if isinstance(value, str) else dict(value or {})
     except (TypeError, ValueError) as error:
         raise ValueError(f"{column} is not a JSON object: {error}") from None
+
+
+def person_hash(email: str) -> str:
+    """The person column of `ops.sync_changelog`: the md5 of the trimmed, lower-cased e-mail, as SQL computes it on
+    every engine (`md5(lower(trim(email)))`)."""
+    return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()

@@ -8,23 +8,36 @@ A request the destination refuses as a whole (HTTP 400, 413 or 422: one bad reco
 and each half sent again, until every bad record stands alone: those are rejected with the destination's message,
 every other record is delivered in the same run. Throttling, server errors and timeouts are retried by the client
 and never split a batch.
+
+Mirror mode: a destination that declares an `exit` is sent that exit record for every record it accepted before
+(in `ops.sync_state`) that has since left the audience; an accepted exit removes the record from the sync state, a
+rejected one is retried on the next run. A record never accepted (dry-run only, or rejected) is never exited.
+
+Every record a run sends is logged in `ops.sync_changelog` (added / changed / removed, with its outcome) in the
+same transaction as its outcome; the records left unchanged are one `unchanged-skipped` row per run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from marketing_pipelines.clients._http import ApiError, batches_by_size, dumps_compact
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.sync.destination import Api, Audience, Destination, Outbox, Record, Transport
-from marketing_pipelines.sync.ops_tables import SYNC_REJECTIONS, SYNC_STATE, ensure_ops_tables
+from marketing_pipelines.sync.ops_tables import (
+    SYNC_CHANGELOG,
+    SYNC_REJECTIONS,
+    SYNC_STATE,
+    changelog_retention_days,
+    ensure_ops_tables,
+)
 from marketing_pipelines.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -64,6 +77,12 @@ class SyncReport:
     isolated_records: int = 0
     """Records the destination refused alone (each also counted in `rejected`)."""
     rejection_reasons: dict[str, int] = field(default_factory=dict)
+    added: int = 0
+    """Records sent that the destination did not hold (whatever the outcome; also counted in `sent`)."""
+    changed: int = 0
+    """Records sent again because they changed or were rejected before (also counted in `sent`)."""
+    removed: int = 0
+    """Exit records sent for accepted records that left the audience (also counted in `sent`)."""
 
     def as_metadata(self) -> dict[str, Any]:
         hidden = {"rejection_reasons", "run_id", "candidates"}
@@ -80,33 +99,44 @@ def run_sync(
     *,
     run_id: str,
     max_isolated: int = MAX_ISOLATED_PER_RUN,
+    retention_days: int | None = None,
 ) -> SyncReport:
     """Send the audience's new, changed and previously rejected records to the destination through `transport`
     (`Api(client)`, or `Outbox()` for a dry-run that writes each request body to `ops.outbox`).
 
     Raises IsolationLimitError when more than `max_isolated` records are refused alone (see the module docstring);
     every outcome recorded until then stays, and the next run sends previously rejected records last.
+    Exits follow the upserts (see the module docstring). `retention_days` (default: `SYNC_CHANGELOG_RETENTION_DAYS`,
+    else 400) prunes the destination's older changelog rows at the end.
     """
+    retention = changelog_retention_days() if retention_days is None else retention_days
     ensure_ops_tables(warehouse)
     report = SyncReport(destination=destination.name, mode=transport.mode, run_id=run_id)
     started_at = _now()
     clock = time.monotonic()
     (report.considered,) = warehouse.query(f"select count(*) from {destination.audience.table}")[0]
 
-    batches = _batches(warehouse, destination, report)
+    rounds = [(False, _batches(warehouse, destination, report, _records(warehouse, destination, report), False))]
+    if destination.exit is not None:  # read once the upserts are recorded
+        exits = _exits(warehouse, destination, report, started_at)
+        rounds.append((True, _batches(warehouse, destination, report, exits, True)))
     if isinstance(transport, Outbox):
-        for keyed in batches:
-            report.sent += len(keyed)
-            _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
-            report.requests += 1
+        for removing, batches in rounds:
+            for keyed in batches:
+                report.sent += len(keyed)
+                _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
+                _log(warehouse, destination, report, [(record, "dry-run") for record in keyed], removing)
+                report.requests += 1
     else:
         requests_before, retries_before = transport.counters()
-        _send_all(_Delivery(warehouse, destination, transport, run_id, report, max_isolated), batches)
+        for removing, batches in rounds:
+            _send_all(_Delivery(warehouse, destination, transport, run_id, report, max_isolated, removing), batches)
         requests_after, retries_after = transport.counters()
         report.requests = requests_after - requests_before
         report.retries = retries_after - retries_before
 
     report.unchanged = report.considered - report.candidates
+    _close_changelog(warehouse, report, retention)
     report.seconds = time.monotonic() - clock
     _write_run(warehouse, report, started_at)
     logger.info("sync %s (%s): %s", destination.name, report.mode, report.as_metadata())
@@ -150,6 +180,8 @@ class _Delivery:
     run_id: str
     report: SyncReport
     max_isolated: int
+    removing: bool = False
+    """Whether the records are exits (an accepted one leaves the sync state)."""
 
     def send(self, keyed: list[Keyed]) -> Rejected:
         return self.transport.send(self.destination, [payload for _, payload, _ in keyed])
@@ -209,7 +241,7 @@ class _Delivery:
     def _record(self, keyed: list[Keyed], rejected: Rejected) -> None:
         """Map the rejected positions of a request to record keys (the one place this happens) and record it."""
         reasons = {keyed[position][0]: reason for position, reason in rejected.items()}
-        _record_outcome(self.warehouse, self.destination.name, keyed, reasons, self.run_id, self.report)
+        _record_outcome(self.warehouse, self.destination, keyed, reasons, self.report, self.removing)
 
 
 def refusal_reason(error: ApiError) -> str:
@@ -223,32 +255,59 @@ def _records(warehouse: Warehouse, destination: Destination[Any], report: SyncRe
     """Stream the records to send; rows that cannot become a payload are recorded as rejected here."""
     for frame in warehouse.iter_batches(_candidates_sql(destination.audience, destination.name), READ_BATCH_ROWS):
         report.candidates += len(frame)
-        invalid: list[tuple[str, dict[str, Any], str]] = []
+        invalid: list[tuple[Keyed, str]] = []
         for row in frame.to_dict("records"):
             key = str(row["record_key"])
+            if row.pop("was_synced"):
+                report.changed += 1
+            else:
+                report.added += 1
             try:
                 payload = destination.payload(row)
             except ValueError as error:
-                invalid.append((key, {k: _jsonable(v) for k, v in row.items()}, f"invalid record: {error}"))
+                row_as_sent = {k: _jsonable(v) for k, v in row.items()}
+                invalid.append(((key, row_as_sent, row["payload_hash"]), f"invalid record: {error}"))
                 continue
             yield key, payload, row["payload_hash"]
         if invalid:
-            _record_rejections(warehouse, destination.name, invalid, report)
+            _record_rejections(warehouse, destination, invalid, report, False)
 
 
-def _batches(warehouse: Warehouse, destination: Destination[Any], report: SyncReport) -> Iterator[list[Keyed]]:
+def _exits(
+    warehouse: Warehouse, destination: Destination[Any], report: SyncReport, left_at: datetime
+) -> Iterator[Keyed]:
+    """Stream the exit records of the accepted records that left the audience (with their last accepted hash);
+    a key the destination's `exit` cannot make a record of is recorded as rejected here."""
+    assert destination.exit is not None
+    for frame in warehouse.iter_batches(_exits_sql(destination.audience, destination.name), READ_BATCH_ROWS):
+        invalid: list[tuple[Keyed, str]] = []
+        for key, payload_hash in frame.itertuples(index=False):
+            report.removed += 1
+            try:
+                payload = destination.exit(str(key), left_at)
+            except ValueError as error:
+                invalid.append(((str(key), {"record_key": str(key)}, payload_hash), f"invalid exit: {error}"))
+                continue
+            yield str(key), payload, payload_hash
+        if invalid:
+            _record_rejections(warehouse, destination, invalid, report, True)
+
+
+def _batches(
+    warehouse: Warehouse, destination: Destination[Any], report: SyncReport, records: Iterator[Keyed], removing: bool
+) -> Iterator[list[Keyed]]:
     """Group records into requests within the destination's count and size limits (the client's batcher)."""
     by_payload: dict[int, Keyed] = {}
-    oversized: list[tuple[str, dict[str, Any], str]] = []
+    oversized: list[tuple[Keyed, str]] = []
 
     def payloads() -> Iterator[dict[str, Any]]:
-        for record in _records(warehouse, destination, report):
+        for record in records:
             by_payload[id(record[1])] = record
             yield record[1]
 
     def on_oversized(payload: dict[str, Any], size: int) -> None:
-        key, _, _ = by_payload.pop(id(payload))
-        oversized.append((key, payload, f"payload of {size} bytes exceeds the {destination.max_bytes}-byte limit"))
+        record = by_payload.pop(id(payload))
+        oversized.append((record, f"payload of {size} bytes exceeds the {destination.max_bytes}-byte limit"))
 
     for batch in batches_by_size(
         payloads(),
@@ -259,7 +318,7 @@ def _batches(warehouse: Warehouse, destination: Destination[Any], report: SyncRe
     ):
         yield [by_payload.pop(id(payload)) for payload in batch]
     if oversized:
-        _record_rejections(warehouse, destination.name, oversized, report)
+        _record_rejections(warehouse, destination, oversized, report, removing)
 
 
 def _candidates_sql(audience: Audience, destination: str) -> str:
@@ -279,7 +338,7 @@ def _candidates_sql(audience: Audience, destination: str) -> str:
         rejected as (
             select distinct record_key from {SYNC_REJECTIONS} where destination = '{destination}' and not resolved
         )
-        select audience.*
+        select audience.*, case when synced.record_key is null then false else true end as was_synced
         from audience
         left join synced on audience.record_key = synced.record_key
         left join rejected on audience.record_key = rejected.record_key
@@ -291,33 +350,60 @@ def _candidates_sql(audience: Audience, destination: str) -> str:
     """
 
 
+def _exits_sql(audience: Audience, destination: str) -> str:
+    """The accepted records of `destination` whose key is no longer in the audience."""
+    return f"""
+        with audience as (
+            select cast({audience.key_column} as varchar) as record_key
+            from {audience.table}
+            where {audience.key_column} is not null
+        )
+        select synced.record_key, synced.payload_hash
+        from {SYNC_STATE} as synced
+        left join audience on synced.record_key = audience.record_key
+        where synced.destination = '{destination}' and audience.record_key is null
+        order by synced.record_key
+    """
+
+
 def _record_outcome(
     warehouse: Warehouse,
-    destination: str,
+    destination: Destination[Any],
     keyed: list[Keyed],
     reasons: dict[str, str],
-    run_id: str,
     report: SyncReport,
+    removing: bool,
 ) -> None:
-    """In one transaction: mark accepted records synced and resolve their rejections; record new rejections
-    (`reasons`: record key -> the destination's reason)."""
+    """In one transaction: log the records in the changelog; mark accepted records synced (an accepted exit: no
+    longer synced) and resolve their rejections; record new rejections (`reasons`: record key -> the
+    destination's reason)."""
     import pandas as pd
 
+    name = destination.name
     accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in reasons]
     rejected = [(key, payload, reasons[key]) for key, payload, _ in keyed if key in reasons]
     report.accepted += len(accepted)
     now = _sql_timestamp(_now())
+    outcomes = [(record, "rejected" if record[0] in reasons else "accepted") for record in keyed]
     statements = [
-        f"""delete from {SYNC_STATE} where destination = '{destination}'
+        _log_statement(name, report.run_id, now, removing),  # before the state changes: added or changed
+        f"""delete from {SYNC_STATE} where destination = '{name}'
             and record_key in (select record_key from accepted_records)""",
-        f"""insert into {SYNC_STATE} (destination, record_key, payload_hash, synced_at, run_id)
-            select '{destination}', record_key, payload_hash, {now}, '{run_id}' from accepted_records""",
+        *(
+            []
+            if removing
+            else [
+                f"""insert into {SYNC_STATE} (destination, record_key, payload_hash, synced_at, run_id)
+            select '{name}', record_key, payload_hash, {now}, '{report.run_id}' from accepted_records"""
+            ]
+        ),
         f"""update {SYNC_REJECTIONS} set resolved = true, resolved_at = {now}
-            where destination = '{destination}' and not resolved
+            where destination = '{name}' and not resolved
             and record_key in (select record_key from accepted_records)""",
-        *_rejection_statements(destination, now),
+        *_rejection_statements(name, now),
     ]
     frames = {
+        "changelog_records": _changelog_frame(destination, outcomes),
         "accepted_records": pd.DataFrame(accepted, columns=["record_key", "payload_hash"]),
         "rejected_records": _rejections_frame(rejected, report),
     }
@@ -325,13 +411,94 @@ def _record_outcome(
 
 
 def _record_rejections(
-    warehouse: Warehouse, destination: str, rejected: list[tuple[str, dict[str, Any], str]], report: SyncReport
+    warehouse: Warehouse,
+    destination: Destination[Any],
+    rejected: list[tuple[Keyed, str]],
+    report: SyncReport,
+    removing: bool,
 ) -> None:
-    """Records that never became a request: recorded as rejections so they are visible and retried."""
+    """Records that never became a request: recorded as rejections so they are visible and retried, and logged
+    (no person: the record was never built)."""
     now = _sql_timestamp(_now())
-    warehouse.execute(
-        _rejection_statements(destination, now), frames={"rejected_records": _rejections_frame(rejected, report)}
+    frames = {
+        "changelog_records": _changelog_frame(None, [(record, "rejected") for record, _ in rejected]),
+        "rejected_records": _rejections_frame(
+            [(key, payload, reason) for (key, payload, _), reason in rejected], report
+        ),
+    }
+    statements = [
+        _log_statement(destination.name, report.run_id, now, removing),
+        *_rejection_statements(destination.name, now),
+    ]
+    warehouse.execute(statements, frames=frames)
+
+
+def _log(
+    warehouse: Warehouse,
+    destination: Destination[Any],
+    report: SyncReport,
+    outcomes: list[tuple[Keyed, str]],
+    removing: bool,
+) -> None:
+    """Log records in the changelog with their outcome (the dry-run's: nothing else changes)."""
+    now = _sql_timestamp(_now())
+    frames = {"changelog_records": _changelog_frame(destination, outcomes)}
+    warehouse.execute([_log_statement(destination.name, report.run_id, now, removing)], frames=frames)
+
+
+def _changelog_frame(destination: Destination[Any] | None, outcomes: Iterable[tuple[Keyed, str]]) -> Any:
+    """The `changelog_records` of `_log_statement`: key, person (hashed e-mail; None without `destination`), the
+    hash of the audience row (of the last accepted one, for an exit), outcome."""
+    import pandas as pd
+
+    rows = [
+        (key, None if destination is None else destination.person_hash(payload), payload_hash, outcome)
+        for (key, payload, payload_hash), outcome in outcomes
+    ]
+    frame = pd.DataFrame(rows, columns=["record_key", "person", "payload_hash", "outcome"])
+    return frame.astype({"person": "string", "payload_hash": "string"})
+
+
+def _log_statement(destination: str, run_id: str, now: str, removing: bool) -> str:
+    """Append `changelog_records` to the changelog: an exit is `removed`; any other record `changed` when the
+    destination holds an accepted version of it, else `added` (so run it before the sync state changes)."""
+    action = "'removed'" if removing else "case when synced.record_key is null then 'added' else 'changed' end"
+    return f"""
+        insert into {SYNC_CHANGELOG}
+            (run_id, destination, record_key, person, action, payload_hash, outcome, record_count, logged_at)
+        select '{run_id}', '{destination}', logged.record_key, logged.person, {action}, logged.payload_hash,
+            logged.outcome, 1, {now}
+        from changelog_records as logged
+        left join (select record_key from {SYNC_STATE} where destination = '{destination}') as synced
+            on logged.record_key = synced.record_key
+    """
+
+
+def _close_changelog(warehouse: Warehouse, report: SyncReport, retention_days: int) -> None:
+    """One `unchanged-skipped` row counting the records left alone, then prune the destination's rows older than
+    `retention_days`, except each synced record's row of the run that put it in its current state (so "who was in
+    the audience on date D" stays answerable for any D within the retention)."""
+    now = _now()
+    destination = report.destination
+    statements = []
+    if report.unchanged:
+        statements.append(
+            f"""insert into {SYNC_CHANGELOG}
+                (run_id, destination, record_key, person, action, payload_hash, outcome, record_count, logged_at)
+            values ('{report.run_id}', '{destination}', null, null, 'unchanged-skipped', null, null,
+                {report.unchanged}, {_sql_timestamp(now)})"""
+        )
+    statements.append(
+        f"""delete from {SYNC_CHANGELOG}
+        where destination = '{destination}' and logged_at < {_sql_timestamp(now - timedelta(days=retention_days))}
+        and not exists (
+            select 1 from {SYNC_STATE} as synced
+            where synced.destination = '{destination}'
+            and synced.record_key = {SYNC_CHANGELOG}.record_key
+            and synced.run_id = {SYNC_CHANGELOG}.run_id
+        )"""
     )
+    warehouse.execute(statements)
 
 
 def _rejections_frame(rejected: list[tuple[str, dict[str, Any], str]], report: SyncReport) -> Any:

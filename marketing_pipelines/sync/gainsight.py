@@ -8,6 +8,11 @@ and each must stay its own Company with its own people. A person's association n
 A row the audience marks with a `skip_reason` (bad input: no e-mail, an unknown deployment type) is never sent: it
 is recorded in `ops.sync_rejections` with that reason. Money is exact: CARR is sent as a JSON number with exactly its
 digits (a Decimal, encoded by `dumps_compact`), never through a binary float.
+
+Mirrored: a recipient who no longer qualifies (a Sold-To fallback whose account now has a GitLab Admin, a person who
+left, an account gone) has the program fields of their association with that company cleared (`person_exit`); a
+company that leaves the programs has its program cleared (`company_exit`). Only records Gainsight accepted from
+us are touched; people and companies are never deleted.
 """
 
 from __future__ import annotations
@@ -122,6 +127,30 @@ def person_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"Email": email_of(row), "companies": [association]}
 
 
+def _account_id(text: str) -> int:
+    """The account id of a record key (`cast(account_id as varchar)`: the ids are integers)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not an account id: {text!r}") from None
+
+
+def person_exit(recipient_key: str, left_at: dt.datetime) -> dict[str, Any]:
+    """The People record of a recipient who left the programs (key `<account_id>:<e-mail>`): their association with
+    that company keeps its link and loses its program fields (no program, role or reason; no surveys). Their
+    other associations, and the person, are untouched."""
+    account, _, email = recipient_key.partition(":")
+    association = {field: None for field in COMPANY_PERSON_FIELDS}
+    association.update(Company_ID=_account_id(account), Receives_Surveys__gc=False)
+    return {"Email": email_of({"email": email}), "companies": [association]}
+
+
+def company_exit(account_id: str, left_at: dt.datetime) -> dict[str, Any]:
+    """The Company record of an account that left every program: matched by its id, its program cleared; every
+    other field stays as last sent (no `Name`: the upsert updates an existing company and creates none)."""
+    return {COMPANY_KEY_FIELD: _account_id(account_id), "Customer_Program__gc": None}
+
+
 def program_of(record: Mapping[str, Any]) -> str | None:
     """The Customer Programs journey a Company or People record (as sent) belongs to."""
     association = (record.get("companies") or [{}])[0]
@@ -139,6 +168,7 @@ COMPANIES = Destination[GainsightClient](
     body=company_upsert_body,
     call=GainsightClient.upsert_companies,
     max_records=MAX_RECORDS_PER_CALL,
+    exit=company_exit,
 )
 PEOPLE = Destination[GainsightClient](
     "gainsight_people",
@@ -148,6 +178,8 @@ PEOPLE = Destination[GainsightClient](
     body=people_upsert_body,
     call=GainsightClient.upsert_people,
     max_records=MAX_RECORDS_PER_CALL,
+    exit=person_exit,
+    person=lambda record: str(record["Email"]),
 )
 
 

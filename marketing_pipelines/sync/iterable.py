@@ -1,13 +1,18 @@
 """Iterable as sync-engine destinations, each a declaration: audience rows → `users/bulkUpdate` user objects,
 Marketo unsubscribe events → one-message-type opt-outs (`PUT /api/subscriptions/messageType/{id}?action=
 unsubscribe`), signup events → profile updates, and trial / free registration events → `events/trackBulk` events
-with deterministic ids."""
+with deterministic ids.
+
+Only the user audience is mirrored (a user who leaves it is marked out of it). Signup events, their profile updates
+and unsubscribes are event streams: an event never leaves, so they have no exits.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -152,6 +157,27 @@ def user_payload(row: Mapping[str, Any]) -> Record:
     return {"email": email_of(row), "dataFields": fields, "mergeNestedObjects": False}
 
 
+#: The `dataFields` that mirror the user audience: true while the user is in `audiences.iterable_user_audience`,
+#: false (with the date they left) once they left it. Segments and journeys select on the flag; users are never
+#: deleted.
+IN_AUDIENCE_FIELD = "inMarketingNamespaceAudience"
+LEFT_AUDIENCE_FIELD = "leftMarketingNamespaceAudienceAt"
+
+
+def audience_user_payload(row: Mapping[str, Any]) -> Record:
+    """The `bulkUpdate` user object of a user audience row, marked in the audience."""
+    user = user_payload(row)
+    user["dataFields"][IN_AUDIENCE_FIELD] = True
+    return user
+
+
+def user_exit(email: str, left_at: datetime) -> Record:
+    """The `bulkUpdate` user object of a user who left the audience: only the flag and the date (YYYY-MM-DD, a
+    format Iterable reads as a date) change; every other field stays as last sent."""
+    fields = {IN_AUDIENCE_FIELD: False, LEFT_AUDIENCE_FIELD: left_at.strftime("%Y-%m-%d")}
+    return {"email": email_of({"email": email}), "dataFields": fields, "mergeNestedObjects": False}
+
+
 def iterable_event_id(event_key: str) -> str:
     """The Iterable event `id` of a landed event: a uuid5 of its `event_key` (`<kind>:<event_id>`), so a re-send
     updates, never duplicates, and a trial and a free registration sharing an `event_id` stay two events."""
@@ -186,16 +212,23 @@ def _by_email(record: Record) -> tuple[str]:
     return (record["email"],)
 
 
-#: `POST /api/users/bulkUpdate`: 1,000 users and 4 MB a request, paced by the client (5 requests/s).
+def _email(record: Record) -> str:
+    return str(record["email"])
+
+
+#: `POST /api/users/bulkUpdate`: 1,000 users and 4 MB a request, paced by the client (5 requests/s). Mirrored: a
+#: user who leaves the audience is marked out of it (`user_exit`), never deleted.
 USERS = Destination[IterableClient](
     "iterable_users",
     USER_AUDIENCE,
     BULK_UPDATE_USERS,
-    payload=user_payload,
+    payload=audience_user_payload,
     body=lambda users: {"users": users},
     call=IterableClient.bulk_update_users,
     identities=_by_email,
     max_records=DEFAULT_USERS_PER_REQUEST,
+    exit=user_exit,
+    person=_email,
 )
 
 #: `POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
@@ -210,6 +243,7 @@ SIGNUP_PROFILES = Destination[IterableClient](
     call=lambda client, records: client.bulk_update_users([record["user"] for record in records]),
     identities=lambda record: (record["user"]["email"],),
     max_records=DEFAULT_USERS_PER_REQUEST,
+    person=lambda record: str(record["user"]["email"]),
 )
 
 #: `POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s). Keyed by
@@ -224,6 +258,7 @@ TRIAL_EVENTS = Destination[IterableClient](
     call=IterableClient.track_bulk,
     identities=lambda event: (event["email"], event["eventName"]),
     max_records=DEFAULT_EVENTS_PER_REQUEST,
+    person=_email,
 )
 
 
@@ -251,6 +286,7 @@ def opt_outs(
         ),
         identities=_by_email,
         max_records=DEFAULT_SUBSCRIPTION_ACTION_USERS,
+        person=_email,
     )
 
 
