@@ -154,6 +154,7 @@ def run_sync(
 
     report.unchanged = report.considered - report.candidates
     if window is not None:
+        window.settle(warehouse)
         _write_deferrals(warehouse, destination.name, window, run_id)
     _close_changelog(warehouse, report, retention)
     report.seconds = time.monotonic() - clock

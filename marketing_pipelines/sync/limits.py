@@ -74,6 +74,15 @@ class JourneyWindow:
             window.starts.setdefault(str(person), []).append(_naive(logged_at))
         return window
 
+    def settle(self, warehouse: Warehouse) -> None:
+        """Place the deferrals again on the changelog's times, now that this run's accepted starts are logged (a
+        start the destination rejected no longer counts): each `sendable_at` is then computed from the changelog."""
+        logged = JourneyWindow.load(warehouse, self.limits, self.now)
+        for deferral in self.deferred:
+            times = logged.starts.setdefault(deferral.person, [])
+            deferral.sendable_at = logged._earliest(times)
+            times.append(deferral.sendable_at)
+
     def admit(self, record_key: str, person: str | None, journey: str) -> bool:
         """Whether the journey start `record_key` of `person` goes out now; if not, it is deferred (a record that
         names no person cannot be counted and goes out)."""
