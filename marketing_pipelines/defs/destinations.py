@@ -11,6 +11,7 @@ from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.rule_checks import violations_result
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Api, Audience, Destination, Outbox, SyncReport, Transport, run_sync
+from marketing_pipelines.sync.limits import CommunicationLimits
 from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS
 
 
@@ -21,6 +22,8 @@ class ApiResource(Protocol):
     def is_dry_run(self) -> bool: ...
 
     def get_client(self) -> JsonApiClient | None: ...
+
+    def communication_limits(self) -> CommunicationLimits: ...
 
 
 def transport(resource: ApiResource) -> Transport:
@@ -39,7 +42,8 @@ def push(
     """Run the sync engine for one destination, live or dry-run as `resource` says, then close its client."""
     to = transport(resource)
     try:
-        report = run_sync(warehouse.get_warehouse(), destination, to, run_id=context.run_id)
+        limits = resource.communication_limits()
+        report = run_sync(warehouse.get_warehouse(), destination, to, run_id=context.run_id, limits=limits)
     finally:
         if isinstance(to, Api):
             to.client.close()

@@ -9,9 +9,10 @@ from marketing_pipelines.clients.gainsight import (
     GainsightClient,
     tenant_limiter,
 )
+from marketing_pipelines.resources.limits import CommunicationLimitSettings
 
 
-class GainsightResource(dg.ConfigurableResource):
+class GainsightResource(CommunicationLimitSettings):
     """Gainsight NXT's API. Without an ``access_key`` every sync runs in dry-run (requests go to ``ops.outbox``).
 
     The code location binds ``access_key`` and ``base_url`` to ``GAINSIGHT_ACCESS_KEY`` / ``GAINSIGHT_BASE_URL``

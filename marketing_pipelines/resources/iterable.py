@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import field_validator
 
 from marketing_pipelines.clients.iterable import DEFAULT_USERS_PER_REQUEST, US_BASE_URL, IterableClient
+from marketing_pipelines.resources.limits import CommunicationLimitSettings
 
 OPT_IN_MESSAGE_TYPE = "GitLab Marketing"
 # The default `Marketing Message` type is opt-out and could e-mail unsubscribed people.
@@ -15,7 +16,7 @@ MESSAGE_TYPE_ID_ENV = "ITERABLE_MARKETING_MESSAGE_TYPE_ID"
 DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID = 0
 
 
-class IterableResource(dg.ConfigurableResource):
+class IterableResource(CommunicationLimitSettings):
     """Iterable's API. Without an ``api_key`` every sync runs in dry-run (requests go to ``ops.outbox``).
 
     The code location binds ``api_key``, ``base_url`` and ``marketing_message_type_id`` to ``ITERABLE_API_KEY`` /

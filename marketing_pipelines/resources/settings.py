@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+#: The communication limits, one value for every destination resource (each carries them).
+LIMIT_SETTINGS = {"emails_per_day": "MARKETING_EMAILS_PER_DAY", "emails_per_week": "MARKETING_EMAILS_PER_WEEK"}
 #: Every setting a resource holds: resource key -> field -> environment variable. Integer fields are in INT_SETTINGS.
 SETTINGS: dict[str, dict[str, str]] = {
     "warehouse": {
@@ -32,10 +34,13 @@ SETTINGS: dict[str, dict[str, str]] = {
         "api_key": "ITERABLE_API_KEY",
         "base_url": "ITERABLE_BASE_URL",
         "marketing_message_type_id": "ITERABLE_MARKETING_MESSAGE_TYPE_ID",
+        **LIMIT_SETTINGS,
     },
-    "gainsight": {"access_key": "GAINSIGHT_ACCESS_KEY", "base_url": "GAINSIGHT_BASE_URL"},
+    "gainsight": {"access_key": "GAINSIGHT_ACCESS_KEY", "base_url": "GAINSIGHT_BASE_URL", **LIMIT_SETTINGS},
 }
-INT_SETTINGS = frozenset({"SNOWFLAKE_PORT", "ITERABLE_MARKETING_MESSAGE_TYPE_ID"})
+INT_SETTINGS = frozenset(
+    {"SNOWFLAKE_PORT", "ITERABLE_MARKETING_MESSAGE_TYPE_ID", "MARKETING_EMAILS_PER_DAY", "MARKETING_EMAILS_PER_WEEK"}
+)
 
 
 def env_bindings(resource: str, environ: Mapping[str, str] | None = None) -> dict[str, dg.EnvVar]:

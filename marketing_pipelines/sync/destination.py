@@ -71,6 +71,12 @@ class Destination(Generic[ClientT]):
     are an event stream, and an event that leaves the audience has nothing to undo."""
     person: Callable[[Record], str | None] | None = None
     """The e-mail of the person a record (or exit record) reaches; `ops.sync_changelog` keeps its hash."""
+    journey: Callable[[Record], str | None] | None = None
+    """Marketing: the journey a record starts at the destination (an event name, a program), None for a record
+    that starts none. A record starts its journey when it is added, or changed to a journey other than the one the
+    destination holds; those count toward the communication limits (`sync.limits`) and are deferred past them.
+    None: every record of the destination is operational (profile updates, opt-outs, exits, companies), never
+    counted nor deferred."""
 
     def person_hash(self, record: Record) -> str | None:
         """The changelog's identity of the person `record` reaches (see `person_hash`), None without one."""

@@ -15,13 +15,17 @@ rejected one is retried on the next run. A record never accepted (dry-run only, 
 
 Every record a run sends is logged in `ops.sync_changelog` (added / changed / removed, with its outcome) in the
 same transaction as its outcome; the records left unchanged are one `unchanged-skipped` row per run.
+
+Communication limits (`sync.limits`): a record that starts a journey (the destination's `journey`) is sent only
+while its person stays within the limits across destinations; otherwise it is deferred (not sent, not marked
+synced: a later run sends it) and listed in `ops.sync_deferrals` until it goes out.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +35,10 @@ from typing import Any
 from marketing_pipelines.clients._http import ApiError, batches_by_size, dumps_compact
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.sync.destination import Api, Audience, Destination, Outbox, Record, Transport
+from marketing_pipelines.sync.limits import CommunicationLimits, JourneyWindow
 from marketing_pipelines.sync.ops_tables import (
     SYNC_CHANGELOG,
+    SYNC_DEFERRALS,
     SYNC_REJECTIONS,
     SYNC_STATE,
     changelog_retention_days,
@@ -83,6 +89,8 @@ class SyncReport:
     """Records sent again because they changed or were rejected before (also counted in `sent`)."""
     removed: int = 0
     """Exit records sent for accepted records that left the audience (also counted in `sent`)."""
+    deferred: int = 0
+    """Journey starts held back by the communication limits (not sent; listed in `ops.sync_deferrals`)."""
 
     def as_metadata(self) -> dict[str, Any]:
         hidden = {"rejection_reasons", "run_id", "candidates"}
@@ -100,6 +108,7 @@ def run_sync(
     run_id: str,
     max_isolated: int = MAX_ISOLATED_PER_RUN,
     retention_days: int | None = None,
+    limits: CommunicationLimits | None = None,
 ) -> SyncReport:
     """Send the audience's new, changed and previously rejected records to the destination through `transport`
     (`Api(client)`, or `Outbox()` for a dry-run that writes each request body to `ops.outbox`).
@@ -107,7 +116,8 @@ def run_sync(
     Raises IsolationLimitError when more than `max_isolated` records are refused alone (see the module docstring);
     every outcome recorded until then stays, and the next run sends previously rejected records last.
     Exits follow the upserts (see the module docstring). `retention_days` (default: `SYNC_CHANGELOG_RETENTION_DAYS`,
-    else 400) prunes the destination's older changelog rows at the end.
+    else 400) prunes the destination's older changelog rows at the end. `limits` (default: 2 a day, 7 a week)
+    bound the journey starts a person receives across destinations (see the module docstring).
     """
     retention = changelog_retention_days() if retention_days is None else retention_days
     ensure_ops_tables(warehouse)
@@ -115,8 +125,12 @@ def run_sync(
     started_at = _now()
     clock = time.monotonic()
     (report.considered,) = warehouse.query(f"select count(*) from {destination.audience.table}")[0]
+    window = None
+    if destination.journey is not None:
+        window = JourneyWindow.load(warehouse, limits or CommunicationLimits(), started_at)
 
-    rounds = [(False, _batches(warehouse, destination, report, _records(warehouse, destination, report), False))]
+    records = _records(warehouse, destination, report, window)
+    rounds = [(False, _batches(warehouse, destination, report, records, False))]
     if destination.exit is not None:  # read once the upserts are recorded
         exits = _exits(warehouse, destination, report, started_at)
         rounds.append((True, _batches(warehouse, destination, report, exits, True)))
@@ -125,17 +139,23 @@ def run_sync(
             for keyed in batches:
                 report.sent += len(keyed)
                 _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
-                _log(warehouse, destination, report, [(record, "dry-run") for record in keyed], removing)
+                outcomes = [(record, "dry-run") for record in keyed]
+                _log(warehouse, destination, report, outcomes, removing, _started(window, removing))
                 report.requests += 1
     else:
         requests_before, retries_before = transport.counters()
         for removing, batches in rounds:
-            _send_all(_Delivery(warehouse, destination, transport, run_id, report, max_isolated, removing), batches)
+            started = _started(window, removing)
+            delivery = _Delivery(warehouse, destination, transport, run_id, report, max_isolated, removing, started)
+            _send_all(delivery, batches)
         requests_after, retries_after = transport.counters()
         report.requests = requests_after - requests_before
         report.retries = retries_after - retries_before
 
     report.unchanged = report.considered - report.candidates
+    if window is not None:
+        window.settle(warehouse)
+        _write_deferrals(warehouse, destination.name, window, run_id)
     _close_changelog(warehouse, report, retention)
     report.seconds = time.monotonic() - clock
     _write_run(warehouse, report, started_at)
@@ -182,6 +202,8 @@ class _Delivery:
     max_isolated: int
     removing: bool = False
     """Whether the records are exits (an accepted one leaves the sync state)."""
+    started: Mapping[str, str] = field(default_factory=dict)
+    """Record key -> the journey it starts (for the changelog)."""
 
     def send(self, keyed: list[Keyed]) -> Rejected:
         return self.transport.send(self.destination, [payload for _, payload, _ in keyed])
@@ -241,7 +263,7 @@ class _Delivery:
     def _record(self, keyed: list[Keyed], rejected: Rejected) -> None:
         """Map the rejected positions of a request to record keys (the one place this happens) and record it."""
         reasons = {keyed[position][0]: reason for position, reason in rejected.items()}
-        _record_outcome(self.warehouse, self.destination, keyed, reasons, self.report, self.removing)
+        _record_outcome(self.warehouse, self.destination, keyed, reasons, self.report, self.removing, self.started)
 
 
 def refusal_reason(error: ApiError) -> str:
@@ -251,26 +273,58 @@ def refusal_reason(error: ApiError) -> str:
     return f"refused alone with HTTP {error.status_code}: {detail}"[:REASON_CHARS]
 
 
-def _records(warehouse: Warehouse, destination: Destination[Any], report: SyncReport) -> Iterator[Keyed]:
-    """Stream the records to send; rows that cannot become a payload are recorded as rejected here."""
-    for frame in warehouse.iter_batches(_candidates_sql(destination.audience, destination.name), READ_BATCH_ROWS):
+def _records(
+    warehouse: Warehouse, destination: Destination[Any], report: SyncReport, window: JourneyWindow | None
+) -> Iterator[Keyed]:
+    """Stream the records to send; rows that cannot become a payload are recorded as rejected here, and journey
+    starts past the communication limits are deferred (`window`)."""
+    sql = _candidates_sql(destination.audience, destination.name, journeys=window is not None)
+    for frame in warehouse.iter_batches(sql, READ_BATCH_ROWS):
         report.candidates += len(frame)
         invalid: list[tuple[Keyed, str]] = []
         for row in frame.to_dict("records"):
             key = str(row["record_key"])
-            if row.pop("was_synced"):
-                report.changed += 1
-            else:
-                report.added += 1
+            was_synced = bool(row.pop("was_synced"))
+            held_journey = row.pop("held_journey", None)
             try:
                 payload = destination.payload(row)
             except ValueError as error:
+                report.changed += was_synced
+                report.added += not was_synced
                 row_as_sent = {k: _jsonable(v) for k, v in row.items()}
                 invalid.append(((key, row_as_sent, row["payload_hash"]), f"invalid record: {error}"))
                 continue
+            if window is not None and not _admitted(window, destination, key, payload, was_synced, held_journey):
+                report.deferred += 1
+                continue
+            report.changed += was_synced
+            report.added += not was_synced
             yield key, payload, row["payload_hash"]
         if invalid:
             _record_rejections(warehouse, destination, invalid, report, False)
+
+
+def _admitted(
+    window: JourneyWindow,
+    destination: Destination[Any],
+    key: str,
+    payload: Record,
+    was_synced: bool,
+    held_journey: Any,
+) -> bool:
+    """Whether a record goes out now: any record that starts no journey does (added with no journey, or changed
+    within the journey the destination holds); a journey start does while its person is within the limits."""
+    assert destination.journey is not None
+    journey = destination.journey(payload)
+    held = held_journey if isinstance(held_journey, str) else None  # NULL/NaN: unknown, so counted as a start
+    if journey is None or (was_synced and held == journey):
+        return True
+    return window.admit(key, destination.person_hash(payload), journey)
+
+
+def _started(window: JourneyWindow | None, removing: bool) -> Mapping[str, str]:
+    """The journeys the records of a round start (exits start none)."""
+    return {} if window is None or removing else window.started
 
 
 def _exits(
@@ -321,8 +375,10 @@ def _batches(
         _record_rejections(warehouse, destination, oversized, report, removing)
 
 
-def _candidates_sql(audience: Audience, destination: str) -> str:
+def _candidates_sql(audience: Audience, destination: str, *, journeys: bool = False) -> str:
+    """The audience rows to send (`journeys`: with the journey of the version the destination holds)."""
     columns = ", ".join(audience.columns)
+    held_journey = ", synced.journey as held_journey" if journeys else ""
     return f"""
         with audience as (
             select
@@ -333,12 +389,12 @@ def _candidates_sql(audience: Audience, destination: str) -> str:
             where {audience.key_column} is not null
         ),
         synced as (
-            select record_key, payload_hash from {SYNC_STATE} where destination = '{destination}'
+            select record_key, payload_hash, journey from {SYNC_STATE} where destination = '{destination}'
         ),
         rejected as (
             select distinct record_key from {SYNC_REJECTIONS} where destination = '{destination}' and not resolved
         )
-        select audience.*, case when synced.record_key is null then false else true end as was_synced
+        select audience.*, case when synced.record_key is null then false else true end as was_synced{held_journey}
         from audience
         left join synced on audience.record_key = synced.record_key
         left join rejected on audience.record_key = rejected.record_key
@@ -373,14 +429,16 @@ def _record_outcome(
     reasons: dict[str, str],
     report: SyncReport,
     removing: bool,
+    started: Mapping[str, str],
 ) -> None:
-    """In one transaction: log the records in the changelog; mark accepted records synced (an accepted exit: no
-    longer synced) and resolve their rejections; record new rejections (`reasons`: record key -> the
-    destination's reason)."""
+    """In one transaction: log the records in the changelog (with the journey each starts, `started`); mark
+    accepted records synced with their journey (an accepted exit: no longer synced) and resolve their rejections;
+    record new rejections (`reasons`: record key -> the destination's reason)."""
     import pandas as pd
 
     name = destination.name
-    accepted = [(key, payload_hash) for key, _, payload_hash in keyed if key not in reasons]
+    journey = destination.journey or (lambda payload: None)
+    accepted = [(key, payload_hash, journey(payload)) for key, payload, payload_hash in keyed if key not in reasons]
     rejected = [(key, payload, reasons[key]) for key, payload, _ in keyed if key in reasons]
     report.accepted += len(accepted)
     now = _sql_timestamp(_now())
@@ -393,8 +451,8 @@ def _record_outcome(
             []
             if removing
             else [
-                f"""insert into {SYNC_STATE} (destination, record_key, payload_hash, synced_at, run_id)
-            select '{name}', record_key, payload_hash, {now}, '{report.run_id}' from accepted_records"""
+                f"""insert into {SYNC_STATE} (destination, record_key, payload_hash, synced_at, run_id, journey)
+            select '{name}', record_key, payload_hash, {now}, '{report.run_id}', journey from accepted_records"""
             ]
         ),
         f"""update {SYNC_REJECTIONS} set resolved = true, resolved_at = {now}
@@ -403,8 +461,10 @@ def _record_outcome(
         *_rejection_statements(name, now),
     ]
     frames = {
-        "changelog_records": _changelog_frame(destination, outcomes),
-        "accepted_records": pd.DataFrame(accepted, columns=["record_key", "payload_hash"]),
+        "changelog_records": _changelog_frame(destination, outcomes, started),
+        "accepted_records": pd.DataFrame(accepted, columns=["record_key", "payload_hash", "journey"]).astype(
+            {"journey": "string"}
+        ),
         "rejected_records": _rejections_frame(rejected, report),
     }
     warehouse.execute(statements, frames=frames)
@@ -439,24 +499,31 @@ def _log(
     report: SyncReport,
     outcomes: list[tuple[Keyed, str]],
     removing: bool,
+    started: Mapping[str, str],
 ) -> None:
     """Log records in the changelog with their outcome (the dry-run's: nothing else changes)."""
     now = _sql_timestamp(_now())
-    frames = {"changelog_records": _changelog_frame(destination, outcomes)}
+    frames = {"changelog_records": _changelog_frame(destination, outcomes, started)}
     warehouse.execute([_log_statement(destination.name, report.run_id, now, removing)], frames=frames)
 
 
-def _changelog_frame(destination: Destination[Any] | None, outcomes: Iterable[tuple[Keyed, str]]) -> Any:
+def _changelog_frame(
+    destination: Destination[Any] | None,
+    outcomes: Iterable[tuple[Keyed, str]],
+    started: Mapping[str, str] | None = None,
+) -> Any:
     """The `changelog_records` of `_log_statement`: key, person (hashed e-mail; None without `destination`), the
-    hash of the audience row (of the last accepted one, for an exit), outcome."""
+    hash of the audience row (of the last accepted one, for an exit), outcome, the journey it starts (`started`)."""
     import pandas as pd
 
+    started = started or {}
+    person = (lambda payload: None) if destination is None else destination.person_hash
     rows = [
-        (key, None if destination is None else destination.person_hash(payload), payload_hash, outcome)
+        (key, person(payload), payload_hash, outcome, started.get(key))
         for (key, payload, payload_hash), outcome in outcomes
     ]
-    frame = pd.DataFrame(rows, columns=["record_key", "person", "payload_hash", "outcome"])
-    return frame.astype({"person": "string", "payload_hash": "string"})
+    frame = pd.DataFrame(rows, columns=["record_key", "person", "payload_hash", "outcome", "journey"])
+    return frame.astype({"person": "string", "payload_hash": "string", "journey": "string"})
 
 
 def _log_statement(destination: str, run_id: str, now: str, removing: bool) -> str:
@@ -465,9 +532,9 @@ def _log_statement(destination: str, run_id: str, now: str, removing: bool) -> s
     action = "'removed'" if removing else "case when synced.record_key is null then 'added' else 'changed' end"
     return f"""
         insert into {SYNC_CHANGELOG}
-            (run_id, destination, record_key, person, action, payload_hash, outcome, record_count, logged_at)
+            (run_id, destination, record_key, person, action, payload_hash, outcome, record_count, logged_at, journey)
         select '{run_id}', '{destination}', logged.record_key, logged.person, {action}, logged.payload_hash,
-            logged.outcome, 1, {now}
+            logged.outcome, 1, {now}, logged.journey
         from changelog_records as logged
         left join (select record_key from {SYNC_STATE} where destination = '{destination}') as synced
             on logged.record_key = synced.record_key
@@ -499,6 +566,32 @@ def _close_changelog(warehouse: Warehouse, report: SyncReport, retention_days: i
         )"""
     )
     warehouse.execute(statements)
+
+
+def _write_deferrals(warehouse: Warehouse, destination: str, window: JourneyWindow, run_id: str) -> None:
+    """Make `ops.sync_deferrals` hold exactly this run's deferrals of `destination`: a record sent since (or gone)
+    leaves it; one deferred again keeps its first `deferred_at` and gets the new `sendable_at`."""
+    now = _sql_timestamp(_now())
+    statements = [
+        f"""delete from {SYNC_DEFERRALS} where destination = '{destination}'
+            and record_key not in (select record_key from deferred_records)""",
+        f"""update {SYNC_DEFERRALS} set
+                person = deferred_records.person,
+                reason = deferred_records.reason,
+                sendable_at = cast(deferred_records.sendable_at as timestamp),
+                run_id = '{run_id}'
+            from deferred_records
+            where {SYNC_DEFERRALS}.destination = '{destination}'
+            and {SYNC_DEFERRALS}.record_key = deferred_records.record_key""",
+        f"""insert into {SYNC_DEFERRALS}
+            (destination, record_key, person, reason, deferred_at, sendable_at, run_id)
+            select '{destination}', record_key, person, reason, {now}, cast(sendable_at as timestamp), '{run_id}'
+            from deferred_records
+            where record_key not in (
+                select record_key from {SYNC_DEFERRALS} where destination = '{destination}'
+            )""",
+    ]
+    warehouse.execute(statements, frames={"deferred_records": window.deferrals_frame()})
 
 
 def _rejections_frame(rejected: list[tuple[str, dict[str, Any], str]], report: SyncReport) -> Any:

@@ -159,7 +159,9 @@ def program_of(record: Mapping[str, Any]) -> str | None:
 
 #: The Company upsert (`PUT /v1/data/objects/Company?keys=GitLab_Account_ID__gc`) and the People upsert: at most
 #: 50 records a call, paced by the client (about 100 calls a minute); Gainsight rejects records by position and
-#: documents no body limit (50 records stay far below the engine's 4 MB guard).
+#: documents no body limit (50 records stay far below the engine's 4 MB guard). Marketing: a People record that
+#: enrols its person in a program, or moves them to another, starts that program's journey (communication limits);
+#: Company records, and People changes within the same program, are not sends to a person.
 COMPANIES = Destination[GainsightClient](
     "gainsight_companies",
     COMPANY_AUDIENCE,
@@ -180,6 +182,7 @@ PEOPLE = Destination[GainsightClient](
     max_records=MAX_RECORDS_PER_CALL,
     exit=person_exit,
     person=lambda record: str(record["Email"]),
+    journey=program_of,
 )
 
 

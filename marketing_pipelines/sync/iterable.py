@@ -248,7 +248,8 @@ SIGNUP_PROFILES = Destination[IterableClient](
 
 #: `POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s). Keyed by
 #: `event_key` (`<kind>:<event_id>`), from which the event `id` is derived, so a retried batch updates the same
-#: Iterable events. Iterable rejects events by user or by event name.
+#: Iterable events. Iterable rejects events by user or by event name. Marketing: each event starts the journey of
+#: its name (SaaS Trials, SaaS Free Registration), so it counts toward the communication limits.
 TRIAL_EVENTS = Destination[IterableClient](
     "iterable_trial_events",
     TRIAL_EVENT_AUDIENCE,
@@ -259,6 +260,7 @@ TRIAL_EVENTS = Destination[IterableClient](
     identities=lambda event: (event["email"], event["eventName"]),
     max_records=DEFAULT_EVENTS_PER_REQUEST,
     person=_email,
+    journey=lambda event: str(event["eventName"]),
 )
 
 

@@ -13,6 +13,7 @@ SYNC_REJECTIONS = f"{OPS_SCHEMA}.sync_rejections"
 SYNC_RUNS = f"{OPS_SCHEMA}.sync_runs"
 OUTBOX = f"{OPS_SCHEMA}.outbox"
 SYNC_CHANGELOG = f"{OPS_SCHEMA}.sync_changelog"
+SYNC_DEFERRALS = f"{OPS_SCHEMA}.sync_deferrals"
 
 #: How long `ops.sync_changelog` keeps a row (days); each sync prunes older rows of its destination, except the
 #: row that put each still-synced record in its current state.
@@ -81,6 +82,20 @@ DDL = [
         f"alter table {SYNC_RUNS} add column if not exists {column} bigint"
         for column in ("added", "changed", "removed")
     ),
+    f"alter table {SYNC_RUNS} add column if not exists deferred bigint",
+    # communication limits: the journey a changelog row started (NULL: it started none), the journey of the version
+    # a destination holds, and the journey starts deferred by the limits (one row per record while deferred)
+    f"alter table {SYNC_CHANGELOG} add column if not exists journey varchar",
+    f"alter table {SYNC_STATE} add column if not exists journey varchar",
+    f"""create table if not exists {SYNC_DEFERRALS} (
+        destination varchar not null,
+        record_key varchar not null,
+        person varchar not null,
+        reason varchar not null,
+        deferred_at timestamp not null,
+        sendable_at timestamp not null,
+        run_id varchar
+    )""",
 ]
 
 
