@@ -49,6 +49,7 @@ GOALS = {
     "pipeline_peak_rss_mb": ("<", 2048),
     "sensor_tick_seconds": ("<", 1.0),
     "definitions_load_ratio": ("<=", 1.3),
+    "changelog_extra_fraction_of_sync": ("<=", 0.10),
     "chaos_records_lost": ("<=", 0),
     "chaos_events_duplicated": ("<=", 0),
 }
@@ -205,6 +206,24 @@ def change_only_reruns(env: dict[str, str], log: Path) -> dict[str, Any]:
         "rerun_one_percent_sent": int(changed_sent),
         "rerun_one_percent_requests": int(changed_requests),
         "rerun_one_percent_sent_over_changed": round(changed_sent / changed, 4) if changed else None,
+    }
+
+
+def changelog_cost(work: Path, users: int) -> dict[str, Any]:
+    """What `ops.sync_changelog` costs: MB per 1M rows, and the extra seconds of a full user push (at most 100,000
+    users, unpaced) over the same push without its changelog writes, as a share of that push at Iterable's ceiling
+    (the sync time users see). See `devtools/measure_changelog.py`."""
+    from devtools.measure_changelog import measure
+
+    folder = work / "changelog"
+    folder.mkdir(exist_ok=True)
+    measured = measure(min(users, 100_000), folder)
+    return {
+        "changelog_users": measured["users"],
+        "changelog_bytes_per_row": measured["changelog_bytes_per_row"],
+        "changelog_mb_per_1m_rows": measured["changelog_mb_per_1m_rows"],
+        "changelog_extra_seconds": measured["full_push_extra_seconds"],
+        "changelog_extra_fraction_of_sync": max(0.0, measured["extra_fraction_at_5_requests_per_second"]),
     }
 
 
@@ -443,6 +462,8 @@ def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: i
     results["dagster_dbt_over_single_build_ratio"] = round(
         results["dagster_dbt_steps_seconds"] / results["plain_dbt_build_seconds"], 3
     )
+    print("bench: sync changelog ...", file=sys.stderr, flush=True)
+    results.update(changelog_cost(work, users))
     print("bench: sensor tick ...", file=sys.stderr, flush=True)
     results.update(sensor_tick(work))
     print("bench: definitions load ...", file=sys.stderr, flush=True)

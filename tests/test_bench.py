@@ -32,5 +32,6 @@ def test_quick_bench_with_chaos_writes_every_figure(tmp_path):
     assert {row["destination"] for row in results["syncs"]} >= {"iterable_users", "iterable_trial_events"}
     iterable = [row for row in results["syncs"] if row["destination"].startswith("iterable")]
     assert all(row["mode"] == "live" and row["rejected"] == 0 for row in iterable)
+    assert results["changelog_users"] == 1500 and results["changelog_mb_per_1m_rows"] > 0
     assert results["sensor_seen_files"] == 10_000 and results["sensor_tick_seconds"] > 0
     assert "| orchestration_overhead_ratio |" in out.with_suffix(".md").read_text()
