@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from marketing_pipelines.resources.alerts import AlertResource
 from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.resources.iterable import IterableResource
 from marketing_pipelines.resources.settings import INT_SETTINGS, SETTINGS, env_bindings
@@ -33,6 +34,7 @@ def build_resources(environ: Mapping[str, str] | None = None, **resources: Any) 
         "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
         "iterable": IterableResource(**env_bindings("iterable", environ)),
         "gainsight": GainsightResource(**env_bindings("gainsight", environ)),
+        "alerts": AlertResource(**env_bindings("alerts", environ)),
     }
     unknown = set(resources) - set(built)
     if unknown:
@@ -59,6 +61,7 @@ def warehouse_from_environment() -> Warehouse:
 __all__ = [
     "INT_SETTINGS",
     "SETTINGS",
+    "AlertResource",
     "GainsightResource",
     "IterableResource",
     "WarehouseResource",

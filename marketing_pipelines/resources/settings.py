@@ -37,9 +37,25 @@ SETTINGS: dict[str, dict[str, str]] = {
         **LIMIT_SETTINGS,
     },
     "gainsight": {"access_key": "GAINSIGHT_ACCESS_KEY", "base_url": "GAINSIGHT_BASE_URL", **LIMIT_SETTINGS},
+    "alerts": {
+        "smtp_host": "ALERT_SMTP_HOST",
+        "smtp_port": "ALERT_SMTP_PORT",
+        "smtp_user": "ALERT_SMTP_USER",
+        "smtp_password": "ALERT_SMTP_PASSWORD",
+        "email_from": "ALERT_EMAIL_FROM",
+        "email_to": "ALERT_EMAIL_TO",
+        "slack_webhook_url": "ALERT_SLACK_WEBHOOK_URL",
+        "ui_base_url": "DAGSTER_UI_BASE_URL",
+    },
 }
 INT_SETTINGS = frozenset(
-    {"SNOWFLAKE_PORT", "ITERABLE_MARKETING_MESSAGE_TYPE_ID", "MARKETING_EMAILS_PER_DAY", "MARKETING_EMAILS_PER_WEEK"}
+    {
+        "SNOWFLAKE_PORT",
+        "ITERABLE_MARKETING_MESSAGE_TYPE_ID",
+        "MARKETING_EMAILS_PER_DAY",
+        "MARKETING_EMAILS_PER_WEEK",
+        "ALERT_SMTP_PORT",
+    }
 )
 
 
