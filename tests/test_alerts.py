@@ -188,7 +188,9 @@ class Ticks:
         self.cursors: dict[str, str | None] = {}
         self.tick()  # the first tick of a run status sensor only sets its cursor
 
-    def tick(self) -> None:
+    def tick(self) -> list[str]:
+        """Evaluate each sensor once; the errors its evaluations reported (shown on the tick in the UI)."""
+        errors = []
         for sensor in (run_failure_alert, held_push_alert):
             context = dg.build_sensor_context(
                 instance=self.instance,
@@ -198,6 +200,8 @@ class Ticks:
             )
             result = sensor.evaluate_tick(context)
             self.cursors[sensor.name] = result.cursor
+            errors.extend(str(r.error) for r in result.dagster_run_reactions or [] if r.error is not None)
+        return errors
 
 
 def run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -280,6 +284,15 @@ def test_channels_are_off_when_unset_and_a_refused_webhook_is_reported_without_i
     assert "slack: HTTPStatusError: HTTP 404" in str(error.value) and "delivered: ['email']" in str(error.value)
     assert "hook-token" not in str(error.value) and str(webhook.port) not in str(error.value)
     assert len(inbox.messages) == 1 and webhook.posts == []
+
+    defs = definitions(refused)  # through the sensor: the tick reports the refusal, without the URL
+    with dg.instance_for_test() as instance:
+        ticks = Ticks(defs, instance, refused)
+        assert not run(defs, "broken_refresh", instance).success
+        errors = ticks.tick()
+    assert len(errors) == 1 and "slack: HTTPStatusError: HTTP 404" in errors[0], errors
+    assert "hook-token" not in errors[0]
+    assert len(inbox.messages) == 2 and webhook.posts == []  # the e-mail still went out, once
 
 
 def test_the_code_location_runs_both_alert_sensors_with_its_alert_resource():
