@@ -69,14 +69,15 @@ def report(warehouse: Warehouse) -> int:
     if warehouse.table_exists("ops", "sync_runs"):
         print("Latest destination syncs (ops.sync_runs):")
         latest = warehouse.query(
-            "select destination, mode, considered, unchanged, sent, accepted, rejected, requests "
+            "select destination, mode, considered, unchanged, sent, accepted, rejected, requests, removed, deferred "
             "from ops.sync_runs qualify row_number() over (partition by destination order by finished_at desc) = 1 "
             "order by destination"
         )
-        for destination, mode, considered, unchanged, sent, accepted, rejected, requests in latest:
+        for destination, mode, considered, unchanged, sent, accepted, rejected, requests, removed, deferred in latest:
             print(
                 f"  {destination:<24} {mode:<8} considered {considered:,}, unchanged {unchanged:,}, sent {sent:,} "
-                f"in {requests:,} requests, accepted {accepted:,}, rejected {rejected:,}"
+                f"in {requests:,} requests, accepted {accepted:,}, rejected {rejected:,}, removed {removed or 0:,}, "
+                f"deferred {deferred or 0:,}"
             )
         if any(mode == "dry-run" for _, mode, *_ in latest):
             print("  dry-run: no API key set; the request bodies are in ops.outbox")
