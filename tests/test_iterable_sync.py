@@ -188,6 +188,28 @@ def test_the_dry_run_setting_writes_the_outbox_even_with_an_api_key(warehouse):
     assert rerun.metadata["mode"] == "live" and rerun.metadata["accepted"] == USERS and len(emulator.users) == USERS
 
 
+def test_run_config_dry_run_previews_with_the_api_key_set(warehouse):
+    """`dry_run: true` in a run's config (launchpad or CLI) writes the outbox and marks nothing synced, even live;
+    the next run without it sends everything."""
+    preview = {"ops": {"iterable_user_sync": {"config": {"dry_run": True}}}}
+    with IterableEmulator(api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: 50}) as emulator:
+        resources = {
+            "warehouse": WarehouseResource(duckdb_path=str(warehouse.path)),
+            "iterable": IterableResource(api_key=API_KEY, base_url=emulator.base_url),
+        }
+        previewed = dg.materialize([iterable_user_sync], resources=resources, run_config=preview)
+        assert sum(emulator.requests_by_path.values()) == 0, "a preview sends nothing"
+        live = dg.materialize([iterable_user_sync], resources=resources)
+    (preview_event,) = previewed.asset_materializations_for_node("iterable_user_sync")
+    assert preview_event.metadata["mode"].value == "dry-run"
+    assert preview_event.metadata["added"].value == USERS and preview_event.metadata["accepted"].value == 0
+    assert warehouse.query("select sum(record_count) from ops.outbox") == [(USERS,)]
+    (live_event,) = live.asset_materializations_for_node("iterable_user_sync")
+    assert live_event.metadata["mode"].value == "live" and live_event.metadata["accepted"].value == USERS
+    assert len(emulator.users) == USERS
+    assert warehouse.query("select count(*) from ops.sync_state") == [(USERS,)]
+
+
 def test_api_key_never_appears_in_logs_outbox_or_errors(warehouse, caplog):
     caplog.set_level(logging.DEBUG)
     with (

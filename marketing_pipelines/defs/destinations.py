@@ -4,6 +4,7 @@ the WARN check that names the records a destination rejected."""
 from typing import Any, Protocol
 
 import dagster as dg
+from pydantic import Field
 
 from marketing_pipelines.clients._http import JsonApiClient
 from marketing_pipelines.defs.change_guard import record_override
@@ -13,6 +14,18 @@ from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.sync import Api, Audience, Destination, Outbox, SyncReport, Transport, run_sync
 from marketing_pipelines.sync.limits import CommunicationLimits
 from marketing_pipelines.sync.ops_tables import OPS_SCHEMA, SYNC_REJECTIONS
+
+
+class SyncConfig(dg.Config):
+    """Run config every sync asset takes (launchpad: *Config*; CLI: ``--config``)."""
+
+    dry_run: bool = Field(
+        default=False,
+        description=(
+            "Preview: write the request bodies to ops.outbox and mark nothing synced, even with credentials set; "
+            "the metadata says how many records would be added, changed and removed."
+        ),
+    )
 
 
 class ApiResource(Protocol):
@@ -26,10 +39,10 @@ class ApiResource(Protocol):
     def communication_limits(self) -> CommunicationLimits: ...
 
 
-def transport(resource: ApiResource) -> Transport:
-    """Where the records go, as the resource is configured: the outbox in dry-run (no key, or `dry_run` set),
-    else the API."""
-    client = None if resource.is_dry_run else resource.get_client()
+def transport(resource: ApiResource, *, dry_run: bool = False) -> Transport:
+    """Where the records go: the outbox in dry-run (asked for by the run, or the resource has no key or its
+    `dry_run` set), else the API."""
+    client = None if dry_run or resource.is_dry_run else resource.get_client()
     return Outbox() if client is None else Api(client)
 
 
@@ -38,9 +51,12 @@ def push(
     warehouse: WarehouseResource,
     destination: Destination[Any],
     resource: ApiResource,
+    *,
+    dry_run: bool = False,
 ) -> SyncReport:
-    """Run the sync engine for one destination, live or dry-run as `resource` says, then close its client."""
-    to = transport(resource)
+    """Run the sync engine for one destination, live or dry-run as the run (`dry_run`) and `resource` say, then
+    close its client."""
+    to = transport(resource, dry_run=dry_run)
     try:
         limits = resource.communication_limits()
         report = run_sync(warehouse.get_warehouse(), destination, to, run_id=context.run_id, limits=limits)

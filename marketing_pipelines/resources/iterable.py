@@ -52,7 +52,7 @@ class IterableResource(CommunicationLimitSettings):
             raise dg.Failure(f"marketing_message_type_id ({MESSAGE_TYPE_ID_ENV}) must be >= 0, not {message_type_id}")
         return message_type_id
 
-    def unsubscribe_message_type_id(self) -> tuple[int, bool]:
+    def unsubscribe_message_type_id(self, *, dry_run: bool = False) -> tuple[int, bool]:
         """The message type id unsubscribes opt people out of, and whether it was configured.
 
         Live (an API key is set) it must be configured: without it, fails rather than guess, because the default
@@ -62,7 +62,7 @@ class IterableResource(CommunicationLimitSettings):
         message_type_id = self.configured_message_type_id()
         if message_type_id is not None:
             return message_type_id, True
-        if not self.is_dry_run:
+        if not (dry_run or self.is_dry_run):
             raise dg.Failure(
                 description=(
                     f"Iterable unsubscribe sync needs the id of the opt-in {self.marketing_message_type_name!r} "

@@ -4,7 +4,7 @@ import dagster as dg
 
 from marketing_pipelines.clients.gainsight import GainsightClient
 from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
-from marketing_pipelines.defs.destinations import push, sync_result
+from marketing_pipelines.defs.destinations import SyncConfig, push, sync_result
 from marketing_pipelines.resources import GainsightResource, WarehouseResource
 from marketing_pipelines.sync import Destination
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched
@@ -18,10 +18,12 @@ def push_to_gainsight(
     warehouse: WarehouseResource,
     gainsight: GainsightResource,
     destination: Destination[GainsightClient],
+    *,
+    dry_run: bool = False,
 ) -> dg.MaterializeResult:
     """Sync one audience to one Gainsight object; metadata adds the audience's rows and skips per program and
     per segment."""
-    report = push(context, warehouse, batched(destination, gainsight.records_per_call), gainsight)
+    report = push(context, warehouse, batched(destination, gainsight.records_per_call), gainsight, dry_run=dry_run)
     audience = destination.audience
     counts = {
         column: {
@@ -58,9 +60,9 @@ def push_to_gainsight(
     ),
 )
 def gainsight_company_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, gainsight: GainsightResource
 ) -> dg.MaterializeResult:
-    return push_to_gainsight(context, warehouse, gainsight, COMPANIES)
+    return push_to_gainsight(context, warehouse, gainsight, COMPANIES, dry_run=config.dry_run)
 
 
 @dg.asset(
@@ -80,6 +82,6 @@ def gainsight_company_sync(
     ),
 )
 def gainsight_person_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, gainsight: GainsightResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, gainsight: GainsightResource
 ) -> dg.MaterializeResult:
-    return push_to_gainsight(context, warehouse, gainsight, PEOPLE)
+    return push_to_gainsight(context, warehouse, gainsight, PEOPLE, dry_run=config.dry_run)

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from marketing_pipelines.defs.constants import OWNER, TRIAL_EVENTS_KEY, WAREHOUSE_POOL
-from marketing_pipelines.defs.destinations import push, sync_result
+from marketing_pipelines.defs.destinations import SyncConfig, push, sync_result
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.resources.iterable import (
     DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID,
@@ -40,9 +40,11 @@ MARKETING_CONTACTS_KEY = dg.AssetKey(["marts", "marketing_contacts"])
     ),
 )
 def iterable_user_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
-    return sync_result(push(context, warehouse, USERS.batched(iterable.users_per_request), iterable))
+    return sync_result(
+        push(context, warehouse, USERS.batched(iterable.users_per_request), iterable, dry_run=config.dry_run)
+    )
 
 
 @dg.asset(
@@ -60,11 +62,12 @@ def iterable_user_sync(
     ),
 )
 def iterable_unsubscribe_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
-    message_type_id, configured = iterable.unsubscribe_message_type_id()  # fails before any request when unset
+    # fails before any request when live without a message type id
+    message_type_id, configured = iterable.unsubscribe_message_type_id(dry_run=config.dry_run)
     destination = opt_outs(message_type_id)
-    report = push(context, warehouse, destination, iterable)
+    report = push(context, warehouse, destination, iterable, dry_run=config.dry_run)
     metadata: dict[str, Any] = {
         "endpoint": destination.endpoint,
         "message_type_id": message_type_id,
@@ -101,17 +104,17 @@ def iterable_unsubscribe_sync(
     ),
 )
 def iterable_signup_profile_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     destination = SIGNUP_PROFILES.batched(iterable.users_per_request)
     adopt_bare_event_keys(warehouse.get_warehouse(), destination.audience, destination.name)
-    profiles = push(context, warehouse, destination, iterable)
-    opted_out = _push_signup_opt_outs(context, warehouse, iterable)
+    profiles = push(context, warehouse, destination, iterable, dry_run=config.dry_run)
+    opted_out = _push_signup_opt_outs(context, warehouse, iterable, dry_run=config.dry_run)
     return sync_result(profiles, opt_outs=dg.MetadataValue.json(opted_out))
 
 
 def _push_signup_opt_outs(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource, *, dry_run: bool
 ) -> dict[str, Any]:
     """Opt signed-up people who opted out out of `GitLab Marketing` (after their profile update).
 
@@ -119,7 +122,7 @@ def _push_signup_opt_outs(
     (the event sync waits for an accepted opt-out), every other event goes out.
     """
     message_type_id = iterable.configured_message_type_id()
-    if message_type_id is None and not iterable.is_dry_run:
+    if message_type_id is None and not (dry_run or iterable.is_dry_run):
         note = (
             f"no opt-out sent: set {MESSAGE_TYPE_ID_ENV} to the opt-in GitLab Marketing type's id; the signup events "
             "of people with a Marketo unsubscribe are held until their opt-out is accepted"
@@ -127,7 +130,7 @@ def _push_signup_opt_outs(
         context.log.warning(note)
         return {"sent": 0, "note": note}
     destination = signup_opt_outs(DRY_RUN_PLACEHOLDER_MESSAGE_TYPE_ID if message_type_id is None else message_type_id)
-    report = push(context, warehouse, destination, iterable)
+    report = push(context, warehouse, destination, iterable, dry_run=dry_run)
     return {**report.as_metadata(), "endpoint": destination.endpoint}
 
 
@@ -149,7 +152,7 @@ def _push_signup_opt_outs(
     ),
 )
 def iterable_trial_event_sync(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, iterable: IterableResource
+    context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource, iterable: IterableResource
 ) -> dg.MaterializeResult:
     adopt_bare_event_keys(warehouse.get_warehouse(), TRIAL_EVENTS.audience, TRIAL_EVENTS.name)
-    return sync_result(push(context, warehouse, TRIAL_EVENTS, iterable))
+    return sync_result(push(context, warehouse, TRIAL_EVENTS, iterable, dry_run=config.dry_run))
