@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from marketing_pipelines.paths import DBT_PROJECT_DIR
+from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
 from tests.support.dbt import parse_manifest
 from tests.support.warehouses import build_sample_warehouse, copy_warehouse
 
@@ -54,3 +55,31 @@ def built_sample(sample_warehouse: Path, tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked `slow` run first (in module order): `--dist loadfile` hands them out before the quick ones."""
     items.sort(key=lambda item: item.get_closest_marker(LONGEST_FIRST) is None)
+
+
+@pytest.fixture(scope="module")
+def fakesnow_env() -> Iterator[dict[str, str]]:
+    """The Snowflake settings of a fakesnow server on loopback, one per test module."""
+    from tests import fakesnow_shims
+
+    with fakesnow_shims.server() as connection:
+        yield fakesnow_shims.snowflake_env(connection)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("snowflake", marks=pytest.mark.slow)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """An empty warehouse on each engine: a DuckDB file, or a database of the test module's own on its fakesnow
+    server (dropped afterwards)."""
+    if request.param == "duckdb":
+        yield DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        return
+    from marketing_pipelines.resources import warehouse_resource_from
+
+    database = request.module.__name__.rsplit(".", 1)[-1].upper()
+    warehouse = warehouse_resource_from({**request.getfixturevalue("fakesnow_env"), "SNOWFLAKE_DATABASE": database})
+    snowflake = warehouse.get_warehouse()
+    yield snowflake
+    snowflake.execute(
+        [f"drop schema if exists {schema} cascade" for schema in ("audiences", "staging", "marts", "ops")]
+    )
+    snowflake.close()

@@ -6,9 +6,7 @@ on loopback; DuckDB, and Snowflake via fakesnow)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -19,7 +17,7 @@ from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.gainsight import GainsightClient
 from marketing_pipelines.clients.iterable import IterableClient
 from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
-from marketing_pipelines.resources import WarehouseResource, warehouse_resource_from
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.resources.iterable import IterableResource
 from marketing_pipelines.sync import Api, run_sync
@@ -28,31 +26,11 @@ from marketing_pipelines.sync.gainsight import PEOPLE
 from marketing_pipelines.sync.iterable import SIGNUP_PROFILES, TRIAL_EVENTS, USERS, iterable_event_id
 from marketing_pipelines.sync.limits import CommunicationLimits, JourneyWindow
 from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
-from tests import fakesnow_shims
+from tests.support.gainsight import program_company_rows
 
 API_KEY = "sk-test-limits-0123456789"
 PERSON = "busy.person@example.com"
 OTHER = "calm.person@example.com"
-
-
-@pytest.fixture(scope="module")
-def fakesnow_env() -> Iterator[dict[str, str]]:
-    with fakesnow_shims.server() as connection:
-        yield fakesnow_shims.snowflake_env(connection)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("snowflake", marks=pytest.mark.slow)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """An empty warehouse on each engine (Snowflake: a database of its own on the module's fakesnow server)."""
-    if request.param == "duckdb":
-        yield DuckDBWarehouse(tmp_path / "limits.duckdb")
-        return
-    env = {**request.getfixturevalue("fakesnow_env"), "SNOWFLAKE_DATABASE": "SYNC_LIMITS"}
-    warehouse = warehouse_resource_from(env).get_warehouse()
-    yield warehouse
-    for schema in ("audiences", "staging", "marts", "ops"):
-        warehouse.execute(f"drop schema if exists {schema} cascade")
-    warehouse.close()
 
 
 def set_signups(warehouse: Warehouse, events: list[tuple[str, str]]) -> None:
@@ -167,35 +145,12 @@ def recipients(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
     )
 
 
-def companies(ids: list[int]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "account_id": 70_000_000 + i,
-                "account_name": f"Company {i}",
-                "carr": 1000.0,
-                "segment": "Scale",
-                "technical_account_manager": None,
-                "account_owner_team": "EMEA",
-                "products_purchased": "SaaS - Premium",
-                "deployment_type": "SaaS",
-                "support_level": "Standard",
-                "program": "onboarding",
-                "account_created_on": pd.Timestamp("2025-01-01"),
-                "renewal_date": pd.Timestamp("2027-01-01"),
-                "skip_reason": None,
-            }
-            for i in ids
-        ]
-    )
-
-
 def test_iterable_and_gainsight_starts_count_together_and_operational_records_are_never_deferred(tmp_path):
     warehouse = DuckDBWarehouse(tmp_path / "across.duckdb")
     set_signups(warehouse, [("a1", PERSON)])
     users = pd.DataFrame({"email": [PERSON, OTHER], "user_id": ["1", "2"], "data_fields": "{}"})
     warehouse.write_frame("audiences", "iterable_user_audience", users, replace=True)
-    warehouse.write_frame("audiences", "gainsight_program_companies", companies([0, 1, 2]), replace=True)
+    warehouse.write_frame("audiences", "gainsight_program_companies", program_company_rows([0, 1, 2]), replace=True)
     enrolled = [(0, PERSON, "onboarding"), (1, PERSON, "onboarding"), (2, OTHER, "onboarding")]
     warehouse.write_frame("audiences", "gainsight_program_recipients", recipients(enrolled), replace=True)
     resources = {"warehouse": WarehouseResource(duckdb_path=str(warehouse.path))}

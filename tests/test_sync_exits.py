@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from devtools.iterable_emulator import IterableEmulator
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, PEOPLE_UPSERT, GainsightClient
 from marketing_pipelines.clients.iterable import BULK_UPDATE_USERS, IterableClient
 from marketing_pipelines.defs.gainsight.assets import gainsight_company_sync, gainsight_person_sync
-from marketing_pipelines.resources import WarehouseResource, warehouse_resource_from
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.changelog import AUDIENCE_ON_DATE_SQL, PERSON_HISTORY_SQL
@@ -27,8 +26,8 @@ from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE
 from marketing_pipelines.sync.iterable import IN_AUDIENCE_FIELD, LEFT_AUDIENCE_FIELD, USERS
 from marketing_pipelines.sync.ops_tables import changelog_retention_days, ensure_ops_tables
 from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
-from tests import fakesnow_shims
 from tests.spec import validate_request
+from tests.support.gainsight import program_company_rows
 
 API_KEY = "sk-test-exits-0123456789"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -66,25 +65,6 @@ def exits_in(users: list[dict]) -> Counter[str]:
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@pytest.fixture(scope="module")
-def fakesnow_env() -> Iterator[dict[str, str]]:
-    with fakesnow_shims.server() as connection:
-        yield fakesnow_shims.snowflake_env(connection)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("snowflake", marks=pytest.mark.slow)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """An empty warehouse on each engine (Snowflake: a database of its own on the module's fakesnow server)."""
-    if request.param == "duckdb":
-        yield DuckDBWarehouse(tmp_path / "exits.duckdb")
-        return
-    env = {**request.getfixturevalue("fakesnow_env"), "SNOWFLAKE_DATABASE": "SYNC_EXITS"}
-    warehouse = warehouse_resource_from(env).get_warehouse()
-    yield warehouse
-    warehouse.execute(["drop schema if exists audiences cascade", "drop schema if exists ops cascade"])
-    warehouse.close()
 
 
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -247,29 +227,6 @@ def test_an_existing_sync_runs_table_gains_the_new_columns(tmp_path):
 # -- Gainsight ---------------------------------------------------------------------------------------------------
 
 
-def company_rows(ids: list[int]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "account_id": 70_000_000 + i,
-                "account_name": f"Company {i}",
-                "carr": 1000.0,
-                "segment": "Scale",
-                "technical_account_manager": None,
-                "account_owner_team": "EMEA",
-                "products_purchased": "SaaS - Premium",
-                "deployment_type": "SaaS",
-                "support_level": "Standard",
-                "program": "onboarding",
-                "account_created_on": pd.Timestamp("2025-01-01"),
-                "renewal_date": pd.Timestamp("2027-01-01"),
-                "skip_reason": None,
-            }
-            for i in ids
-        ]
-    )
-
-
 def recipient_rows(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -294,14 +251,14 @@ def test_gainsight_clears_the_program_fields_of_leavers_and_touches_nothing_else
     resources = {"warehouse": WarehouseResource(duckdb_path=str(warehouse.path))}
     before = [(0, "admin0@example.com", "gitlab_admin"), (1, "sold1@example.com", "sold_to_fallback")]
     before += [(2, "admin2@example.com", "gitlab_admin")]
-    warehouse.write_frame("audiences", "gainsight_program_companies", company_rows([0, 1, 2]), replace=True)
+    warehouse.write_frame("audiences", "gainsight_program_companies", program_company_rows([0, 1, 2]), replace=True)
     warehouse.write_frame("audiences", "gainsight_program_recipients", recipient_rows(before), replace=True)
     with GainsightEmulator(access_key="k", calls_per_window=100, window_seconds=1) as emu:
         resources["gainsight"] = GainsightResource(access_key="k", base_url=emu.base_url, window_seconds=1)
         dg.materialize([gainsight_company_sync, gainsight_person_sync], resources=resources)
         # account 1 now has a GitLab Admin: its Sold-To fallback no longer qualifies; account 2 leaves the programs
         after = [before[0], (1, "admin1@example.com", "gitlab_admin")]
-        warehouse.write_frame("audiences", "gainsight_program_companies", company_rows([0, 1]), replace=True)
+        warehouse.write_frame("audiences", "gainsight_program_companies", program_company_rows([0, 1]), replace=True)
         warehouse.write_frame("audiences", "gainsight_program_recipients", recipient_rows(after), replace=True)
         writes_before = Counter(emu.writes)
         emu.received_bodies.clear()
@@ -353,12 +310,12 @@ def test_gainsight_clears_the_program_fields_of_leavers_and_touches_nothing_else
 
 def test_a_gainsight_exit_for_a_company_gainsight_no_longer_has_is_rejected_not_created(tmp_path):
     warehouse = DuckDBWarehouse(tmp_path / "gone.duckdb")
-    warehouse.write_frame("audiences", "gainsight_program_companies", company_rows([0, 1]), replace=True)
+    warehouse.write_frame("audiences", "gainsight_program_companies", program_company_rows([0, 1]), replace=True)
     with GainsightEmulator(access_key="k", calls_per_window=100, window_seconds=1) as emu:
         client = GainsightClient("k", emu.base_url, window_seconds=1)
         run_sync(warehouse, COMPANIES, Api(client), run_id="run-1")
         emu.reset()  # the tenant lost its companies
-        warehouse.write_frame("audiences", "gainsight_program_companies", company_rows([0]), replace=True)
+        warehouse.write_frame("audiences", "gainsight_program_companies", program_company_rows([0]), replace=True)
         report = run_sync(warehouse, COMPANIES, Api(client), run_id="run-2")
         assert emu.companies == {}, "an exit never creates a company"
     assert (report.removed, report.rejected) == (1, 1)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.resources import WarehouseResource
@@ -81,3 +82,27 @@ def materialize_syncs(built: DuckDBWarehouse, path: Path) -> tuple[GainsightEmul
             },
         )
     return emu, result
+
+
+def program_company_rows(ids: list[int]) -> pd.DataFrame:
+    """Rows of `audiences.gainsight_program_companies`: onboarding accounts 70,000,000 + id, one per id."""
+    return pd.DataFrame(
+        [
+            {
+                "account_id": 70_000_000 + i,
+                "account_name": f"Company {i}",
+                "carr": 1000.0,
+                "segment": "Scale",
+                "technical_account_manager": None,
+                "account_owner_team": "EMEA",
+                "products_purchased": "SaaS - Premium",
+                "deployment_type": "SaaS",
+                "support_level": "Standard",
+                "program": "onboarding",
+                "account_created_on": pd.Timestamp("2025-01-01"),
+                "renewal_date": pd.Timestamp("2027-01-01"),
+                "skip_reason": None,
+            }
+            for i in ids
+        ]
+    )
