@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import dagster as dg
+from dagster_dbt.dbt_manifest import validate_manifest
 
 from marketing_pipelines.defs.constants import OWNER
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
@@ -18,7 +17,7 @@ def raw_source_specs() -> list[dg.AssetSpec]:
     """One spec per dbt source table, keyed like the dbt assets' upstream dependencies (reads the manifest: called
     when definitions load, never at import)."""
     project = dbt_project()
-    manifest = json.loads(project.manifest_path.read_text())
+    manifest = validate_manifest(project.manifest_path)  # dagster-dbt's cached read: the dbt assets parse it once
     translator = MarketingDbtTranslator()
     specs = []
     for unique_id, props in sorted(manifest["sources"].items()):
