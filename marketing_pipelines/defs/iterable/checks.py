@@ -48,7 +48,10 @@ MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
     name=AUDIENCE_ONLY_OPTED_IN,
     blocking=True,
     pool=WAREHOUSE_POOL,
-    description="No unsubscribed or opted-out person is in the Iterable audience. Blocks the push.",
+    description=(
+        "Iterable handbook, subscription preferences and Marketo unsubscribe events: no unsubscribed or "
+        "opted-out person is in the Iterable audience. Blocks the push."
+    ),
 )
 def audience_only_opted_in(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
@@ -73,7 +76,9 @@ def audience_only_opted_in(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     name=AUDIENCE_WITHIN_TWO_MONTHS,
     blocking=True,
     pool=WAREHOUSE_POOL,
-    description="Only users created within the last two months are synced. Blocks the push.",
+    description=(
+        "Iterable handbook, data sync: only users created within the last two months are synced. Blocks the push."
+    ),
 )
 def audience_within_two_months(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return violations_result(
@@ -94,7 +99,8 @@ def audience_within_two_months(warehouse: WarehouseResource) -> dg.AssetCheckRes
     blocking=True,
     pool=WAREHOUSE_POOL,
     description=(
-        "Every audience row becomes a `bulkUpdate` user object that validates against Iterable's API spec and "
+        "Iterable API, users/bulkUpdate: "
+        "every audience row becomes a user object that validates against Iterable's API spec and "
         "fits in one 4 MB request. Blocks the push."
     ),
 )

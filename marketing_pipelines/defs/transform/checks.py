@@ -53,7 +53,8 @@ ERROR = dg.AssetCheckSeverity.ERROR
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_OVERWRITTEN,
     description=(
-        "Initial Source is never changed once set. Warns on CRM record versions that carry another value after "
+        "GitLab Marketing Operations handbook, Initial Source: "
+        "never changed once set. Warns on CRM record versions that carry another value after "
         "one was recorded; the recorded value is kept."
     ),
 )
@@ -97,7 +98,8 @@ def raw_value_rejected(warehouse: WarehouseResource, raw: str, kept: str, what: 
     asset=CRM_PERSONS,
     name=CRM_INITIAL_SOURCE_UNKNOWN,
     description=(
-        "Only the values of dim_initial_source are allowed as Initial Source. Warns on CRM records carrying "
+        "GitLab Marketing Operations handbook, Initial Source: "
+        "only the values of dim_initial_source are allowed. Warns on CRM records carrying "
         "another value (after case/whitespace matching); such values never reach the marts."
     ),
 )
@@ -115,7 +117,8 @@ def crm_initial_source_unknown(warehouse: WarehouseResource) -> dg.AssetCheckRes
     asset=CRM_PERSONS,
     name=CRM_LEAD_STATUS_UNKNOWN,
     description=(
-        "Lead status is one of the ten statuses of dim_lead_status (matched ignoring case and spaces). Warns on "
+        "GitLab Marketing Operations handbook, lead and contact statuses: "
+        "one of the ten statuses of dim_lead_status (matched ignoring case and spaces). Warns on "
         "CRM records carrying another status, with the raw value; the marts show NULL for it."
     ),
 )
@@ -221,7 +224,8 @@ def crm_self_merges(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     name=INITIAL_SOURCE_IMMUTABLE,
     blocking=True,
     description=(
-        "Initial Source is never changed. Fails when the history lost or changed a row since the last passing "
+        "GitLab Marketing Operations handbook, Initial Source: "
+        "never changed or overwritten. Fails when the history lost or changed a row since the last passing "
         f"evaluation (kept in {HISTORY_AUDIT_TABLE}), naming each row as `old -> new`. Holds back "
         "marketing_contacts, so an edited history never reaches the contacts, the audiences or the syncs."
     ),
@@ -274,7 +278,10 @@ def initial_source_immutable(warehouse: WarehouseResource) -> dg.AssetCheckResul
     asset=MARKETING_CONTACTS,
     name=INITIAL_SOURCE_ALLOWED,
     blocking=True,
-    description="Every contact's Initial Source is a value of dim_initial_source or NULL. Blocks syncs.",
+    description=(
+        "GitLab Marketing Operations handbook, Initial Source: "
+        "every contact's value is one of dim_initial_source or NULL. Blocks syncs."
+    ),
 )
 def initial_source_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return value_outside_dimension(
@@ -347,7 +354,8 @@ def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetChe
     blocking=True,
     additional_deps=[CRM_RAW],
     description=(
-        "When records merge, the Initial Source set first wins, and a contact carries its history value. Resolves "
+        "GitLab Marketing Operations handbook, Initial Source: "
+        "when records merge, the one set first wins, and a contact carries its history value. Resolves "
         "the merge chains itself from raw.crm_persons, takes the oldest value of each merged set from "
         "initial_source_history (in Python, on purpose independent of the model's SQL for the same rule) and "
         "names the contacts that carry another. Blocks syncs."
@@ -376,7 +384,10 @@ def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetC
     asset=MARKETING_CONTACTS,
     name=LEAD_STATUS_ALLOWED,
     blocking=True,
-    description="Every contact's lead status is one of the ten statuses or NULL. Blocks syncs.",
+    description=(
+        "GitLab Marketing Operations handbook, lead and contact statuses: "
+        "every contact's status is one of the ten or NULL. Blocks syncs."
+    ),
 )
 def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return value_outside_dimension(warehouse, "lead_status", "contacts have a lead status outside dim_lead_status")
@@ -387,7 +398,8 @@ def lead_status_allowed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     asset=MARKETING_CONTACTS,
     name=MQL_MATCHES_SCORE,
     description=(
-        "A person becomes an MQL at the score the dbt var `mql_score_threshold` sets (in dbt_project.yml). Warns on "
+        "GitLab Marketing Operations handbook, Marketing Qualified Lead (100 points): a person becomes an MQL at "
+        "the score the dbt var `mql_score_threshold` sets (in dbt_project.yml). Warns on "
         "contacts whose CRM lead status is MQL with a score under it, and on contacts at it or more still in Raw or "
         "Inquiry. Iterable then gets the CRM's status as leadStatus and isMql from the score. Takes the score rule "
         "from the contacts' `is_mql` (what Iterable gets as isMql), so it is written once, in the model."
