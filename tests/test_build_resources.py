@@ -40,8 +40,8 @@ def resource_probe(warehouse: WarehouseResource, iterable: IterableResource, gai
 
 
 def readme_settings() -> set[str]:
-    """Every variable named in the README's configuration table."""
-    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    """Every variable named in the configuration table of docs/operations.md (linked from the README)."""
+    text = (PROJECT_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     table = text.split("## Configuration", 1)[1].split("\n\n", 2)[1]
     return {name for line in table.splitlines() for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
 

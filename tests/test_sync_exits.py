@@ -30,7 +30,7 @@ from tests.spec import validate_request
 from tests.support.gainsight import program_company_rows
 
 API_KEY = "sk-test-exits-0123456789"
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "destinations.md"  # the changelog queries users copy
 N = 20
 LEAVERS = {3, 11}
 
