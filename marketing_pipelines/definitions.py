@@ -21,7 +21,7 @@ def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
     """
     from marketing_pipelines import defs as domains
     from marketing_pipelines.defs.transform.assets import dbt_model_assets
-    from marketing_pipelines.defs.transform.sources import raw_source_specs
+    from marketing_pipelines.defs.transform.sources import raw_sources
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # the loader is marked preview in 1.13
@@ -29,7 +29,7 @@ def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
     return dg.Definitions.merge(
         modules,
         dg.Definitions(
-            assets=[*dbt_model_assets(), *raw_source_specs()],
+            assets=[*dbt_model_assets(), raw_sources()],
             resources=resources,
             # Steps of a run execute one at a time in the run's process: the embedded DuckDB warehouse has a
             # single writer, and it saves a process start per step.

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from marketing_pipelines.clients.gainsight import GainsightClient
-from marketing_pipelines.defs.constants import OWNER, WAREHOUSE_POOL
+from marketing_pipelines.defs.constants import DAILY_FRESHNESS_POLICY, OWNER, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import SyncConfig, push, sync_result
 from marketing_pipelines.resources import GainsightResource, WarehouseResource
 from marketing_pipelines.sync import Destination
@@ -45,6 +45,7 @@ def push_to_gainsight(
     name="gainsight_company_sync",
     deps=[COMPANIES_KEY, RECIPIENTS_KEY],
     group_name="gainsight",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"gainsight"},
     pool=WAREHOUSE_POOL,
@@ -69,6 +70,7 @@ def gainsight_company_sync(
     name="gainsight_person_sync",
     deps=[RECIPIENTS_KEY, "gainsight_company_sync"],
     group_name="gainsight",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"gainsight"},
     pool=WAREHOUSE_POOL,

@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from marketing_pipelines.defs.constants import OWNER, TRIAL_EVENTS_KEY, WAREHOUSE_POOL
+from marketing_pipelines.defs.constants import DAILY_FRESHNESS_POLICY, OWNER, TRIAL_EVENTS_KEY, WAREHOUSE_POOL
 from marketing_pipelines.defs.destinations import SyncConfig, push, sync_result
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.resources.iterable import (
@@ -30,6 +30,7 @@ MARKETING_CONTACTS_KEY = dg.AssetKey(["marts", "marketing_contacts"])
     name="iterable_user_sync",
     deps=[USER_AUDIENCE_KEY],
     group_name="iterable",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
@@ -51,6 +52,7 @@ def iterable_user_sync(
     name="iterable_unsubscribe_sync",
     deps=[UNSUBSCRIBES_KEY],
     group_name="iterable",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
@@ -86,6 +88,7 @@ def iterable_unsubscribe_sync(
     name="iterable_signup_profile_sync",
     deps=[TRIAL_EVENTS_KEY, UNSUBSCRIBES_KEY, MARKETING_CONTACTS_KEY],
     group_name="iterable",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,
@@ -138,6 +141,7 @@ def _push_signup_opt_outs(
     name="iterable_trial_event_sync",
     deps=[TRIAL_EVENTS_KEY, "iterable_signup_profile_sync"],
     group_name="iterable",
+    freshness_policy=DAILY_FRESHNESS_POLICY,
     owners=[OWNER],
     kinds={"iterable"},
     pool=WAREHOUSE_POOL,

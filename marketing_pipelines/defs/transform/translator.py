@@ -1,4 +1,4 @@
-"""How dbt nodes appear in Dagster: keys by warehouse schema, groups by layer, owners and kinds."""
+"""How dbt nodes appear in Dagster: keys by warehouse schema, groups by layer, owners, kinds and freshness."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
-from marketing_pipelines.defs.constants import OWNER
+from marketing_pipelines.defs.constants import DAILY_FRESHNESS_POLICY, OWNER
 
 RAW_SCHEMA = "raw"
+#: Layers the daily run rebuilds for people and destinations: each must have materialized within the daily window.
+DAILY_LAYERS = frozenset({"marts", "audiences"})
 
 
 class MarketingDbtTranslator(DagsterDbtTranslator):
@@ -33,4 +35,5 @@ class MarketingDbtTranslator(DagsterDbtTranslator):
             group_name=group,
             owners=[OWNER],
             kinds={"dbt", "duckdb", "snowflake"},
+            freshness_policy=DAILY_FRESHNESS_POLICY if group in DAILY_LAYERS else spec.freshness_policy,
         ).merge_attributes(metadata={"dagster/table_name": f"{key.path[0]}.{key.path[1]}"})
