@@ -104,7 +104,8 @@ def sync_health_check(
         pool=WAREHOUSE_POOL,
         description=(
             f"Sync health of {what} (`ops.sync_runs`, `ops.sync_rejections`, destination `{destination}`): reports "
-            "the latest run's rejection rate (rejected / records it tried to deliver), the open backlog and the age "
+            "the latest run's rejection rate (rejected / records considered: the audience rows and the exits), the "
+            "open backlog and the age "
             "in hours of the oldest unresolved rejection. Warns while records are rejected and not yet accepted, "
             "naming them with the reason; ERROR when the rate is above SYNC_HEALTH_MAX_REJECTION_RATE or the oldest "
             "rejection is older than SYNC_HEALTH_MAX_REJECTION_AGE_HOURS. Rejected records are retried on every run "
@@ -166,16 +167,19 @@ class _Health:
 
     runs: int
     rejected: int
-    attempted: int
+    considered: int
     backlog: int
     oldest_age_hours: float | None
 
     @property
     def rate(self) -> float | None:
-        """Rejected / records the latest run tried to deliver; None before any run, 0.0 when it tried none."""
+        """Rejected / records the latest run considered; None before any run, 0.0 when it considered none.
+
+        Considered, not sent: a later run sends only the changed records and the rejected ones again, so a rate over
+        the records sent would read 100% on every run while one record waits."""
         if self.runs == 0:
             return None
-        return self.rejected / self.attempted if self.attempted else 0.0
+        return self.rejected / self.considered if self.considered else 0.0
 
     def describe(self, limits: SyncHealthThresholds, *, too_high: bool, too_old: bool) -> str:
         parts = []
@@ -183,8 +187,8 @@ class _Health:
             parts.append("No run is recorded in ops.sync_runs.")
         else:
             parts.append(
-                f"The latest run rejected {self.rejected} of {self.attempted} records ({self.rate:.1%}; "
-                f"ERROR above {limits.max_rejection_rate:.1%})."
+                f"The latest run rejected {self.rejected} of the {self.considered} records it considered "
+                f"({self.rate:.1%}; ERROR above {limits.max_rejection_rate:.1%})."
             )
         if self.oldest_age_hours is not None:
             parts.append(
@@ -213,16 +217,16 @@ class _Health:
         if self.rate is not None:
             metadata["rejection_rate"] = dg.MetadataValue.float(round(self.rate, 4))
             metadata["latest_run_rejected"] = dg.MetadataValue.int(self.rejected)
-            metadata["latest_run_attempted"] = dg.MetadataValue.int(self.attempted)
+            metadata["latest_run_considered"] = dg.MetadataValue.int(self.considered)
         return metadata
 
 
 def _health(warehouse: Warehouse, destination: str) -> _Health:
-    """The latest run of `destination` in `ops.sync_runs` (the records it tried to deliver: added, changed and
-    removed, which count the invalid ones; `sent` on a row from before those columns) and its open backlog."""
+    """The latest run of `destination` in `ops.sync_runs` (the records it considered: the audience rows and the
+    exits it sent) and its open backlog in `ops.sync_rejections`."""
     latest = warehouse.query(
         f"""
-        select rejected, coalesce(added + changed + removed, sent)
+        select rejected, considered + coalesce(removed, 0)
         from {SYNC_RUNS} where destination = '{destination}'
         order by finished_at desc limit 1
         """
@@ -231,7 +235,7 @@ def _health(warehouse: Warehouse, destination: str) -> _Health:
         f"select count(*), min(first_attempt_at) from {SYNC_REJECTIONS} "
         f"where destination = '{destination}' and not resolved"
     )
-    rejected, attempted = (int(latest[0][0]), int(latest[0][1])) if latest else (0, 0)
+    rejected, considered = (int(latest[0][0]), int(latest[0][1])) if latest else (0, 0)
     age = None
     if oldest is not None:
         now = datetime.now(UTC).replace(tzinfo=None)  # the engine writes naive UTC timestamps
@@ -239,7 +243,7 @@ def _health(warehouse: Warehouse, destination: str) -> _Health:
     return _Health(
         runs=len(latest),
         rejected=rejected,
-        attempted=max(attempted, rejected),
+        considered=max(considered, rejected),
         backlog=int(backlog),
         oldest_age_hours=age,
     )

@@ -20,7 +20,7 @@ class SyncHealthThresholds:
     """Above either, a sync's health check fails with ERROR instead of WARN."""
 
     max_rejection_rate: float
-    """The share of the records the latest run tried to deliver that it may see rejected (0 to 1)."""
+    """The share of the records the latest run considered (audience rows and exits) it may see rejected (0 to 1)."""
     max_rejection_age_hours: int
     """How long the oldest unresolved rejection may wait, in hours."""
 
