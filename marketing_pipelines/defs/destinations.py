@@ -105,12 +105,11 @@ def sync_health_check(
         description=(
             f"Sync health of {what} (`ops.sync_runs`, `ops.sync_rejections`, destination `{destination}`): reports "
             "the latest run's rejection rate (rejected / records considered: the audience rows and the exits), the "
-            "open backlog and the age "
-            "in hours of the oldest unresolved rejection. Warns while records are rejected and not yet accepted, "
-            "naming them with the reason; ERROR when the rate is above SYNC_HEALTH_MAX_REJECTION_RATE or the oldest "
-            "rejection is older than SYNC_HEALTH_MAX_REJECTION_AGE_HOURS. Rejected records are retried on every run "
-            "and resolved once accepted; a request refused whole (HTTP 400/413/422) is split until the bad records "
-            "stand alone."
+            "open backlog and the age in hours of the oldest unresolved rejection. Warns while records are rejected "
+            "and not yet accepted, naming them with the reason; ERROR when the rate is above "
+            "SYNC_HEALTH_MAX_REJECTION_RATE or the oldest rejection is older than SYNC_HEALTH_MAX_REJECTION_AGE_HOURS. "
+            "Never blocks: it runs after the push. Rejected records are retried on every run and resolved once "
+            "accepted; a request refused whole (HTTP 400/413/422) is split until the bad records stand alone."
         ),
     )
     def _check(warehouse: WarehouseResource, sync_health: SyncHealthResource) -> dg.AssetCheckResult:
@@ -147,7 +146,7 @@ def sync_health_check(
             what=f"records rejected by {what} are waiting to be retried",
             labels=names,
         )
-        if health.runs == 0 and result.passed:
+        if not health.ran and result.passed:
             description = f"No sync of {what} has run yet."
         else:
             description = f"{result.description} {health.describe(limits, too_high=too_high, too_old=too_old)}"
@@ -165,7 +164,8 @@ def sync_health_check(
 class _Health:
     """A destination's latest run and open backlog, as the health check reports them."""
 
-    runs: int
+    ran: bool
+    """Whether `ops.sync_runs` records a run of the destination."""
     rejected: int
     considered: int
     backlog: int
@@ -177,7 +177,7 @@ class _Health:
 
         Considered, not sent: a later run sends only the changed records and the rejected ones again, so a rate over
         the records sent would read 100% on every run while one record waits."""
-        if self.runs == 0:
+        if not self.ran:
             return None
         return self.rejected / self.considered if self.considered else 0.0
 
@@ -241,7 +241,7 @@ def _health(warehouse: Warehouse, destination: str) -> _Health:
         now = datetime.now(UTC).replace(tzinfo=None)  # the engine writes naive UTC timestamps
         age = max((now - _naive(oldest)).total_seconds() / 3600, 0.0)
     return _Health(
-        runs=len(latest),
+        ran=bool(latest),
         rejected=rejected,
         considered=max(considered, rejected),
         backlog=int(backlog),
