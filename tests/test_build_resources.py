@@ -6,9 +6,11 @@ This is the one test module that sets resource settings in the environment: it p
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
 from dagster._core.errors import DagsterInvalidConfigError
 
@@ -109,3 +111,60 @@ def test_a_message_type_id_that_is_not_an_integer_stops_the_run_naming_the_varia
     with pytest.raises(DagsterInvalidConfigError, match="ITERABLE_MARKETING_MESSAGE_TYPE_ID") as error:
         dg.materialize([resource_probe], resources=resources)
     assert "GitLab Marketing" not in str(error.value)
+
+
+def evaluate_user_sync_health(path: Path) -> dg.ExecuteInProcessResult:
+    """The Iterable user sync's health check alone, with the code location's resources bound from the environment."""
+    from marketing_pipelines.defs.iterable.checks import iterable_user_sync_health
+
+    job = dg.define_asset_job("health", selection=dg.AssetSelection.checks(iterable_user_sync_health))
+    resources = build_resources(warehouse=WarehouseResource(duckdb_path=str(path)))
+    definitions = dg.Definitions(asset_checks=[iterable_user_sync_health], jobs=[job], resources=resources)
+    return definitions.resolve_job_def("health").execute_in_process(raise_on_error=False)
+
+
+def errors(result: dg.ExecuteInProcessResult) -> str:
+    """Every error the run's events carry (a step failure, a resource that failed to initialize) and its causes."""
+    texts = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return "\n".join(texts)
+
+
+def test_sync_health_thresholds_come_from_the_environment_and_a_bad_one_fails_the_check_naming_it(
+    tmp_path, monkeypatch
+):
+    from marketing_pipelines.sync import Outbox, run_sync
+    from marketing_pipelines.sync.iterable import USERS
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(tmp_path / "health.duckdb")
+    emails = ["a@example.com", "b@example.com", "c@example.com", "not an email"]
+    audience = [
+        {"email": email, "user_id": str(i), "person_id": i, "user_created_at": "2026-11-01", "data_fields": "{}"}
+        for i, email in enumerate(emails)
+    ]
+    warehouse.write_frame("audiences", "iterable_user_audience", pd.DataFrame(audience), replace=True)
+    assert run_sync(warehouse, USERS, Outbox(), run_id="dry").rejected == 1, "1 of 4 rejected: a 25% rate"
+
+    monkeypatch.setenv("SYNC_HEALTH_MAX_REJECTION_RATE", "0.5")
+    monkeypatch.setenv("SYNC_HEALTH_MAX_REJECTION_AGE_HOURS", "24")
+    (evaluation,) = evaluate_user_sync_health(warehouse.path).get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN, "ERROR only above 50%"
+    assert (evaluation.metadata["max_rejection_rate"].value, evaluation.metadata["max_rejection_age_hours"].value) == (
+        0.5,
+        24,
+    )
+
+    monkeypatch.setenv("SYNC_HEALTH_MAX_REJECTION_RATE", "5%")
+    result = evaluate_user_sync_health(warehouse.path)
+    assert not result.success and not result.get_asset_check_evaluations()
+    assert "max_rejection_rate (SYNC_HEALTH_MAX_REJECTION_RATE) must be a decimal from 0 to 1" in errors(result)
+
+    monkeypatch.setenv("SYNC_HEALTH_MAX_REJECTION_RATE", "0.05")
+    monkeypatch.setenv("SYNC_HEALTH_MAX_REJECTION_AGE_HOURS", "two days")
+    with pytest.raises(DagsterInvalidConfigError, match="SYNC_HEALTH_MAX_REJECTION_AGE_HOURS"):
+        evaluate_user_sync_health(warehouse.path)

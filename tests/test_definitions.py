@@ -143,17 +143,19 @@ def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):
     assert {"iterable_signup_profile_sync", "iterable_trial_event_sync"} <= set(job.graph.node_dict)
 
 
-def test_every_sync_asset_has_a_warn_rejection_backlog_check(repository):
+def test_every_sync_asset_has_a_non_blocking_health_check(repository):
     graph = repository.asset_graph
     syncs = {key.to_user_string() for key in graph.get_all_asset_keys() if key.to_user_string().endswith("_sync")}
-    backlog = {
+    health = {
         key.asset_key.to_user_string(): graph.get_check_spec(key)
         for key in graph.asset_check_keys
-        if key.name.endswith("rejection_backlog")
+        if key.name.endswith("_sync_health")
     }
-    assert syncs == set(backlog) and len(syncs) == 6, "one rejection backlog check on every destination sync"
-    assert backlog["iterable_user_sync"].name == "iterable_rejection_backlog"
-    assert not any(spec.blocking for spec in backlog.values()), "a backlog warns; it never stops a push"
+    assert syncs == set(health) and len(syncs) == 6, "one health check on every destination sync"
+    assert all(spec.name == f"{sync}_health" for sync, spec in health.items())
+    assert health["iterable_user_sync"].name == "iterable_user_sync_health"
+    assert not any(spec.blocking for spec in health.values()), "a health check reports; it never stops a push"
+    assert not any("rejection_backlog" in key.name for key in graph.asset_check_keys), "the old checks are gone"
 
 
 def test_the_audited_history_is_built_in_a_step_before_the_contacts(repository):

@@ -17,10 +17,10 @@ from devtools.gainsight_emulator import TENANT_WINDOW, GainsightEmulator
 from marketing_pipelines.clients._http import ApiError, RetryPolicy, dumps_compact
 from marketing_pipelines.clients.gainsight import COMPANY_UPSERT, MAX_RECORDS_PER_CALL, PEOPLE_UPSERT, GainsightClient
 from marketing_pipelines.defs.gainsight.checks import (
-    gainsight_company_rejection_backlog,
-    gainsight_person_rejection_backlog,
+    gainsight_company_sync_health,
+    gainsight_person_sync_health,
 )
-from marketing_pipelines.resources import WarehouseResource
+from marketing_pipelines.resources import SyncHealthResource, WarehouseResource
 from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
@@ -363,8 +363,8 @@ def test_poison_records_are_isolated_and_every_other_company_and_person_is_writt
         companies_run = sync(warehouse, emu)
         people_run = sync(warehouse, emu, PEOPLE)
         writes = Counter(emu.writes)
-        company_check = gainsight_company_rejection_backlog(warehouse=resource)
-        person_check = gainsight_person_rejection_backlog(warehouse=resource)
+        company_check = gainsight_company_sync_health(warehouse=resource, sync_health=SyncHealthResource())
+        person_check = gainsight_person_sync_health(warehouse=resource, sync_health=SyncHealthResource())
         emu.reset()
         rerun = sync(warehouse, emu)
         rerun_names = {

@@ -68,4 +68,4 @@ def test_audience_checks_block_the_push():
     graph = defs().get_repository_def().asset_graph
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
     assert {checks.AUDIENCE_ONLY_OPTED_IN, checks.AUDIENCE_WITHIN_TWO_MONTHS, checks.AUDIENCE_PAYLOAD_VALID} <= blocking
-    assert checks.ITERABLE_REJECTION_BACKLOG not in blocking
+    assert checks.iterable_user_sync_health.check_key.name not in blocking

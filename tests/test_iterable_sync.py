@@ -24,8 +24,8 @@ from marketing_pipelines.clients.iterable import BULK_SUBSCRIPTION_ACTION, BULK_
 from marketing_pipelines.defs.destinations import transport
 from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.defs.iterable.assets import iterable_user_sync
-from marketing_pipelines.defs.iterable.checks import iterable_rejection_backlog
-from marketing_pipelines.resources import IterableResource, WarehouseResource
+from marketing_pipelines.defs.iterable.checks import iterable_user_sync_health
+from marketing_pipelines.resources import IterableResource, SyncHealthResource, WarehouseResource
 from marketing_pipelines.sync import Api, Outbox, run_sync
 from marketing_pipelines.sync.engine import IsolationLimitError
 from marketing_pipelines.sync.iterable import (
@@ -278,7 +278,9 @@ def test_poison_records_are_isolated_and_every_other_record_is_delivered_in_the_
         requests, refused = emulator.requests_by_path[BULK_UPDATE_USERS], emulator.status_counts[400]
         statuses = dict(emulator.status_counts)
         delivered, receipts = set(emulator.users), Counter(emulator.user_receipts)
-        check = iterable_rejection_backlog(warehouse=WarehouseResource(duckdb_path=str(warehouse.path)))
+        check = iterable_user_sync_health(
+            warehouse=WarehouseResource(duckdb_path=str(warehouse.path)), sync_health=SyncHealthResource()
+        )
         emulator.reset()
         rerun = sync(warehouse, emulator, max_records=1000)
         rerun_sent = received_emails(emulator)
@@ -430,13 +432,14 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
             validate_request(BULK_SUBSCRIPTION_ACTION, body, method="put")
     resource = WarehouseResource(duckdb_path=str(warehouse.path))
     for check, key, masked in (
-        (checks.iterable_unsubscribe_rejection_backlog, "unsub-077", "u***@example.com"),
-        (checks.iterable_signup_profile_rejection_backlog, "trial_signups:evt-077", "s***@example.com"),
-        (checks.iterable_trial_event_rejection_backlog, "trial_signups:evt-077", "s***@example.com"),
+        (checks.iterable_unsubscribe_sync_health, "unsub-077", "u***@example.com"),
+        (checks.iterable_signup_profile_sync_health, "trial_signups:evt-077", "s***@example.com"),
+        (checks.iterable_trial_event_sync_health, "trial_signups:evt-077", "s***@example.com"),
     ):
-        result = check(warehouse=resource)
+        result = check(warehouse=resource, sync_health=SyncHealthResource())
         assert not result.passed and result.severity.value == "WARN"
         ((sample,),) = [result.metadata["sample_records"].value]
         assert sample["event_id"] == key and sample["email"] == masked
         assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
-    assert iterable_rejection_backlog(warehouse=resource).passed, "each check watches its own destination"
+    own = iterable_user_sync_health(warehouse=resource, sync_health=SyncHealthResource())
+    assert own.passed, "each check watches its own destination"

@@ -14,6 +14,7 @@ from marketing_pipelines.resources.alerts import AlertResource
 from marketing_pipelines.resources.gainsight import GainsightResource
 from marketing_pipelines.resources.iterable import IterableResource
 from marketing_pipelines.resources.settings import INT_SETTINGS, SETTINGS, env_bindings
+from marketing_pipelines.resources.sync_health import SyncHealthResource
 from marketing_pipelines.resources.warehouse import WarehouseResource
 from marketing_pipelines.warehouse import Warehouse
 
@@ -35,6 +36,7 @@ def build_resources(environ: Mapping[str, str] | None = None, **resources: Any) 
         "iterable": IterableResource(**env_bindings("iterable", environ)),
         "gainsight": GainsightResource(**env_bindings("gainsight", environ)),
         "alerts": AlertResource(**env_bindings("alerts", environ)),
+        "sync_health": SyncHealthResource(**env_bindings("sync_health", environ)),
     }
     unknown = set(resources) - set(built)
     if unknown:
@@ -64,6 +66,7 @@ __all__ = [
     "AlertResource",
     "GainsightResource",
     "IterableResource",
+    "SyncHealthResource",
     "WarehouseResource",
     "build_resources",
     "env_bindings",

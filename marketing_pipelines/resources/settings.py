@@ -47,6 +47,10 @@ SETTINGS: dict[str, dict[str, str]] = {
         "slack_webhook_url": "ALERT_SLACK_WEBHOOK_URL",
         "ui_base_url": "DAGSTER_UI_BASE_URL",
     },
+    "sync_health": {
+        "max_rejection_rate": "SYNC_HEALTH_MAX_REJECTION_RATE",
+        "max_rejection_age_hours": "SYNC_HEALTH_MAX_REJECTION_AGE_HOURS",
+    },
 }
 INT_SETTINGS = frozenset(
     {
@@ -55,6 +59,7 @@ INT_SETTINGS = frozenset(
         "MARKETING_EMAILS_PER_DAY",
         "MARKETING_EMAILS_PER_WEEK",
         "ALERT_SMTP_PORT",
+        "SYNC_HEALTH_MAX_REJECTION_AGE_HOURS",
     }
 )
 

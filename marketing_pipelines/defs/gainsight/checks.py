@@ -18,7 +18,7 @@ import pandas as pd
 
 from marketing_pipelines.defs.change_guard import change_guard_check
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
-from marketing_pipelines.defs.destinations import rejection_backlog_check
+from marketing_pipelines.defs.destinations import sync_health_check
 from marketing_pipelines.defs.gainsight.assets import COMPANIES_KEY, RECIPIENTS_KEY
 from marketing_pipelines.defs.rule_checks import ViolationTally, dbt_project_var, violations_result
 from marketing_pipelines.resources import WarehouseResource
@@ -38,8 +38,6 @@ AMOUNT_WHITESPACE = " \t\n\r\v\f"
 #: An amount written as text: an optional leading '-', 1 to 16 digits, optionally a '.' and one or two decimals.
 AMOUNT_TEXT = re.compile(r"-?[0-9]{1,16}(?:\.[0-9]{1,2})?")
 READ_BATCH_ROWS = 10_000
-GAINSIGHT_COMPANY_REJECTION_BACKLOG = "gainsight_company_rejection_backlog"
-GAINSIGHT_PERSON_REJECTION_BACKLOG = "gainsight_person_rejection_backlog"
 GAINSIGHT_COMPANY_CHANGE_GUARD = "gainsight_company_change_guard"
 GAINSIGHT_PERSON_CHANGE_GUARD = "gainsight_person_change_guard"
 
@@ -385,8 +383,7 @@ def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckRe
     return tally.result(severity=dg.AssetCheckSeverity.ERROR, what="companies carry another CARR than the source text")
 
 
-gainsight_company_rejection_backlog = rejection_backlog_check(
-    name=GAINSIGHT_COMPANY_REJECTION_BACKLOG,
+gainsight_company_sync_health = sync_health_check(
     asset="gainsight_company_sync",
     destination=COMPANIES.name,
     audience=COMPANY_AUDIENCE,
@@ -394,8 +391,7 @@ gainsight_company_rejection_backlog = rejection_backlog_check(
     record_columns=("rejections.record_key", "audience.account_name"),
     labels=("account_id", "account_name", "reason"),
 )
-gainsight_person_rejection_backlog = rejection_backlog_check(
-    name=GAINSIGHT_PERSON_REJECTION_BACKLOG,
+gainsight_person_sync_health = sync_health_check(
     asset="gainsight_person_sync",
     destination=PEOPLE.name,
     audience=PERSON_AUDIENCE,

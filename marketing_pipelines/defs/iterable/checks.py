@@ -1,4 +1,4 @@
-"""Checks that stop a bad push to Iterable (blocking, on the audience) and watch each sync's rejection backlog."""
+"""Checks that stop a bad push to Iterable (blocking, on the audience) and watch each sync's health."""
 
 import datetime as dt
 import json
@@ -13,7 +13,7 @@ from marketing_pipelines.defs.constants import (
     TRIAL_SIGNUP_EVENTS_KEY,
     WAREHOUSE_POOL,
 )
-from marketing_pipelines.defs.destinations import rejection_backlog_check
+from marketing_pipelines.defs.destinations import sync_health_check
 from marketing_pipelines.defs.iterable.assets import USER_AUDIENCE_KEY
 from marketing_pipelines.defs.rule_checks import ViolationTally, violations_result
 from marketing_pipelines.pii import mask_email
@@ -34,10 +34,6 @@ from marketing_pipelines.sync.iterable import (
 AUDIENCE_ONLY_OPTED_IN = "audience_only_opted_in"
 AUDIENCE_WITHIN_TWO_MONTHS = "audience_within_two_months"
 AUDIENCE_PAYLOAD_VALID = "audience_payload_valid"
-ITERABLE_REJECTION_BACKLOG = "iterable_rejection_backlog"
-ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG = "iterable_unsubscribe_rejection_backlog"
-ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG = "iterable_signup_profile_rejection_backlog"
-ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG = "iterable_trial_event_rejection_backlog"
 ITERABLE_USER_CHANGE_GUARD = "iterable_user_change_guard"
 
 MAX_USER_BYTES = 4 * 1024 * 1024 - len(b'{"users":[]}')
@@ -137,11 +133,10 @@ iterable_user_change_guard = change_guard_check(
 )
 
 
-#: The signup audiences are queries over this view; the backlog checks name a rejected event by its row here.
+#: The signup audiences are queries over this view; the sync health checks name a rejected event by its row here.
 SIGNUP_EVENTS_BY_KEY = Audience(table=TRIAL_EVENTS_VIEW, key_column="event_key", columns=("event_key", "email"))
 
-iterable_rejection_backlog = rejection_backlog_check(
-    name=ITERABLE_REJECTION_BACKLOG,
+iterable_user_sync_health = sync_health_check(
     asset="iterable_user_sync",
     destination=USERS.name,
     audience=USER_AUDIENCE,
@@ -149,8 +144,7 @@ iterable_rejection_backlog = rejection_backlog_check(
     record_columns=("audience.person_id", "rejections.record_key"),
     labels=("person_id", "email", "reason"),
 )
-iterable_unsubscribe_rejection_backlog = rejection_backlog_check(
-    name=ITERABLE_UNSUBSCRIBE_REJECTION_BACKLOG,
+iterable_unsubscribe_sync_health = sync_health_check(
     asset="iterable_unsubscribe_sync",
     destination=UNSUBSCRIBES,
     audience=UNSUBSCRIBE_AUDIENCE,
@@ -158,8 +152,7 @@ iterable_unsubscribe_rejection_backlog = rejection_backlog_check(
     record_columns=("rejections.record_key", "audience.email"),
     labels=("event_id", "email", "reason"),
 )
-iterable_signup_profile_rejection_backlog = rejection_backlog_check(
-    name=ITERABLE_SIGNUP_PROFILE_REJECTION_BACKLOG,
+iterable_signup_profile_sync_health = sync_health_check(
     asset="iterable_signup_profile_sync",
     destination=SIGNUP_PROFILES.name,
     audience=SIGNUP_EVENTS_BY_KEY,
@@ -167,8 +160,7 @@ iterable_signup_profile_rejection_backlog = rejection_backlog_check(
     record_columns=("rejections.record_key", "audience.email"),
     labels=("event_id", "email", "reason"),
 )
-iterable_trial_event_rejection_backlog = rejection_backlog_check(
-    name=ITERABLE_TRIAL_EVENT_REJECTION_BACKLOG,
+iterable_trial_event_sync_health = sync_health_check(
     asset="iterable_trial_event_sync",
     destination=TRIAL_EVENTS.name,
     audience=SIGNUP_EVENTS_BY_KEY,
