@@ -53,6 +53,14 @@ def _step(record: logging.LogRecord) -> str:
     return meta.get("step_key") or ""
 
 
+def failure_reason(event: DagsterEvent) -> str:
+    """The first line of a failed step's error, without the exception's module path."""
+    error = event.step_failure_data.error
+    message = error.message.strip() if error else ""
+    first = message.splitlines()[0] if message else "failed"
+    return re.sub(r"^(?:\w+\.)+(?=\w+: )", "", first)
+
+
 class ProgressHandler(logging.Handler):
     """Turns a run's Dagster log records into terse progress lines: a start and a finish line per asset step (a
     step that materializes assets), a line per failed check, per failed or held step and for the run's end.
@@ -97,9 +105,7 @@ class ProgressHandler(logging.Handler):
             checks = f"  ({sum(tally.values())} checks, {tally['failed']} failed)" if tally else ""
             self.line(f"done   {step}  {self._took(step)}{checks}")
         elif kind == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            reason = error.message.strip().splitlines()[0] if error and error.message.strip() else "failed"
-            self.line(f"FAILED {step}  {self._took(step)}: {reason}")
+            self.line(f"FAILED {step}  {self._took(step)}: {failure_reason(event)}")
         elif kind == DagsterEventType.STEP_SKIPPED:
             self.line(f"skip   {step}")
         elif kind in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
@@ -138,12 +144,17 @@ def asset_steps(job: dg.JobDefinition | None) -> set[str]:
     return steps
 
 
-def daily_job() -> dg.JobDefinition:
-    """The code location's refresh job, its resources bound to the environment, logging through `run_log`."""
+def daily_job_definitions() -> dg.Definitions:
+    """The code location's definitions, their resources bound to the environment (as ``defs`` binds them)."""
     from marketing_pipelines.definitions import build_definitions
     from marketing_pipelines.resources import build_resources
 
-    return build_definitions(build_resources()).resolve_job_def(JOB).with_logger_defs({RUN_LOGGER: run_log})
+    return build_definitions(build_resources())
+
+
+def daily_job() -> dg.JobDefinition:
+    """The code location's refresh job, logging through `run_log`."""
+    return daily_job_definitions().resolve_job_def(JOB).with_logger_defs({RUN_LOGGER: run_log})
 
 
 def execute(instance: dg.DagsterInstance, log_file: Path, console: TextIO | None = None) -> dg.JobExecutionResult:
@@ -262,9 +273,7 @@ def read_run(instance: dg.DagsterInstance, run_id: str) -> RunSummary:
         elif kind == DagsterEventType.STEP_SKIPPED:
             started.discard(step)
         elif kind == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            message = error.message.strip() if error else ""
-            summary.failed_steps[step] = message.splitlines()[0] if message else "failed"
+            summary.failed_steps[step] = failure_reason(event)
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
             summary.checks.append(
@@ -384,9 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-id", help="summarize this earlier run instead of running the job")
     args = parser.parse_args(argv)
 
-    from marketing_pipelines.definitions import build_definitions
     from marketing_pipelines.report import report
-    from marketing_pipelines.resources import build_resources, warehouse_from_environment
+    from marketing_pipelines.resources import warehouse_from_environment
 
     with dg.DagsterInstance.get() as instance:
         run_id, log_file = args.run_id, None
@@ -396,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_id = execute(instance, log_file).run_id
         with warehouse_from_environment() as warehouse:
             report(warehouse)
-        descriptions = check_descriptions(build_definitions(build_resources()))
+        descriptions = check_descriptions(daily_job_definitions())
         status = summarize(instance, run_id, descriptions, ui_base_url())
         if log_file is not None:
             print(f"Full log: {shown(log_file)}")
