@@ -38,8 +38,8 @@ RECORD_COUNT_KEYS = ("failing_records", "would_remove", "would_change", "rejecte
 #: A failed check's description is cut to this many characters (its result's, to twice as many).
 DESCRIPTION_CHARS = 160
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
-#: Where `ProgressHandler` writes while `execute` sends what the run prints to the log file (a run's steps may
-#: execute in another thread than `execute`, so this is not a context variable).
+#: The console of the `execute` in progress, where `run_log` prints progress while everything else the run prints
+#: goes to the log file.
 _console: list[TextIO] = []
 
 
@@ -48,9 +48,9 @@ def _event(record: logging.LogRecord) -> DagsterEvent | None:
     return meta.get("dagster_event")
 
 
-def _step(record: logging.LogRecord) -> str:
+def _step_and_message(record: logging.LogRecord) -> tuple[str, str]:
     meta = getattr(record, "dagster_meta", None) or {}
-    return meta.get("step_key") or ""
+    return meta.get("step_key") or "", meta.get("orig_message") or record.getMessage()
 
 
 def failure_reason(event: DagsterEvent) -> str:
@@ -80,10 +80,12 @@ class ProgressHandler(logging.Handler):
         self.stream.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
-        event, step = _event(record), _step(record)
+        event, (step, message) = _event(record), _step_and_message(record)
         if event is None:
-            if record.levelno >= logging.ERROR and step:  # e.g. "Dependencies for step ... failed. Not executing."
+            if message.startswith("Dependencies for step"):  # "... failed: [...]. Not executing."
                 self.line(f"held   {step}: not run, a step it depends on failed")
+            elif record.levelno >= logging.ERROR:
+                self.line(f"error  {step or 'run'}: {message.strip().splitlines()[0] if message.strip() else ''}")
             return
         kind = event.event_type
         if kind == DagsterEventType.STEP_START:
@@ -398,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with dg.DagsterInstance.get() as instance:
         run_id, log_file = args.run_id, None
+        if run_id is not None and instance.get_run_by_id(run_id) is None:
+            print(f"No run {run_id} in the Dagster instance of DAGSTER_HOME.", file=sys.stderr)
+            return 2
         if run_id is None:
             log_file = LOG_DIR / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
             print(f"Running {JOB}; full log: {shown(log_file)}")
