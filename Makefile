@@ -23,7 +23,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --quiet
 	@touch $@
 
 install: .venv/.installed ## Install the locked environment (bootstraps uv if missing)
