@@ -23,7 +23,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --quiet
 	@touch $@
 
 install: .venv/.installed ## Install the locked environment (bootstraps uv if missing)
@@ -38,10 +38,9 @@ prepare: install $(DAGSTER_HOME)/dagster.yaml ## Parse the dbt project into its 
 sample-data: install ## Fill what is empty (raw tables, landing folders) with deterministic sample data
 	$(RUN) python -m marketing_pipelines.sample_data --if-empty
 
-run: prepare sample-data ## Set up and materialize every asset once on the embedded DuckDB
-	$(RUN) python -m marketing_pipelines.run_health
-	$(RUN) dagster job execute -m marketing_pipelines.definitions -a defs -j refresh_marketing_data_job
-	$(RUN) python -m marketing_pipelines.report
+run: prepare sample-data ## Set up, materialize every asset once on the embedded DuckDB, summarize (log in data/logs/)
+	@$(RUN) python -m marketing_pipelines.run_health
+	@$(RUN) python -m marketing_pipelines.run_daily
 
 dev: prepare sample-data ## The Dagster UI on http://127.0.0.1:3000
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -1,7 +1,7 @@
 """Find runs whose worker process died (``kill -9``, OOM) and let Dagster fail them and free their pool slots.
 
 Dagster's ``DefaultRunLauncher`` cannot tell whether a run worker is alive, so run monitoring never fails a run
-whose whole process tree died (``dagster job execute`` under ``make run``, or ``make dev`` killed with its code
+whose whole process tree died (``make run``'s run process, or ``make dev`` killed with its code
 server): the run stays STARTED and keeps its ``warehouse`` pool slot. Every run worker records its pid in the
 run's first engine event ("Started process for run (pid: N)" / "Executing steps in process (pid: N)");
 :class:`LocalRunLauncher` answers run monitoring's health check from that pid, for an instance whose runs all
