@@ -63,12 +63,18 @@ def held_run(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_a_run_without_blocking_failures_exits_0_and_lists_its_warn_failures(clean_run: DailyRun) -> None:
     assert clean_run.status == 0
     assert clean_run.summary.rstrip().endswith(f"Run {clean_run.run_id} succeeded; no blocking check failed.")
-    assert "  ERROR passed" in clean_run.summary and "failed   0" in clean_run.summary.split("  WARN")[0]
+    assert "  ERROR passed" in clean_run.summary
+    # an ERROR failure that blocks nothing does not fail the run: in this small sample, 3 of the 33 Gainsight People
+    # are invalid records, over the sync-health rate threshold (5%); every ERROR failure is such a non-blocking one
+    errors = [line for line in clean_run.summary.splitlines() if line.startswith("  FAILED ERROR")]
+    assert errors == ["  FAILED ERROR  gainsight_person_sync: gainsight_person_sync_health - 3 failing records"]
     # the sample data seeds six CRM records with an Initial Source outside dim_initial_source
     assert (
         f"  FAILED WARN  staging/stg_crm__persons: crm_initial_source_unknown - {VIOLATIONS_PER_KIND} failing records"
     ) in clean_run.summary
-    assert "check: Only the values of dim_initial_source are allowed as Initial Source." in clean_run.summary
+    assert "check: GitLab Marketing Operations handbook, Initial Source: only the values of dim_initial_source" in (
+        clean_run.summary
+    )
     assert f"see {UI}/assets/staging/stg_crm__persons?view=checks" in clean_run.summary
     assert "BLOCKING" not in clean_run.summary
 
@@ -102,13 +108,11 @@ def test_a_failed_blocking_check_exits_1_naming_it_and_the_held_push(held_run: D
     assert (
         "  FAILED ERROR, blocking  audiences/iterable_user_audience: audience_payload_valid - 1 failing records"
     ) in summary
-    assert "    1 audience rows are not valid bulkUpdate users | check: Every audience row becomes a `bulkUpdate`" in (
-        summary
-    )
+    assert "    1 audience rows are not valid bulkUpdate users | check: Iterable API, users/bulkUpdate: " in summary
     assert f"see {UI}/assets/audiences/iterable_user_audience?view=checks" in summary
     held = (
         "BLOCKING CHECK FAILED (audiences/iterable_user_audience: audience_payload_valid): these pushes and steps "
-        "were held, not run:\n  iterable_user_sync, iterable_user_sync_iterable_rejection_backlog\n"
+        "were held, not run:\n  iterable_user_sync, iterable_user_sync_iterable_user_sync_health\n"
     )
     assert held in summary  # only the Iterable users push and its check: the other pushes went out
     assert summary.rstrip().endswith(f"Run {held_run.run_id} FAILURE: exit status 1.")
@@ -121,7 +125,8 @@ def test_the_held_run_still_lists_its_warn_failures_and_tallies_severities(held_
         f"  FAILED WARN  staging/stg_crm__persons: crm_initial_source_unknown - {VIOLATIONS_PER_KIND} failing records"
     ) in summary
     error_line = next(line for line in summary.splitlines() if line.startswith("  ERROR passed"))
-    assert error_line.endswith("failed   1")
+    assert error_line.endswith("failed   2")  # the blocking check, and the sample's non-blocking Gainsight health
+    assert "  FAILED ERROR  gainsight_person_sync: gainsight_person_sync_health - 3 failing records" in summary
     assert summary.index("FAILED ERROR") < summary.index("FAILED WARN")  # errors first
 
 
