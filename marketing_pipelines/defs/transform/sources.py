@@ -13,9 +13,9 @@ from marketing_pipelines.resources.dbt import dbt_project
 LOADED_BY_DAGSTER = frozenset({"signups"})
 
 
-def raw_source_specs() -> list[dg.AssetSpec]:
+def raw_source_specs(warehouse_kind: str = "duckdb") -> list[dg.AssetSpec]:
     """One spec per dbt source table, keyed like the dbt assets' upstream dependencies (reads the manifest: called
-    when definitions load, never at import)."""
+    when definitions load, never at import), of the kind of the warehouse that holds them."""
     project = dbt_project()
     manifest = validate_manifest(project.manifest_path)  # dagster-dbt's cached read: the dbt assets parse it once
     translator = MarketingDbtTranslator()
@@ -30,7 +30,7 @@ def raw_source_specs() -> list[dg.AssetSpec]:
                 description=props.get("description") or f"Raw table {props['name']}.",
                 group_name="raw",
                 owners=[OWNER],
-                kinds={"duckdb", "snowflake"},
+                kinds={warehouse_kind},
                 metadata={
                     "dagster/table_name": f"raw.{props['name']}",
                     "source_system": props["source_name"],
