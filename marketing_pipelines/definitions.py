@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+from dagster._record import copy
 
 
 def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
@@ -25,17 +26,28 @@ def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # the loader is marked preview in 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references are marked beta in 1.13
         modules = dg.load_definitions_from_package_module(domains)
-    return dg.Definitions.merge(
-        modules,
-        dg.Definitions(
-            assets=[*dbt_model_assets(), raw_sources()],
-            resources=resources,
-            # Steps of a run execute one at a time in the run's process: the embedded DuckDB warehouse has a
-            # single writer, and it saves a process start per step.
-            executor=dg.in_process_executor,
-        ),
-    )
+        kind = warehouse_kind(resources)
+        return dg.Definitions.merge(
+            copy(modules, assets=dg.with_source_code_references(list(modules.assets or []))),
+            dg.Definitions(
+                assets=[*dbt_model_assets(kind), raw_sources(kind)],
+                resources=resources,
+                # Steps of a run execute one at a time in the run's process: the embedded DuckDB warehouse has a
+                # single writer, and it saves a process start per step.
+                executor=dg.in_process_executor,
+            ),
+        )
+
+
+def warehouse_kind(resources: Mapping[str, Any]) -> str:
+    """The kind of the bound warehouse (``duckdb`` or ``snowflake``), which the assets show; its setting's value
+    when the resource holds a binding to it."""
+    kind = getattr(resources.get("warehouse"), "kind", None) or "duckdb"
+    if isinstance(kind, dg.EnvVar):
+        kind = kind.get_value() or "duckdb"
+    return str(kind).lower()
 
 
 @dg.definitions

@@ -20,6 +20,7 @@ from marketing_pipelines.defs.transform.merge_resolution import resolve_survivor
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.dbt import build_from_raw, run_dbt
+from tests.support.metadata import sample_records
 from tests.support.raw import crm_person, load_raw_rows
 
 START = datetime(2024, 1, 1)
@@ -96,7 +97,7 @@ def survivors(resource: WarehouseResource) -> dict[int, tuple[int, str | None]]:
 
 
 def samples(result: dg.AssetCheckResult) -> dict[int, str]:
-    return {sample["person_id"]: sample["value"] for sample in result.metadata["sample_records"].value}
+    return {sample["person_id"]: sample["value"] for sample in sample_records(result)}
 
 
 def test_every_record_is_in_exactly_one_contact(built):

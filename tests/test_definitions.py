@@ -66,7 +66,16 @@ def test_every_asset_has_description_owner_group_and_kinds(repository):
         node = repository.asset_graph.get(key)
         assert node.description, f"{key.to_user_string()} has no description"
         assert node.owners, f"{key.to_user_string()} has no owner"
-        assert node.group_name in {"raw", "staging", "marts", "audiences", "iterable", "gainsight", "signups"}, key
+        assert node.group_name in {
+            "raw",
+            "reference",
+            "staging",
+            "marts",
+            "audiences",
+            "iterable",
+            "gainsight",
+            "signups",
+        }, key
         assert node.kinds, f"{key.to_user_string()} has no kinds"
 
 

@@ -28,6 +28,7 @@ from tests.support.gainsight import (
     named,
     recipients,
 )
+from tests.support.metadata import sample_records
 
 NAMESPACE = 10_000_003
 EXACT_CARR = "972765.41"  # a float32 turns it into 972765.4375
@@ -175,7 +176,7 @@ def test_the_blocking_checks_pass_on_the_model_and_the_missing_recipient_is_name
         assert result.passed and result.severity == dg.AssetCheckSeverity.ERROR, check.name
     warning = checks.every_program_account_has_a_recipient(warehouse=resource)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
-    assert warning.metadata["sample_records"].value == [
+    assert sample_records(warning) == [
         {"account_id": 8, "account_name": "Account 8", "value": "account skipped: unknown deployment type: On-Prem"},
         {"account_id": 10, "account_name": "Account 10", "value": "no GitLab Admin or Sold-To contact"},
     ]
@@ -191,7 +192,7 @@ def test_a_surveyed_sold_to_contact_fails_the_blocking_check_and_is_named(corrup
     warehouse.execute("update audiences.gainsight_program_recipients set receives_surveys = true")
     result = checks.sold_to_never_surveyed(warehouse=resource)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
-    named_people = {(r["person_id"], r["email"]) for r in result.metadata["sample_records"].value}
+    named_people = {(r["person_id"], r["email"]) for r in sample_records(result)}
     assert named_people == {(201, "p***@example.com"), (501, "p***@example.com"), (502, "p***@example.com")}
 
 

@@ -26,6 +26,7 @@ from marketing_pipelines.sync import Api, Destination, Outbox, run_sync
 from marketing_pipelines.sync.gainsight import COMPANIES, PEOPLE, batched, company_payload
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.http import fast_retry
+from tests.support.metadata import sample_records
 
 ACCESS_KEY = "gs-access-0123456789abcdef"
 ACCOUNTS = 120
@@ -389,13 +390,13 @@ def test_poison_records_are_isolated_and_every_other_company_and_person_is_writt
     assert set(writes.values()) == {1}, "every record written once"
     # the runs succeeded; the WARN checks name the rejected records (e-mails masked) with Gainsight's reason
     assert not company_check.passed and company_check.severity == dg.AssetCheckSeverity.WARN
-    assert [r["account_name"] for r in company_check.metadata["sample_records"].value] == sorted(POISON_COMPANIES)
+    assert [r["account_name"] for r in sample_records(company_check)] == sorted(POISON_COMPANIES)
     assert not person_check.passed and person_check.metadata["failing_records"].value == 7
     assert {
         "account_id": "60000005",
         "email": "o***@example.com",
         "reason": f"{REFUSED}records[0].Email 'o***@example.com' failed validation; nothing written",
-    } in person_check.metadata["sample_records"].value
+    } in sample_records(person_check)
     # the rerun sends only the rejected companies, still refused
     assert rerun_names == POISON_COMPANIES and (rerun.sent, rerun.accepted, rerun.rejected) == (3, 0, 3)
 

@@ -13,6 +13,7 @@ from marketing_pipelines.defs.transform import checks
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.dbt import run_dbt
 from tests.support.jobs import check_result, duckdb_resources, materialized, run_refresh
+from tests.support.metadata import sample_records
 from tests.support.raw import crm_person, load_raw_rows
 
 AUDIENCE = "audiences/iterable_user_audience"
@@ -81,14 +82,14 @@ def test_changed_initial_source_keeps_first_value(runs):
     overwritten = check_result(second, checks.CRM_INITIAL_SOURCE_OVERWRITTEN)
     assert not overwritten.passed
     assert overwritten.severity == dg.AssetCheckSeverity.WARN
-    samples = overwritten.metadata["sample_records"].value
+    samples = sample_records(overwritten)
     assert {"person_id": 1, "email": "p***@example.com", "value": "Trial - GitLab.com -> Webcast"} in samples
 
 
 def test_empty_initial_source_is_filled_once_and_a_later_change_is_flagged(runs):
     pipeline, first, second = runs
     assert pipeline.source("marketing_contacts", 2) == "Demo"
-    samples = check_result(second, checks.CRM_INITIAL_SOURCE_OVERWRITTEN).metadata["sample_records"].value
+    samples = sample_records(check_result(second, checks.CRM_INITIAL_SOURCE_OVERWRITTEN))
     assert {"person_id": 2, "email": "p***@example.com", "value": "Demo -> Webcast"} in samples
     assert check_result(first, checks.CRM_INITIAL_SOURCE_OVERWRITTEN).passed
 
@@ -146,9 +147,7 @@ def test_edited_history_fails_immutability_and_never_reaches_the_contacts(runs):
     immutable = check_result(third, checks.INITIAL_SOURCE_IMMUTABLE)
     assert not immutable.passed
     assert immutable.severity == dg.AssetCheckSeverity.ERROR
-    assert immutable.metadata["sample_records"].value == [
-        {"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}
-    ]
+    assert sample_records(immutable) == [{"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}]
     assert pipeline.source("marketing_contacts", 1) == "Trial - GitLab.com", "the contact keeps the audited value"
     built = materialized(third)
     assert "marts/initial_source_history" in built

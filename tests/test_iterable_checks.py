@@ -12,6 +12,7 @@ import pytest
 from marketing_pipelines.defs.iterable import checks
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.metadata import sample_records
 
 
 @pytest.fixture
@@ -44,9 +45,7 @@ def resource(tmp_path) -> WarehouseResource:
 def test_unsubscribed_person_in_the_audience_fails_and_is_named_masked(resource):
     result = checks.audience_only_opted_in(warehouse=resource)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
-    assert result.metadata["sample_records"].value == [
-        {"person_id": 2, "email": "g***@example.com", "value": "unsubscribed"}
-    ]
+    assert sample_records(result) == [{"person_id": 2, "email": "g***@example.com", "value": "unsubscribed"}]
 
 
 def test_user_older_than_two_months_fails_the_window_check(resource):
@@ -59,7 +58,7 @@ def test_row_that_is_not_a_valid_bulk_update_user_fails_payload_check(resource):
     result = checks.audience_payload_valid(warehouse=resource)
     assert not result.passed
     assert result.metadata["failing_records"].value == 1
-    assert result.metadata["sample_records"].value[0]["email"] == "o***@example.com"
+    assert sample_records(result)[0]["email"] == "o***@example.com"
 
 
 def test_audience_checks_block_the_push():

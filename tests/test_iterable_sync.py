@@ -37,6 +37,7 @@ from marketing_pipelines.sync.iterable import (
 from marketing_pipelines.sync.iterable import USERS as USER_SYNC
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import load_spec, validate_request
+from tests.support.metadata import sample_records
 
 API_KEY = "sk-test-0123456789abcdef"
 USERS = 300
@@ -304,7 +305,7 @@ def test_poison_records_are_isolated_and_every_other_record_is_delivered_in_the_
     # the run succeeded; its WARN check names the rejected records (masked) with the reason
     assert not check.passed and check.severity.value == "WARN"
     assert check.metadata["failing_records"].value == 3
-    assert check.metadata["sample_records"].value == [
+    assert sample_records(check) == [
         {"person_id": i, "email": "u***@example.com", "reason": POISON_REASON} for i in (100, 150, 3333)
     ]
     # the rerun sends only the rejected records, which the destination still refuses
@@ -438,7 +439,7 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
     ):
         result = check(warehouse=resource, sync_health=SyncHealthResource())
         assert not result.passed and result.severity.value == "WARN"
-        ((sample,),) = [result.metadata["sample_records"].value]
+        ((sample,),) = [sample_records(result)]
         assert sample["event_id"] == key and sample["email"] == masked
         assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
     own = iterable_user_sync_health(warehouse=resource, sync_health=SyncHealthResource())

@@ -8,6 +8,7 @@ import dagster as dg
 
 from marketing_pipelines.defs.rule_checks import SAMPLE_SIZE, rows_result, violations_result
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.metadata import sample_records
 
 WARN = dg.AssetCheckSeverity.WARN
 
@@ -47,7 +48,7 @@ def test_one_query_reports_what_the_python_path_reports(tmp_path: Path) -> None:
     assert from_sql.description == "252 broken records"
     assert from_sql.metadata == from_python.metadata
     assert from_sql.metadata["failing_records"].value == 252
-    samples = from_sql.metadata["sample_records"].value
+    samples = sample_records(from_sql)
     assert [sample["person_id"] for sample in samples] == list(range(1, SAMPLE_SIZE + 1))
     assert samples[0]["email"] != "person1@example.com"  # masked
     values = from_sql.metadata["values"].value
@@ -69,5 +70,5 @@ def test_no_violation_passes_with_empty_samples(tmp_path: Path) -> None:
     assert result.passed
     assert result.description == "No broken records."
     assert result.metadata["failing_records"].value == 0
-    assert result.metadata["sample_records"].value == []
+    assert sample_records(result) == []
     assert result.metadata["values"].value == {}

@@ -260,3 +260,37 @@ def test_landed_event_files_load_once_and_quarantine_bad_lines_on_snowflake(engi
     again = ingestion_metadata(snowflake.ingest)["raw/free_registration_events"]
     assert (again["loaded"].value, again["quarantined"].value) == (0, 0)
     assert snowflake.numbers["quarantine"] == duckdb.numbers["quarantine"]
+
+
+def column_schemas(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, str]]:
+    """`dagster/column_schema` of every materialization of a run: each asset's columns and their types."""
+    return {
+        event.asset_key.to_user_string(): {
+            column.name: column.type
+            for column in event.materialization.metadata["dagster/column_schema"].schema.columns
+        }
+        for event in result.get_asset_materialization_events()
+        if "dagster/column_schema" in event.materialization.metadata
+    }
+
+
+def test_dbt_assets_carry_typed_columns_and_failing_rows_as_on_duckdb(engines):
+    duckdb, snowflake = (column_schemas(engines[name].refreshes[0]) for name in ("duckdb", "snowflake"))
+    assert "marts/marketing_contacts" in snowflake and set(snowflake) == set(duckdb)
+    for key, columns in snowflake.items():
+        assert list(columns) == list(duckdb[key]), key
+        assert all(kind and kind != "?" for kind in columns.values()), (key, columns)
+    failing = {name: failing_rows(engines[name].refreshes[0]) for name in engines}
+    assert failing["snowflake"] and failing["snowflake"] == failing["duckdb"]
+
+
+def failing_rows(result: dg.ExecuteInProcessResult) -> dict[str, list[dict[str, Any]]]:
+    """The failing rows each failed dbt test of a run shows, by check."""
+    return {
+        event.event_specific_data.check_name: [
+            {name: str(value) for name, value in row.data.items()}
+            for row in event.event_specific_data.metadata["failing_rows"].records
+        ]
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and "failing_rows" in event.event_specific_data.metadata
+    }

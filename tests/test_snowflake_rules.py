@@ -37,6 +37,7 @@ from marketing_pipelines.warehouse.raw_tables import RAW_TABLES, create_raw_tabl
 from tests import fakesnow_shims
 from tests.support.gainsight import account
 from tests.support.jobs import check_result, materialized, run_refresh, run_sensor_and_jobs
+from tests.support.metadata import sample_records
 from tests.support.raw import crm_person
 from tests.support.signups import API_KEY, GITLAB_MARKETING, event, land, live_resources
 
@@ -147,9 +148,7 @@ def test_edited_history_fails_immutability_and_never_reaches_the_contacts_on_sno
     again = run_refresh(refreshed.resources)
     immutable = check_result(again, checks.INITIAL_SOURCE_IMMUTABLE)
     assert not immutable.passed and immutable.severity == dg.AssetCheckSeverity.ERROR
-    assert immutable.metadata["sample_records"].value == [
-        {"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}
-    ]
+    assert sample_records(immutable) == [{"person_id": 1, "email": None, "value": "Trial - GitLab.com -> Demo"}]
     contacts = warehouse.query("select person_id, initial_source from marts.marketing_contacts order by person_id")
     assert [(int(p), s) for p, s in contacts] == [(1, "Trial - GitLab.com"), (2, "Webcast")]
     assert {"marts/marketing_contacts", "audiences/iterable_user_audience"} & materialized(again) == set()

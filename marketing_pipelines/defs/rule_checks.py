@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -157,10 +158,46 @@ def check_result(
         description=f"{failing} {what}" if failing else passed_description or f"No {what}.",
         metadata={
             "failing_records": dg.MetadataValue.int(failing),
-            "sample_records": dg.MetadataValue.json(list(samples)),
+            "sample_records": records_table(samples),
             "values": dg.MetadataValue.json({str(value): int(n) for value, n in values}),
         },
     )
+
+
+def records_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> dg.TableMetadataValue:
+    """Records as a table the UI shows (columns: ``columns``, else those of the records in order of appearance).
+
+    A value in a column whose name contains ``email`` is masked; values that are not text, numbers, booleans or
+    NULL are shown as text.
+    """
+    names = list(columns) if columns is not None else list(dict.fromkeys(name for record in records for name in record))
+    rows = [{name: _cell(name, record.get(name)) for name in names} for record in records]
+    types = {name: _column_type([row[name] for row in rows]) for name in names}
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, types[name]) for name in names]),
+    )
+
+
+def _cell(column: str, value: Any) -> str | int | float | bool | None:
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar from a DataFrame
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return mask_email(str(value)) if "email" in column.lower() else str(value)
+
+
+def _column_type(values: Sequence[Any]) -> str:
+    kinds = {type(value) for value in values if value is not None}
+    if kinds == {bool}:
+        return "bool"
+    if kinds == {int}:
+        return "int"
+    if kinds and kinds <= {int, float}:
+        return "float"
+    return "string"
 
 
 def _result(

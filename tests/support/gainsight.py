@@ -11,6 +11,7 @@ import pandas as pd
 from devtools.gainsight_emulator import GainsightEmulator
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.metadata import sample_records
 
 #: The reference date the Customer Programs warehouses are built at.
 AS_OF = "2026-11-20"
@@ -40,7 +41,7 @@ def contact(account_id: int, person_id: int, role: str, email: str | None = "") 
 
 def named(result: dg.AssetCheckResult) -> dict:
     """The accounts a check result names: account id -> value."""
-    return {record["account_id"]: record["value"] for record in result.metadata["sample_records"].value}
+    return {record["account_id"]: record["value"] for record in sample_records(result)}
 
 
 def recipients(warehouse: DuckDBWarehouse, account_id: int) -> set[tuple]:

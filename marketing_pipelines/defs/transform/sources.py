@@ -28,9 +28,9 @@ LAST_UPDATED = "dagster/last_updated_timestamp"
 LOADED_AT_FIELD = "loaded_at_field"
 
 
-def raw_source_specs() -> list[dg.AssetSpec]:
+def raw_source_specs(warehouse_kind: str = "duckdb") -> list[dg.AssetSpec]:
     """One spec per dbt source table, keyed like the dbt assets' upstream dependencies (reads the manifest: called
-    when definitions load, never at import)."""
+    when definitions load, never at import), of the kind of the warehouse that holds them."""
     project = dbt_project()
     manifest = validate_manifest(project.manifest_path)  # dagster-dbt's cached read: the dbt assets parse it once
     translator = MarketingDbtTranslator()
@@ -46,7 +46,7 @@ def raw_source_specs() -> list[dg.AssetSpec]:
                 description=props.get("description") or f"Raw table {props['name']}.",
                 group_name="raw",
                 owners=[OWNER],
-                kinds={"duckdb", "snowflake"},
+                kinds={warehouse_kind},
                 metadata={
                     "dagster/table_name": f"raw.{props['name']}",
                     "source_system": props["source_name"],
@@ -57,9 +57,9 @@ def raw_source_specs() -> list[dg.AssetSpec]:
     return specs
 
 
-def raw_sources() -> dg.AssetsDefinition:
+def raw_sources(warehouse_kind: str = "duckdb") -> dg.AssetsDefinition:
     """The raw tables as one observable source asset: one step observes them all (reads the manifest)."""
-    specs = raw_source_specs()
+    specs = raw_source_specs(warehouse_kind)
 
     def observe_raw_sources(warehouse: WarehouseResource) -> Iterator[dg.ObserveResult]:
         """Counts the rows of every raw table and finds the newest value of its `loaded_at_field`."""
