@@ -29,7 +29,7 @@ def graph() -> dg.AssetGraph:
 def test_every_daily_asset_has_the_daily_freshness_window(graph):
     daily = [node for node in graph.asset_nodes if node.group_name in DAILY_GROUPS]
     assert {node.group_name for node in daily} == DAILY_GROUPS
-    assert len(daily) >= 18
+    assert len(daily) >= 15  # the reference seeds are not daily: they change with the code
     for node in daily:
         policy = node.freshness_policy
         assert policy is not None, node.key.to_user_string()
