@@ -17,6 +17,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
+from marketing_pipelines.defs.transform.check_selection import unselected_test_args
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.resources.dbt import dbt_project
@@ -82,7 +83,7 @@ def build_with_row_counts(
     """
     db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
     with process_environment(warehouse.dbt_environment()):  # dbt's profile reads the warehouse settings from it
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(["build", *unselected_test_args(context)], context=context)
     events = list(invocation.stream())
     keys = {id(event): _asset_key(context, event) for event in events}
     relations = {tuple(key.path) for key in keys.values() if key is not None and not _is_view(context, key)}
