@@ -426,7 +426,7 @@ def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: i
     log = work / "bench.log"
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "instance" / "dagster.yaml", home / "dagster.yaml")
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),

@@ -114,7 +114,7 @@ def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, An
         root = Path(tmp)
         home = root / "dagster_home"
         home.mkdir()
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(PROJECT_ROOT / "instance" / "dagster.yaml", home / "dagster.yaml")
         landing = root / "landing"
         env = {
             **os.environ,

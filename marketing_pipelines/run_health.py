@@ -5,7 +5,7 @@ whose whole process tree died (``make run``'s run process, or ``make dev`` kille
 server): the run stays STARTED and keeps its ``warehouse`` pool slot. Every run worker records its pid in the
 run's first engine event ("Started process for run (pid: N)" / "Executing steps in process (pid: N)");
 :class:`LocalRunLauncher` answers run monitoring's health check from that pid, for an instance whose runs all
-execute on this machine (the shipped ``dagster.yaml``). :func:`release_dead_runs` does the same sweep once,
+execute on this machine (the shipped ``instance/dagster.yaml``). :func:`release_dead_runs` does the same sweep once,
 without the daemon (``make run`` calls it first).
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +139,31 @@ def test_dagster_validates_the_workspace():
         timeout=180,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def run_dg(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `dg` CLI of this environment, from the repository root (its [tool.dg] names the code location)."""
+    environment = {**os.environ, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_dg_checks_and_lists_the_code_location():
+    """The documented `dg check defs` and `dg list defs` load the code location that `make dev` (`dg dev`) serves."""
+    check = run_dg("check", "defs")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = run_dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    definitions = json.loads(listed.stdout)
+    assert {job["name"] for job in definitions["jobs"]} == {"refresh_marketing_data_job", "ingest_signups_job"}
+    assert {"marts/marketing_contacts", "raw/crm_persons"} <= {asset["asset_key"] for asset in definitions["assets"]}
 
 
 def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):

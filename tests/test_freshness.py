@@ -57,7 +57,7 @@ def test_the_daily_job_observes_the_raw_sources_first():
 
 
 def test_the_instance_settings_enable_freshness():
-    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    settings = yaml.safe_load((PROJECT_ROOT / "instance" / "dagster.yaml").read_text())
     assert settings["freshness"] == {"enabled": True}
 
 

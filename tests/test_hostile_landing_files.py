@@ -20,11 +20,11 @@ import dagster as dg
 import pytest
 
 from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
-from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import EVENT_KINDS, file_run_key
 from marketing_pipelines.signups.tables import EVENT_TABLES
 from marketing_pipelines.warehouse import DuckDBWarehouse
+from tests.support.jobs import signup_sensor_tick
 from tests.support.signups import event as signup_event
 
 SECRET = "root:x:0:0:secret-outside-the-landing-folder"
@@ -376,9 +376,8 @@ def test_catch_up_accounts_for_every_line_of_every_hostile_file(hostile_landing)
 def test_sensor_path_accounts_for_every_line_of_every_hostile_file(hostile_landing):
     """The sensor requests a run for every entry (never opening a FIFO or following a link to compute the run
     key); the files of all its requests, loaded in sensor mode, end exactly where the catch-up puts them."""
-    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral())
     started = time.monotonic()
-    tick = trial_signup_sensor(context)
+    tick = signup_sensor_tick(WarehouseResource(duckdb_path=str(hostile_landing / "warehouse.duckdb")))
     assert time.monotonic() - started < 10
     per_kind = len(LINE_CASES) + len(FILE_CASES)
     assert len(tick.run_requests) == 2 * per_kind
@@ -503,7 +502,7 @@ def test_sensor_and_job_end_to_end_with_hostile_files(tmp_path, monkeypatch):
     with IterableEmulator(api_key="test-key") as emulator:
         for name, value in {"LANDING_DIR": str(landing), "SIGNUPS_INCOMPLETE_LINE_SECONDS": "5"}.items():
             monkeypatch.setenv(name, value)
-        tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        tick = signup_sensor_tick(WarehouseResource(duckdb_path=str(db_path)))
         assert len(tick.run_requests) == 5
         resources = build_resources(
             {},
@@ -578,7 +577,7 @@ def test_a_name_that_is_not_utf8_never_wedges_the_sensor(tmp_path, monkeypatch):
     monkeypatch.setenv("LANDING_DIR", str(landing))
     db_path = tmp_path / "warehouse.duckdb"
     with dg.instance_for_test() as instance:  # a persistent instance: tags and run config go through its storage
-        first = trial_signup_sensor(dg.build_sensor_context(instance=instance))
+        first = signup_sensor_tick(WarehouseResource(duckdb_path=str(db_path)), instance=instance)
         assert sorted(r.tags["signups/file"] for r in first.run_requests) == [
             "trial_signups/bad-\\xff.jsonl",
             "trial_signups/good.jsonl",
@@ -597,7 +596,7 @@ def test_a_name_that_is_not_utf8_never_wedges_the_sensor(tmp_path, monkeypatch):
 
         time.sleep(0.01)
         (folder / "later.jsonl").write_bytes(jl(event("later-1")))
-        second = trial_signup_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        second = signup_sensor_tick(WarehouseResource(duckdb_path=str(db_path)), instance=instance, cursor=first.cursor)
         assert [r.tags["signups/file"] for r in second.run_requests] == ["trial_signups/later.jsonl"]
         (request,) = second.run_requests
         assert dg.materialize(

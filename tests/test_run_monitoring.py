@@ -1,6 +1,6 @@
 """A run whose worker is killed (`kill -9`) is marked failed and frees its `warehouse` pool slot; the next run starts.
 
-Real processes throughout: a `dagster-daemon` on a temporary instance configured by the shipped `dagster.yaml`,
+Real processes throughout: a `dagster-daemon` on a temporary instance configured by the shipped `instance/dagster.yaml`,
 runs of `tests/pool_holder_location.py` (one step that holds the `warehouse` pool and writes its pid), and real
 SIGKILLs. Two kinds of death: a worker launched by the daemon (its code server notices, the daemon frees the slot),
 and a `dagster job execute` process as `make run` starts it (only `LocalRunLauncher`'s pid check notices).
@@ -32,7 +32,7 @@ from marketing_pipelines.run_health import process_is_alive
 BIN = Path(sys.executable).parent
 LOCATION = Path(__file__).with_name("pool_holder_location.py")
 JOB = "hold_warehouse_job"
-SHIPPED_CONFIG = PROJECT_ROOT / "dagster.yaml"
+SHIPPED_CONFIG = PROJECT_ROOT / "instance" / "dagster.yaml"
 
 
 @pytest.fixture

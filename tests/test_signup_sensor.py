@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+from marketing_pipelines.resources import warehouse_resource_from
 from marketing_pipelines.signups.landing import file_run_key, new_files
+from tests.support.jobs import signup_sensor_tick
 
 LINE = '{"event_id":"e-1","email":"a@example.com"}\n'
 
@@ -22,12 +25,13 @@ def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "trial_signups").mkdir(parents=True)
     (root / "free_registrations").mkdir()
     monkeypatch.setenv("LANDING_DIR", str(root))
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))  # the ledger the sensor reads
     return root
 
 
 def tick(cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral())
-    result = trial_signup_sensor(context)
+    """One sensor tick, on the warehouse DUCKDB_PATH names."""
+    result = signup_sensor_tick(warehouse_resource_from(os.environ), cursor=cursor)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -138,3 +142,52 @@ def test_tick_with_10000_seen_files_is_correct(landing):
         f"tick with all seen {seen_seconds:.3f}s; tick with one new {one_new_seconds:.3f}s; "
         f"cursor {len(json.dumps(json.loads(second.cursor)))} bytes"
     )
+
+
+def catch_up(landing: Path) -> None:
+    """The daily job's catch-up: every landed file not in `ops.ingested_files` loaded into the warehouse."""
+    from marketing_pipelines.defs.signups.assets import free_registration_events, trial_signup_events
+
+    resources = {"warehouse": warehouse_resource_from(os.environ)}
+    assert dg.materialize([trial_signup_events, free_registration_events], resources=resources).success
+
+
+def test_files_the_daily_job_already_loaded_get_no_run(landing):
+    """`make run` loads the landed files; the first tick of `make dev` afterwards requests no run for them, but
+    one for a file whose content changed since."""
+    land(landing, "trial_signups", "a.jsonl")
+    land(landing, "free_registrations", "b.jsonl", '{"event_id":"e-2","email":"b@example.com"}\n')
+    land(landing, "trial_signups", "c.jsonl", '{"event_id":"e-3","email":"c@example.com"}\n')
+    catch_up(landing)
+    first = tick(None)
+    assert first.run_requests == []
+    assert "3 already in ops.ingested_files" in first.skip_reason.skip_message
+    changed = land(landing, "trial_signups", "c.jsonl", '{"event_id":"e-4","email":"d@example.com"}\n')
+    second = tick(None)
+    assert [r.tags["signups/file"] for r in second.run_requests] == ["trial_signups/c.jsonl"]
+    assert second.run_requests[0].run_key == file_run_key(changed)
+
+
+def test_a_warehouse_locked_by_a_run_leaves_the_cursor_to_decide(landing, capsys):
+    """While another process holds the DuckDB file (a run writing), the tick does not wait for it: every new
+    file gets its run (ingestion skips what is already loaded) and the log says why."""
+    land(landing, "trial_signups", "a.jsonl")
+    catch_up(landing)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, os.environ["DUCKDB_PATH"]], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        result = tick(None)
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.tags["signups/file"] for r in result.run_requests] == ["trial_signups/a.jsonl"]
+    assert "(a run holds the DuckDB file); new files are requested by the cursor alone" in capsys.readouterr().err
+    assert tick(None).run_requests == []  # the lock released: the ledger is read again
+
+
+#: A process that opens the DuckDB file for writing (as a run does) and keeps it until killed.
+HOLD_LOCK = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(60)"

@@ -24,6 +24,7 @@ from marketing_pipelines.sync.iterable import TRIAL_EVENTS, iterable_event_id
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.spec import validate_request
 from tests.support.dbt import run_dbt
+from tests.support.jobs import signup_sensor_tick
 from tests.support.raw import load_raw_rows
 from tests.support.signups import event as signup_event
 from tests.support.warehouses import copy_warehouse
@@ -393,7 +394,6 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(built_sample, 
     per valid line (personal free registrations: neither), profile before event; the same requests again send
     nothing new. No dbt runs in the job: the views were built once, as the daily job does."""
     from marketing_pipelines.definitions import build_definitions
-    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
     from marketing_pipelines.resources import IterableResource, build_resources
 
     warehouse_path = built_sample  # sample data, every model built
@@ -404,7 +404,7 @@ def test_landed_file_reaches_iterable_once_through_sensor_and_job(built_sample, 
     write(landing, "free_registrations", "f.jsonl", "\n".join(frees) + "\n")
     with IterableEmulator(api_key=API_KEY) as emulator:
         monkeypatch.setenv("LANDING_DIR", str(landing))
-        tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+        tick = signup_sensor_tick(WarehouseResource(kind="duckdb", duckdb_path=str(warehouse_path)))
         assert len(tick.run_requests) == 2
         resources = build_resources(
             {},

@@ -11,7 +11,7 @@ from marketing_pipelines.signups.tables import EVENT_TABLES
 
 OWNER = "team:marketing-data"
 
-# Every step that writes the warehouse runs in this pool; dagster.yaml limits it to one at a time because
+# Every step that writes the warehouse runs in this pool; instance/dagster.yaml limits it to one at a time because
 # DuckDB allows a single writing process.
 WAREHOUSE_POOL = "warehouse"
 

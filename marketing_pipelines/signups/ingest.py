@@ -19,6 +19,7 @@ from typing import IO, Any
 from marketing_pipelines.pii import mask_email
 from marketing_pipelines.signups.landing import (
     NAME_NOT_UTF8,
+    LandedFile,
     RefusedFile,
     entry_shown_as,
     is_utf8_name,
@@ -518,20 +519,25 @@ def pending_files(warehouse: Warehouse, landing_dir: str | Path, kind: str, ledg
     Refused entries (symlinks, directories, FIFOs...) are versioned by their change time and never opened.
     """
     for landed in sorted(scan(landing_dir, (kind,)), key=lambda f: (f.ctime_ns, f.name)):
-        if landed.refusal is not None:
-            version = refused_version(landed.ctime_ns)
-        else:
-            try:
-                fd, _ = open_regular(landed.path)
-            except RefusedFile as refused:
-                version = refused_version(refused.ctime_ns)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                yield landed.path  # unreadable: ingest_file records why
-                continue
-            else:
-                with os.fdopen(fd, "rb") as handle:
-                    version = sha256_of(handle)
+        try:
+            version = landed_version(landed)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            yield landed.path  # unreadable: ingest_file records why
+            continue
         if (landed.path, version) not in ledger.done:
             yield landed.path
+
+
+def landed_version(landed: LandedFile) -> str:
+    """The version `ops.ingested_files` records for a landed entry: the SHA-256 of a regular file's content, or
+    ``refused:<change time>`` for an entry that is never opened. Raises OSError (FileNotFoundError: it vanished)."""
+    if landed.refusal is not None:
+        return refused_version(landed.ctime_ns)
+    try:
+        fd, _ = open_regular(landed.path)
+    except RefusedFile as refused:
+        return refused_version(refused.ctime_ns)
+    with os.fdopen(fd, "rb") as handle:
+        return sha256_of(handle)

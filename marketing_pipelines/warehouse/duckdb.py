@@ -35,9 +35,13 @@ class DuckDBWarehouse(Warehouse):
 
     kind = "duckdb"
 
-    def __init__(self, path: str | Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
+    def __init__(
+        self, path: str | Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.lock_wait_seconds = lock_wait_seconds
+        #: Open the file read-only (a reader that must never take the write lock; writes then fail).
+        self.read_only = read_only
 
     def describe(self) -> str:
         return f"{self.path.resolve()} (DuckDB)"
@@ -56,10 +60,12 @@ class DuckDBWarehouse(Warehouse):
         return WarehouseFileError(f"{self.path.resolve()} is not a readable DuckDB database ({reason}); {REBUILD_HINT}")
 
     @contextlib.contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, waiting (with jittered backoff) while another process holds its lock."""
+    def connect(self, *, read_only: bool | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file (read-only: as the warehouse was made, unless told), waiting (with jittered backoff) while
+        another process holds its lock."""
         import duckdb
 
+        read_only = self.read_only if read_only is None else read_only
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.check_file()

@@ -46,13 +46,23 @@ def run_refresh(resources: dict[str, Any]) -> dg.ExecuteInProcessResult:
     return run_job(REFRESH_JOB, resources)
 
 
+def signup_sensor_tick(
+    warehouse: Any, *, cursor: str | None = None, instance: dg.DagsterInstance | None = None
+) -> dg.SensorResult:
+    """One tick of the signup sensor reading the ingestion ledger of ``warehouse`` (a `WarehouseResource`)."""
+    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+
+    with dg.build_sensor_context(
+        cursor=cursor, instance=instance or dg.DagsterInstance.ephemeral(), resources={"warehouse": warehouse}
+    ) as context:
+        return trial_signup_sensor(context)
+
+
 def run_sensor_and_jobs(
     resources: dict[str, Any], times: int = 1, *, raise_on_error: bool = True
 ) -> list[dg.ExecuteInProcessResult]:
     """One tick of the signup sensor, then every run it requests, ``times`` times over."""
-    from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
-
-    tick = trial_signup_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+    tick = signup_sensor_tick(resources["warehouse"])
     return [
         run_job(INGEST_JOB, resources, run_config=request.run_config, tags=request.tags, raise_on_error=raise_on_error)
         for _ in range(times)

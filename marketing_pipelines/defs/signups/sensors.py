@@ -9,8 +9,11 @@ import dagster as dg
 
 from marketing_pipelines.defs.signups.assets import FILE_TAG, landing_dir
 from marketing_pipelines.defs.signups.jobs import ingest_signups_job
+from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
+from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import (
     EVENT_KINDS,
+    LandedFile,
     file_run_key,
     new_files,
     parse_cursor,
@@ -20,6 +23,48 @@ from marketing_pipelines.signups.landing import (
 from marketing_pipelines.signups.tables import EVENT_TABLES
 
 ASSET_OF_KIND = {kind: f"raw__{table}" for kind, table in EVENT_TABLES.items()}
+
+
+def ingested_paths(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, files: list[LandedFile]
+) -> set[str]:
+    """The paths among ``files`` whose current version `ops.ingested_files` records as handled (the daily job's
+    catch-up loads landed files too). Read only on a tick that found new files; a DuckDB file is opened read-only
+    without waiting: while a run holds it (or the ledger cannot be read), the cursor alone decides, as it did."""
+    from marketing_pipelines.signups.ingest import Ledger, landed_version
+    from marketing_pipelines.warehouse import DuckDBWarehouse
+    from marketing_pipelines.warehouse.duckdb import WarehouseLockTimeout
+
+    try:
+        if warehouse.kind.lower() == "duckdb":
+            db = DuckDBWarehouse(
+                resolve_project_path(warehouse.duckdb_path or DEFAULT_DUCKDB_PATH), lock_wait_seconds=0, read_only=True
+            )
+            if not db.path.exists():
+                return set()
+            ledger = Ledger.load(db)
+        else:
+            ledger = Ledger.load(warehouse.get_warehouse())
+    except WarehouseLockTimeout:
+        context.log.info(
+            "ops.ingested_files not read (a run holds the DuckDB file); new files are requested by the cursor alone"
+        )
+        return set()
+    except Exception as error:  # not created yet, unreachable: never fail the tick
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        context.log.info(f"ops.ingested_files not read ({reason}); new files are requested by the cursor alone")
+        return set()
+    recorded = {path for path, _ in ledger.done}  # only these are hashed: a new name is never in the ledger
+    handled = set()
+    for landed in files:
+        if landed.path not in recorded:
+            continue
+        try:
+            if (landed.path, landed_version(landed)) in ledger.done:
+                handled.add(landed.path)
+        except OSError:  # vanished or unreadable: its run records why
+            continue
+    return handled
 
 
 def run_config_for(kind: str, path: str) -> dict:
@@ -41,15 +86,22 @@ def run_config_for(kind: str, path: str) -> dict:
         "with \\xNN escapes) get a run too, keyed by their change time, which records them as refused without "
         "opening them. Names starting with `.` (being landed) are skipped. "
         "The cursor holds a change-time watermark and the names seen in the last two "
-        "minutes only; a file landed with an old modification time is still picked up."
+        "minutes only; a file landed with an old modification time is still picked up. A file whose version "
+        "`ops.ingested_files` already records (the daily job loaded it) gets no run; while a run holds the DuckDB "
+        "file, the cursor alone decides."
     ),
 )
-def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def trial_signup_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
     landing = landing_dir()
     cursor = parse_cursor(context.cursor)
     files, new_cursor = new_files(landing, cursor, time.time_ns())
+    ingested = ingested_paths(context, warehouse, files) if files else set()
     requests = []
     for landed in files:
+        if landed.path in ingested:
+            continue
         try:  # a refused entry (a symlink, a FIFO, a name that is not UTF-8) is never opened
             if landed.refusal is not None:
                 run_key = f"{landed.cursor_name}:{refused_version(landed.ctime_ns)}"
@@ -67,8 +119,9 @@ def trial_signup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
         )
     cursor_text = json.dumps(new_cursor, separators=(",", ":"))
     if not requests:
+        loaded = f" ({len(ingested)} already in ops.ingested_files)" if ingested else ""
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"No new files in {shown(str(landing))}/{{{','.join(EVENT_KINDS)}}}."),
+            skip_reason=dg.SkipReason(f"No new files in {shown(str(landing))}/{{{','.join(EVENT_KINDS)}}}{loaded}."),
             cursor=cursor_text,
         )
     return dg.SensorResult(run_requests=requests, cursor=cursor_text)

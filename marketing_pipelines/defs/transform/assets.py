@@ -20,6 +20,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.rule_checks import SAMPLE_SIZE, records_table
+from marketing_pipelines.defs.transform.check_selection import unselected_test_args
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.resources import WarehouseResource
@@ -90,7 +91,7 @@ def build_with_row_counts(
     """
     db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
     with process_environment(warehouse.dbt_environment()):  # dbt's profile reads the warehouse settings from it
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(["build", *unselected_test_args(context)], context=context)
     events = list(invocation.stream())
     keys = {id(event): _asset_key(context, event) for event in events}
     built = sorted({tuple(key.path) for key in keys.values() if key is not None})
