@@ -232,8 +232,11 @@ def sensor_tick(work: Path, files: int = SEEN_FILES, repeats: int = 5) -> dict[s
     import dagster as dg
 
     from marketing_pipelines.defs.signups.sensors import trial_signup_sensor
+    from marketing_pipelines.resources import WarehouseResource
 
     landing = work / "tick-landing"
+    # the first tick reads the ingestion ledger (empty here); later ticks know every file from the cursor
+    resources = {"warehouse": WarehouseResource(kind="duckdb", duckdb_path=str(work / "tick-ledger.duckdb"))}
     for kind in ("trial_signups", "free_registrations"):
         (landing / kind).mkdir(parents=True, exist_ok=True)
     for i in range(files):
@@ -242,12 +245,14 @@ def sensor_tick(work: Path, files: int = SEEN_FILES, repeats: int = 5) -> dict[s
     os.environ["LANDING_DIR"] = str(landing)
     try:
         with dg.DagsterInstance.ephemeral() as instance:
-            first = trial_signup_sensor(dg.build_sensor_context(instance=instance))
+            first = trial_signup_sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert len(first.run_requests) == files, "the first tick must request every file"
             timings = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                result = trial_signup_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+                result = trial_signup_sensor(
+                    dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)
+                )
                 timings.append(time.perf_counter() - started)
                 assert not result.run_requests, "a tick over seen files must request nothing"
     finally:

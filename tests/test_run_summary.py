@@ -64,10 +64,7 @@ def test_a_run_without_blocking_failures_exits_0_and_lists_its_warn_failures(cle
     assert clean_run.status == 0
     assert clean_run.summary.rstrip().endswith(f"Run {clean_run.run_id} succeeded; no blocking check failed.")
     assert "  ERROR passed" in clean_run.summary
-    # an ERROR failure that blocks nothing does not fail the run: in this small sample, 3 of the 33 Gainsight People
-    # are invalid records, over the sync-health rate threshold (5%); every ERROR failure is such a non-blocking one
-    errors = [line for line in clean_run.summary.splitlines() if line.startswith("  FAILED ERROR")]
-    assert errors == ["  FAILED ERROR  gainsight_person_sync: gainsight_person_sync_health - 3 failing records"]
+    assert "failed   0" in clean_run.summary.split("  WARN")[0]
     # the sample data seeds six CRM records with an Initial Source outside dim_initial_source
     assert (
         f"  FAILED WARN  staging/stg_crm__persons: crm_initial_source_unknown - {VIOLATIONS_PER_KIND} failing records"
@@ -125,8 +122,7 @@ def test_the_held_run_still_lists_its_warn_failures_and_tallies_severities(held_
         f"  FAILED WARN  staging/stg_crm__persons: crm_initial_source_unknown - {VIOLATIONS_PER_KIND} failing records"
     ) in summary
     error_line = next(line for line in summary.splitlines() if line.startswith("  ERROR passed"))
-    assert error_line.endswith("failed   2")  # the blocking check, and the sample's non-blocking Gainsight health
-    assert "  FAILED ERROR  gainsight_person_sync: gainsight_person_sync_health - 3 failing records" in summary
+    assert error_line.endswith("failed   1")
     assert summary.index("FAILED ERROR") < summary.index("FAILED WARN")  # errors first
 
 

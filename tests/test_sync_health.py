@@ -26,6 +26,7 @@ from marketing_pipelines.sync.ops_tables import ensure_ops_tables
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.gainsight import program_company_rows
 from tests.support.http import fast_retry
+from tests.support.metadata import sample_records
 
 API_KEY = "sk-test-0123456789abcdef"
 ACCESS_KEY = "gs-access-0123456789abcdef"
@@ -117,7 +118,7 @@ def test_a_backlog_below_the_thresholds_fails_with_warn_and_reports_rate_backlog
     assert isinstance(result.metadata["open_backlog"], dg.IntMetadataValue)
     assert isinstance(result.metadata["oldest_rejection_age_hours"], dg.FloatMetadataValue)
     # the samples name each record (person id, masked e-mail) with Iterable's reason
-    samples = sorted(meta["sample_records"], key=lambda sample: sample["person_id"])
+    samples = sorted(sample_records(result), key=lambda sample: sample["person_id"])
     assert [(s["person_id"], s["email"]) for s in samples] == [(0, "u***@example.com"), (1, "u***@example.com")]
     assert all(s["reason"] for s in samples)
     assert "2 records rejected by Iterable (users/bulkUpdate)" in result.description
@@ -170,20 +171,27 @@ def test_a_resolved_backlog_passes(warehouse):
     assert (values(result)["rejection_rate"], values(result)["open_backlog"]) == (0.0, 0)
 
 
-def test_gainsight_company_health_escalates_on_rate_and_each_destination_is_its_own(tmp_path):
+def gainsight_company_run(tmp_path, companies: int, refused: list[int]) -> DuckDBWarehouse:
+    """A live Gainsight company sync of ``companies`` program accounts, the ``refused`` ones (by position) outside
+    Gainsight's segment picklist, which the emulator rejects."""
     warehouse = DuckDBWarehouse(tmp_path / "gainsight.duckdb")
-    companies = program_company_rows(list(range(10)))
-    companies.loc[3, "segment"] = "Enterprise"  # outside Gainsight's picklist: the emulator rejects it
-    warehouse.write_frame("audiences", "gainsight_program_companies", companies, replace=True)
+    rows = program_company_rows(list(range(companies)))
+    rows.loc[refused, "segment"] = "Enterprise"
+    warehouse.write_frame("audiences", "gainsight_program_companies", rows, replace=True)
     with GainsightEmulator(access_key=ACCESS_KEY, calls_per_window=10, window_seconds=1) as emu:
         client = GainsightClient(ACCESS_KEY, emu.base_url, calls_per_window=10, window_seconds=1, retry=fast_retry())
         report = run_sync(warehouse, COMPANIES, Api(client), run_id="gainsight")
-    assert (report.accepted, report.rejected) == (9, 1)
+    assert (report.accepted, report.rejected) == (companies - len(refused), len(refused))
+    return warehouse
+
+
+def test_gainsight_company_health_escalates_on_rate_and_each_destination_is_its_own(tmp_path):
+    warehouse = gainsight_company_run(tmp_path, 100, refused=list(range(3, 100, 10)))
     result = health(gainsight_company_sync_health, warehouse)
-    assert not result.passed and result.severity == ERROR, "1 of 10 companies is a 10% rate"
+    assert not result.passed and result.severity == ERROR, "10 of 100 companies is a 10% rate"
     meta = values(result)
-    assert (meta["rejection_rate"], meta["open_backlog"], meta["latest_run_considered"]) == (0.1, 1, 10)
-    ((sample,),) = [meta["sample_records"]]
+    assert (meta["rejection_rate"], meta["open_backlog"], meta["latest_run_considered"]) == (0.1, 10, 100)
+    sample = min(sample_records(result), key=lambda record: int(record["account_id"]))
     assert sample == {
         "account_id": "70000003",
         "account_name": "Company 3",
@@ -213,3 +221,11 @@ def test_the_default_thresholds():
     thresholds = SyncHealthResource().thresholds()
     assert (thresholds.max_rejection_rate, thresholds.max_rejection_age_hours) == (0.05, 48)
     assert SyncHealthResource(max_rejection_rate=" 0.5 ").thresholds().max_rejection_rate == 0.5
+
+
+def test_a_small_run_does_not_escalate_on_its_rate(tmp_path):
+    warehouse = gainsight_company_run(tmp_path, 10, refused=[3])
+    result = health(gainsight_company_sync_health, warehouse)
+    assert not result.passed and result.severity == WARN, "1 of 10 is 10%, but 10 records are too few to judge"
+    assert values(result)["rejection_rate"] == 0.1
+    assert "(10.0%; ERROR above 5.0% in a run of at least 100 records)" in result.description

@@ -106,8 +106,9 @@ def sync_health_check(
             f"Sync health of {what} (`ops.sync_runs`, `ops.sync_rejections`, destination `{destination}`): reports "
             "the latest run's rejection rate (rejected / records considered: the audience rows and the exits), the "
             "open backlog and the age in hours of the oldest unresolved rejection. Warns while records are rejected "
-            "and not yet accepted, naming them with the reason; ERROR when the rate is above "
-            "SYNC_HEALTH_MAX_REJECTION_RATE or the oldest rejection is older than SYNC_HEALTH_MAX_REJECTION_AGE_HOURS. "
+            "and not yet accepted, naming them with the reason; ERROR when the rate (over a run of at least "
+            f"{MIN_RECORDS_FOR_RATE} records) is above SYNC_HEALTH_MAX_REJECTION_RATE or the oldest rejection is older "
+            "than SYNC_HEALTH_MAX_REJECTION_AGE_HOURS. "
             "Never blocks: it runs after the push. Rejected records are retried on every run and resolved once "
             "accepted; a request refused whole (HTTP 400/413/422) is split until the bad records stand alone."
         ),
@@ -137,7 +138,7 @@ def sync_health_check(
                 where {where}
             """
             names = (labels[0], "email", labels[2])
-        too_high = health.rate is not None and health.rate > limits.max_rejection_rate
+        too_high = health.judged and health.rate is not None and health.rate > limits.max_rejection_rate
         too_old = health.oldest_age_hours is not None and health.oldest_age_hours > limits.max_rejection_age_hours
         result = violations_result(
             db,
@@ -158,6 +159,11 @@ def sync_health_check(
         )
 
     return _check
+
+
+#: A run that considered fewer records than this is too small for its rejection rate to escalate to ERROR (3 bad
+#: records of 30 are 10%, yet no sign that the destination is failing): the backlog and its age still do.
+MIN_RECORDS_FOR_RATE = 100
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,11 @@ class _Health:
             return None
         return self.rejected / self.considered if self.considered else 0.0
 
+    @property
+    def judged(self) -> bool:
+        """Whether the latest run considered enough records for its rate to escalate (`MIN_RECORDS_FOR_RATE`)."""
+        return self.considered >= MIN_RECORDS_FOR_RATE
+
     def describe(self, limits: SyncHealthThresholds, *, too_high: bool, too_old: bool) -> str:
         parts = []
         if self.rate is None:
@@ -188,7 +199,9 @@ class _Health:
         else:
             parts.append(
                 f"The latest run rejected {self.rejected} of the {self.considered} records it considered "
-                f"({self.rate:.1%}; ERROR above {limits.max_rejection_rate:.1%})."
+                f"({self.rate:.1%}; ERROR above {limits.max_rejection_rate:.1%}"
+                + ("" if self.judged else f" in a run of at least {MIN_RECORDS_FOR_RATE} records")
+                + ")."
             )
         if self.oldest_age_hours is not None:
             parts.append(
