@@ -22,17 +22,19 @@ def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
     """
     from marketing_pipelines import defs as domains
     from marketing_pipelines.defs.transform.assets import dbt_model_assets
-    from marketing_pipelines.defs.transform.sources import raw_sources
+    from marketing_pipelines.defs.transform.sources import raw_freshness_check, raw_sources
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # the loader is marked preview in 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are marked beta in 1.13
         modules = dg.load_definitions_from_package_module(domains)
         kind = warehouse_kind(resources)
+        sources = raw_sources(kind)
         return dg.Definitions.merge(
             copy(modules, assets=dg.with_source_code_references(list(modules.assets or []))),
             dg.Definitions(
-                assets=[*dbt_model_assets(kind), raw_sources(kind)],
+                assets=[*dbt_model_assets(kind), sources],
+                asset_checks=[raw_freshness_check(sources)],
                 resources=resources,
                 # Steps of a run execute one at a time in the run's process: the embedded DuckDB warehouse has a
                 # single writer, and it saves a process start per step.

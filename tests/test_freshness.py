@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from marketing_pipelines.defs.constants import DAILY_FRESHNESS_POLICY, DAILY_FRESHNESS_WINDOW
-from marketing_pipelines.defs.transform.sources import LAST_UPDATED, raw_sources
+from marketing_pipelines.defs.transform.sources import LAST_UPDATED, raw_freshness_check, raw_sources
 from marketing_pipelines.paths import PROJECT_ROOT
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
@@ -106,3 +106,54 @@ def test_a_missing_table_is_observed_as_missing_and_the_others_still_are(built_s
     assert "dagster/row_count" not in missing.metadata
     assert observations["raw/cs_accounts"].metadata["dagster/row_count"].value > 0
     assert len(observations) == 7
+
+
+def observe_and_check(path: Path, instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluation]:
+    """Observe the raw sources at ``path``, then run their arrival checks, both recorded on ``instance``."""
+    sources = raw_sources()
+    check = raw_freshness_check(sources)
+    job = dg.define_asset_job(
+        "observe_and_check", selection=dg.AssetSelection.assets(sources) | dg.AssetSelection.checks(check)
+    )
+    definitions = dg.Definitions(
+        assets=[sources],
+        asset_checks=[check],
+        jobs=[job],
+        resources={"warehouse": WarehouseResource(kind="duckdb", duckdb_path=str(path))},
+    )
+    result = definitions.resolve_job_def(job.name).execute_in_process(instance=instance)
+    assert result.success
+    evaluations = [
+        event.event_specific_data for event in result.all_events if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    return {evaluation.asset_key.to_user_string(): evaluation for evaluation in evaluations}
+
+
+def test_a_source_that_stopped_arriving_fails_its_arrival_check(built_sample: Path):
+    instance = dg.DagsterInstance.ephemeral()
+    fresh = observe_and_check(built_sample, instance)
+    # only the tables whose dbt source declares a landing column and a freshness window are checked
+    assert set(fresh) == {"raw/crm_persons", "raw/gitlab_users", "raw/gitlab_namespaces"}
+    assert all(evaluation.passed for evaluation in fresh.values()), {k: e.description for k, e in fresh.items()}
+    assert fresh["raw/crm_persons"].metadata["newest_row_age_hours"].value <= 36
+
+    # the CRM export stops: its newest row is now three days older than it was
+    DuckDBWarehouse(built_sample).execute("update raw.crm_persons set updated_at = updated_at - interval 3 day")
+    stale = observe_and_check(built_sample, instance)
+    crm = stale["raw/crm_persons"]
+    assert not crm.passed and crm.severity == dg.AssetCheckSeverity.WARN
+    assert crm.metadata["newest_row_age_hours"].value > 72
+    assert "hours before this check (at most 36 allowed)" in (crm.description or "")
+    assert all(stale[key].passed for key in stale if key != "raw/crm_persons")
+
+
+def test_a_source_never_observed_fails_its_arrival_check(built_sample: Path):
+    sources = raw_sources()
+    check = raw_freshness_check(sources)
+    result = dg.materialize([check], instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.checks(check))
+    evaluations = [
+        event.event_specific_data for event in result.all_events if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(evaluations) == 3
+    assert not any(evaluation.passed for evaluation in evaluations)
+    assert all("Never observed" in (evaluation.description or "") for evaluation in evaluations)

@@ -4,8 +4,7 @@ Observing them (the first step of the daily run) records each table's row count 
 a `loaded_at_field`, its newest value as `dagster/last_updated_timestamp`: how recent the latest landing is.
 """
 
-from __future__ import annotations
-
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import UTC
@@ -26,6 +25,11 @@ LOADED_BY_DAGSTER = frozenset({"signups"})
 LAST_UPDATED = "dagster/last_updated_timestamp"
 #: The metadata key (on the spec) naming the column whose newest value says how recent the latest landing is.
 LOADED_AT_FIELD = "loaded_at_field"
+#: The metadata key (on the spec) of the dbt source's `freshness.warn_after`, in hours: how old the newest landed row
+#: may be. Only tables that land every day declare one (an unsubscribe or account export may rightly be quiet).
+ARRIVAL_WINDOW_HOURS = "arrival_window_hours"
+#: The name of the check on each raw table that says when its data last arrived.
+RAW_FRESHNESS_CHECK = "source_still_arriving"
 
 
 def raw_source_specs(warehouse_kind: str = "duckdb") -> list[dg.AssetSpec]:
@@ -40,6 +44,7 @@ def raw_source_specs(warehouse_kind: str = "duckdb") -> list[dg.AssetSpec]:
             continue
         key = translator.get_asset_spec(manifest, unique_id, project).key
         loaded_at = props.get("loaded_at_field") or (props.get("config") or {}).get("loaded_at_field")
+        window = warn_after_hours(props.get("freshness") or {})
         specs.append(
             dg.AssetSpec(
                 key=key,
@@ -51,6 +56,7 @@ def raw_source_specs(warehouse_kind: str = "duckdb") -> list[dg.AssetSpec]:
                     "dagster/table_name": f"raw.{props['name']}",
                     "source_system": props["source_name"],
                     **({LOADED_AT_FIELD: loaded_at} if loaded_at else {}),
+                    **({ARRIVAL_WINDOW_HOURS: window} if loaded_at and window else {}),
                 },
             )
         )
@@ -74,6 +80,79 @@ def raw_sources(warehouse_kind: str = "duckdb") -> dg.AssetsDefinition:
         )
 
     return _in_pool(observe_raw_sources, WAREHOUSE_POOL)
+
+
+def warn_after_hours(freshness: Mapping[str, Any]) -> float | None:
+    """A dbt source's `freshness.warn_after` in hours (None when it declares none)."""
+    warn_after = freshness.get("warn_after") or {}
+    count, period = warn_after.get("count"), warn_after.get("period")
+    if not count or not period:
+        return None
+    return float(count) * {"minute": 1 / 60, "hour": 1, "day": 24}[period]
+
+
+def raw_freshness_check(sources: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    """A WARN check on every raw table whose dbt source declares a `loaded_at_field` and a `freshness.warn_after`:
+    it fails when the newest value that the table's latest observation recorded is older than that (or the table
+    was never observed with one), so a source that stopped arriving shows before the marts built on it go stale. It
+    reads the instance's observations, not the warehouse."""
+    windows = {
+        spec.key: float(getattr(window, "value", window))
+        for spec in sources.specs
+        if (window := spec.metadata.get(ARRIVAL_WINDOW_HOURS)) is not None
+    }
+    specs = [
+        dg.AssetCheckSpec(
+            RAW_FRESHNESS_CHECK,
+            asset=key,
+            description=(
+                f"Warns when the newest `{loaded_at_field(sources, key)}` of `{key.path[-1]}` in its latest "
+                f"observation is more than {windows[key]:g} hours old (the dbt source's `freshness.warn_after`): the "
+                "upstream tool stopped landing rows. The observation is the first step of the daily job."
+            ),
+        )
+        for key in sorted(windows, key=lambda key: key.to_user_string())
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="raw_sources_still_arriving", can_subset=True)
+    def raw_sources_still_arriving(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        now = time.time()
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string()):
+            yield arrival_result(context.instance, check_key.asset_key, now, windows[check_key.asset_key])
+
+    return raw_sources_still_arriving
+
+
+def loaded_at_field(sources: dg.AssetsDefinition, key: dg.AssetKey) -> str:
+    """The column whose newest value says when `key`'s latest rows landed."""
+    column = sources.specs_by_key[key].metadata[LOADED_AT_FIELD]
+    return str(getattr(column, "value", column))
+
+
+def arrival_result(
+    instance: dg.DagsterInstance, key: dg.AssetKey, now: float, window_hours: float
+) -> dg.AssetCheckResult:
+    """Whether `key`'s latest observation saw a row landed within `window_hours` of `now`."""
+    records = instance.fetch_observations(key, limit=1).records
+    observation = records[0].asset_observation if records else None
+    newest = observation.metadata.get(LAST_UPDATED) if observation else None
+    if not isinstance(newest, dg.TimestampMetadataValue):
+        return dg.AssetCheckResult(
+            asset_key=key,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="Never observed with a newest row: run the daily job (its first step observes the raw tables).",
+        )
+    age_hours = (now - newest.value) / 3600
+    return dg.AssetCheckResult(
+        asset_key=key,
+        passed=age_hours <= window_hours,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"The newest row landed {age_hours:.1f} hours before this check (at most {window_hours:g} allowed)."
+        ),
+        metadata={"newest_row_age_hours": round(age_hours, 2), LAST_UPDATED: newest},
+    )
 
 
 def observe_table(db: Warehouse, key: dg.AssetKey, metadata: Mapping[str, Any]) -> dg.ObserveResult:
