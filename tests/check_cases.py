@@ -307,6 +307,12 @@ BREAKAGES: dict[str, Breakage] = {
         stage="config",
         unreachable="the model keeps only users created within two months of its reference date",
     ),
+    "raw_sources_not_arriving": Breakage(
+        f"the raw rows are dated around {AS_OF}, five months ago, and no observation of this run recorded a newer "
+        "landing: the upstream tools stopped landing rows",
+        stage="config",
+        unreachable="the check reads the instance's latest observation of the raw table, not a warehouse row",
+    ),
     "iterable_rejections": Breakage(
         "a real dry-run sync of the audience records the invalid e-mail as rejected in ops.sync_rejections",
         tamper=record_iterable_rejections,
@@ -606,6 +612,10 @@ CASES: dict[CheckId, Case] = {
         "merged_set", "merged_contact_loses_oldest_source"
     ),
     ("marts/marketing_contacts", "mql_matches_score"): by("mql_status_disagrees_with_score"),
+    # the raw tables that land every day: their latest observation
+    ("raw/crm_persons", "source_still_arriving"): by("raw_sources_not_arriving"),
+    ("raw/gitlab_users", "source_still_arriving"): by("raw_sources_not_arriving"),
+    ("raw/gitlab_namespaces", "source_still_arriving"): by("raw_sources_not_arriving"),
     # Python checks on the Iterable audiences and sync
     ("audiences/iterable_user_audience", "audience_only_opted_in"): by("opted_out_person_in_audience"),
     ("audiences/iterable_user_audience", "audience_within_two_months"): by("stale_as_of_date"),
