@@ -6,24 +6,25 @@ No Dagster imports: these are plain classes that resources wrap.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
+import orjson
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 REDACTED = "[REDACTED]"
+T = TypeVar("T")
 EXCERPT_CHARS = 300
 
 
@@ -34,46 +35,24 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-class _HasDecimal(Exception):
-    """Raised by the fast encoder on a Decimal: the body is encoded again by `_encode_exact`."""
-
-
-def _no_decimal(value: Any) -> Any:
+def _exact_number(value: Any) -> orjson.Fragment:
+    """A Decimal as a JSON number with exactly its digits (never through a float); other types are refused."""
     if isinstance(value, Decimal):
-        raise _HasDecimal
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return orjson.Fragment(format(value, "f"))
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _encode_exact(obj: Any) -> Iterator[str]:
-    """JSON text of `obj` with each Decimal written as a number with exactly its digits (never through a float)."""
-    if isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"{obj} is not a JSON number")
-        yield format(obj, "f")
-    elif isinstance(obj, Mapping):
-        yield "{"
-        for i, (key, value) in enumerate(obj.items()):
-            yield ("," if i else "") + json.dumps(str(key), ensure_ascii=False) + ":"
-            yield from _encode_exact(value)
-        yield "}"
-    elif isinstance(obj, list | tuple):
-        yield "["
-        for i, value in enumerate(obj):
-            yield "," if i else ""
-            yield from _encode_exact(value)
-        yield "]"
-    else:
-        yield json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 def dumps_compact(obj: Any) -> bytes:
-    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is. A Decimal (money)
-    is a JSON number with exactly its digits: `Decimal("972765.41")` is sent as `972765.41`."""
+    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is, keys as text. A
+    Decimal (money) is a JSON number with exactly its digits: `Decimal("972765.41")` is sent as `972765.41`."""
     try:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_no_decimal)
-    except _HasDecimal:
-        text = "".join(_encode_exact(obj))
-    return text.encode("utf-8")
+        return orjson.dumps(obj, default=_exact_number, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as error:  # the cause is the default's own error (e.g. a NaN Decimal)
+        if isinstance(error.__cause__, ValueError | TypeError):
+            raise error.__cause__ from None
+        raise TypeError(str(error)) from None
 
 
 class ApiError(Exception):
@@ -273,7 +252,8 @@ class JsonApiClient:
 
     # -- requests --------------------------------------------------------------------------------------------
     def post_json(self, endpoint: str, body: Any, *, limiter: RateLimiter | None = None) -> dict[str, Any]:
-        """POST `body` as compact JSON, retrying per the policy; return the parsed JSON object.
+        """POST `body` as compact JSON (bytes: already encoded, sent as they are), retrying per the policy; return
+        the parsed JSON object.
 
         Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
         """
@@ -289,12 +269,13 @@ class JsonApiClient:
         limiter: RateLimiter | None = None,
     ) -> dict[str, Any]:
         """Send `body` as compact JSON with `method` (POST, PUT, ...) and optional query `params`, retrying per
-        the policy; return the parsed JSON object (`{}` for an empty reply, e.g. a 202).
+        the policy; return the parsed JSON object (`{}` for an empty reply, e.g. a 202). A `bytes` body is JSON
+        already encoded (`dumps_compact`, or a body joined from encoded records): sent as it is, never re-encoded.
 
         Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
         """
         method = method.upper()
-        content = dumps_compact(body)
+        content = body if isinstance(body, bytes) else dumps_compact(body)
         url = f"{self.base_url}{endpoint}"
         query = dict(params) if params else None
         attempt = 0
@@ -398,26 +379,29 @@ def error_message(response: httpx.Response) -> str:
     return f"{code}: {message}" if code and not message.startswith(f"{code}:") else message
 
 
-def batches_by_size(
-    records: Iterable[dict[str, Any]],
+def encoded_batches(
+    records: Iterable[T],
+    encode: Callable[[T], bytes],
     *,
     max_records: int,
     max_bytes: int,
     envelope_bytes: int,
-    on_oversized: Callable[[dict[str, Any], int], None] | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """Group records so each request holds at most `max_records` and its compact JSON body at most `max_bytes`.
+    on_oversized: Callable[[T, int], None] | None = None,
+) -> Iterator[list[tuple[T, bytes]]]:
+    """Encode each record once (`encode`) and group them, with their bytes, so each request holds at most
+    `max_records` and its body at most `max_bytes`.
 
-    A record costs its compact JSON length plus one byte for the separating comma; `envelope_bytes` is the size
-    of the body with an empty list (e.g. `len(b'{"users":[]}')`). A record that cannot fit even alone is
-    skipped and passed to `on_oversized(record, size)`; without a callback, OversizedRecordError is raised.
+    A record costs its encoded length plus one byte for the separating comma; `envelope_bytes` is the size of the
+    body with an empty list (e.g. `len(b'{"users":[]}')`). A record that cannot fit even alone is skipped and
+    passed to `on_oversized(record, size)`; without a callback, OversizedRecordError is raised.
     """
     if max_records < 1:
         raise ValueError("max_records must be >= 1")
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[T, bytes]] = []
     used = envelope_bytes
     for record in records:
-        size = len(dumps_compact(record)) + 1
+        encoded = encode(record)
+        size = len(encoded) + 1
         if envelope_bytes + size > max_bytes:
             if on_oversized is None:
                 raise OversizedRecordError(f"record of {size} bytes exceeds the {max_bytes}-byte request limit")
@@ -426,10 +410,40 @@ def batches_by_size(
         if batch and (len(batch) >= max_records or used + size > max_bytes):
             yield batch
             batch, used = [], envelope_bytes
-        batch.append(record)
+        batch.append((record, encoded))
         used += size
     if batch:
         yield batch
+
+
+def batches_by_size(
+    records: Iterable[dict[str, Any]],
+    *,
+    max_records: int,
+    max_bytes: int,
+    envelope_bytes: int,
+    on_oversized: Callable[[dict[str, Any], int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Group records so each request holds at most `max_records` and its compact JSON body at most `max_bytes`
+    (`encoded_batches` with `dumps_compact`, the records without their bytes)."""
+    for batch in encoded_batches(
+        records,
+        dumps_compact,
+        max_records=max_records,
+        max_bytes=max_bytes,
+        envelope_bytes=envelope_bytes,
+        on_oversized=on_oversized,
+    ):
+        yield [record for record, _ in batch]
+
+
+def joined_body(envelope: bytes, items: Sequence[bytes]) -> bytes:
+    """The body `envelope` (compact JSON with exactly one empty list, e.g. `{"users":[]}`) with the encoded
+    `items` in that list: the same bytes as encoding the body with the items' values in it."""
+    head, empty, tail = envelope.partition(b"[]")
+    if not empty or b"[]" in tail:
+        raise ValueError(f"an envelope needs exactly one empty list: {envelope[:80]!r}")
+    return b"".join((head, b"[", b",".join(items), b"]", tail))
 
 
 def envelope_size(body_without_records: Mapping[str, Any], records_key: str) -> int:
@@ -447,8 +461,10 @@ __all__ = [
     "RetryPolicy",
     "batches_by_size",
     "dumps_compact",
+    "encoded_batches",
     "envelope_size",
     "error_message",
+    "joined_body",
     "parse_retry_after",
     "redact",
 ]

@@ -151,18 +151,21 @@ class IterableClient(JsonApiClient):
             BULK_SUBSCRIPTION_ACTION: limiter(subscriptions_per_second),
         }
 
-    def _post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, endpoint: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
         return self.post_json(endpoint, body, limiter=self.limiters[endpoint])
 
     # -- users -----------------------------------------------------------------------------------------------
-    def bulk_update_users(self, users: list[dict[str, Any]]) -> BulkResult:
-        """POST /api/users/bulkUpdate `{"users": users}`; each user has `email` or `userId` and `dataFields`."""
-        response = self._post(BULK_UPDATE_USERS, {"users": users})
+    def bulk_update_users(self, users: list[dict[str, Any]], *, body: bytes | None = None) -> BulkResult:
+        """POST /api/users/bulkUpdate `{"users": users}`; each user has `email` or `userId` and `dataFields`.
+
+        `body`: that request body already encoded as compact JSON (the sync engine's), sent as it is.
+        """
+        response = self._post(BULK_UPDATE_USERS, {"users": users} if body is None else body)
         return _result(response, parse_user_failures(response))
 
     # -- events ----------------------------------------------------------------------------------------------
-    def track_bulk(self, events: list[dict[str, Any]]) -> BulkResult:
-        """POST /api/events/trackBulk `{"events": events}`.
+    def track_bulk(self, events: list[dict[str, Any]], *, body: bytes | None = None) -> BulkResult:
+        """POST /api/events/trackBulk `{"events": events}` (`body`: that body already encoded, sent as it is).
 
         Iterable identifies failed events only by user (`failedUpdates` lists emails/userIds) or by
         `disallowedEventNames`: `failed` holds those names (a rejected user rejects each of their events).
@@ -171,7 +174,7 @@ class IterableClient(JsonApiClient):
             event_id = event.get("id")
             if event_id is not None and len(str(event_id).encode("utf-8")) > MAX_EVENT_ID_BYTES:
                 raise ValueError(f"event id longer than {MAX_EVENT_ID_BYTES} bytes: {str(event_id)[:40]}...")
-        response = self._post(TRACK_BULK, {"events": events})
+        response = self._post(TRACK_BULK, {"events": events} if body is None else body)
         failed = parse_user_failures(response)
         for name in response.get("disallowedEventNames") or []:
             failed.setdefault(str(name), "disallowedEventNames")
