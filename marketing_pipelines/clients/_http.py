@@ -88,15 +88,35 @@ class OversizedRecordError(ValueError):
     """A single record is too large to fit in any request body (raised when no `on_oversized` callback is given)."""
 
 
-class RateLimiter:
-    """Sliding-window limiter: never more than `max_per_second` request starts within any 1-second window.
+class Slot:
+    """One request start recorded by a `RateLimiter`; `answered` is set (client clock) once its answer is in."""
 
-    Keeps the start times of the last N requests and waits until the oldest is more than one window old.
+    __slots__ = ("answered", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.answered: float | None = None
+
+
+class RateLimiter:
+    """Sliding-window limiter: never more than `max_per_second` requests within any 1-second window.
+
     A fractional rate below 1 becomes one request per `1 / rate` seconds; above 1 it is rounded down.
     `window_seconds` widens the window for per-minute limits: `RateLimiter(100, window_seconds=60)` allows
     100 starts in any 60 s (which also keeps a server's fixed 60 s windows at 100).
     `safety_margin` widens the window to absorb clock/latency skew between client and server. Thread-safe.
+
+    By default a request counts from its start for one window: at most N starts in any window on the client's
+    clock. A server stamps a request when it arrives, some time after that start, so a request that took longer
+    to arrive than a later one can put N+1 in one of the server's windows unless `safety_margin` covers the
+    difference. `until_answered=True` needs no such margin: a request counts from its start until one window after
+    its answer came back (`answered`), so a new request starts more than a window after the arrival of every
+    request but the N-1 latest, wherever in between the server stamped them: no server window that counts arrivals
+    on the same clock sees more than N, with any number of requests in flight.
     """
+
+    #: How often a request waiting for the answer of one in flight looks again (`until_answered`).
+    POLL_SECONDS = 0.002
 
     def __init__(
         self,
@@ -106,6 +126,7 @@ class RateLimiter:
         *,
         safety_margin: float = 0.0,
         window_seconds: float = 1.0,
+        until_answered: bool = False,
     ) -> None:
         if max_per_second <= 0 or window_seconds <= 0:
             raise ValueError("max_per_second and window_seconds must be positive")
@@ -115,25 +136,43 @@ class RateLimiter:
         else:
             self.capacity, window = 1, window_seconds / max_per_second
         self.window = window + safety_margin
+        self.until_answered = until_answered
         self._clock = clock
         self._sleep = sleep
-        self._starts: deque[float] = deque(maxlen=self.capacity)
+        self._slots: deque[Slot] = deque()
         self._lock = threading.Lock()
+
+    def _counts_until(self, slot: Slot) -> float:
+        """The time after which `slot` no longer counts (infinite while its answer is awaited)."""
+        if not self.until_answered:
+            return slot.start + self.window
+        return float("inf") if slot.answered is None else slot.answered + self.window
 
     def acquire(self) -> float:
         """Block until a request may start; record and return its start time."""
+        return self.acquire_slot().start
+
+    def acquire_slot(self) -> Slot:
+        """Block until a request may start; record and return its slot (`answered` marks its answer)."""
         with self._lock:
             while True:
                 now = self._clock()
-                if len(self._starts) < self.capacity:
+                ends = sorted(self._counts_until(slot) for slot in self._slots)
+                while self._slots and self._counts_until(self._slots[0]) < now:
+                    self._slots.popleft()  # the oldest no longer counts (an answered slot may wait behind it)
+                counting = [end for end in ends if end >= now]
+                if len(counting) < self.capacity:
                     break
-                wait = self._starts[0] + self.window - now
-                if wait < 0:
-                    break
+                wait = counting[len(counting) - self.capacity] - now
                 # Sleeping under the lock keeps waiters in order and the window exact.
-                self._sleep(wait + 1e-4)
-            self._starts.append(now)
-            return now
+                self._sleep(self.POLL_SECONDS if wait == float("inf") else wait + 1e-4)
+            slot = Slot(now)
+            self._slots.append(slot)
+            return slot
+
+    def answered(self, slot: Slot) -> None:
+        """Mark the answer (or failure) of the request of `slot` as in, now (no lock: one attribute is set)."""
+        slot.answered = self._clock()
 
 
 @dataclass(frozen=True)
@@ -280,10 +319,8 @@ class JsonApiClient:
         query = dict(params) if params else None
         attempt = 0
         while True:
-            if limiter is not None:
-                limiter.acquire()
             try:
-                response = self._http.request(method, url, content=content, headers=self._headers, params=query)
+                response = self._send(method, url, content, query, limiter)
             except httpx.HTTPError as exc:
                 self._bump(status=None, attempt=True)
                 detail = self._excerpt(f"{type(exc).__name__}: {exc}")
@@ -340,6 +377,18 @@ class JsonApiClient:
                 attempts=attempt + 1,
                 detail=self._excerpt(error_message(response)),
             )
+
+    def _send(
+        self, method: str, url: str, content: bytes, query: dict[str, str] | None, limiter: RateLimiter | None
+    ) -> httpx.Response:
+        """One HTTP attempt, started when `limiter` allows and marked answered (or failed) on it."""
+        if limiter is None:
+            return self._http.request(method, url, content=content, headers=self._headers, params=query)
+        slot = limiter.acquire_slot()
+        try:
+            return self._http.request(method, url, content=content, headers=self._headers, params=query)
+        finally:
+            limiter.answered(slot)
 
     def _parse(self, endpoint: str, response: httpx.Response, attempts: int, *, method: str = "POST") -> dict[str, Any]:
         if not response.content:

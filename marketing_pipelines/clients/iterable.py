@@ -141,7 +141,7 @@ class IterableClient(JsonApiClient):
         )
 
         def limiter(rate: float) -> RateLimiter:
-            return RateLimiter(rate, clock=clock, sleep=sleep, safety_margin=PACING_SAFETY_MARGIN)
+            return RateLimiter(rate, clock=clock, sleep=sleep, until_answered=True)
 
         # The spec documents 5/s for bulkUpdate and 10/s for trackBulk; it gives no rate for the subscription
         # action, which gets `subscriptions_per_second`.
