@@ -209,11 +209,13 @@ def _send_all(delivery: _Delivery, batches: Iterator[Batch]) -> None:
     be sent without their outcome recorded: a run killed here resends at most those (destinations upsert)."""
     name = delivery.destination.name
     in_flight: deque[tuple[Batch, Future[Rejected]]] = deque()
+    settled = False  # the second request leaves once a first was answered: a wrong key or URL fails one request
     with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix=f"sync-{name}") as sender:
         try:
             for batch in batches:  # built while the previous requests are on the wire
-                if len(in_flight) >= IN_FLIGHT:  # the oldest outcome is recorded before another request leaves
+                while len(in_flight) >= (IN_FLIGHT if settled else 1):  # the oldest outcome is recorded first
                     delivery.settle(*in_flight.popleft())
+                    settled = True
                 delivery.report.sent += len(batch)
                 in_flight.append((batch, sender.submit(delivery.send, batch)))
             while in_flight:
