@@ -149,7 +149,8 @@ class RateLimiter:
         return float("inf") if slot.answered is None else slot.answered + self.window
 
     def acquire(self) -> float:
-        """Block until a request may start; record and return its start time."""
+        """Block until a request may start; record and return its start time (with `until_answered`, use
+        `acquire_slot` and mark the answer: a start never answered counts for ever)."""
         return self.acquire_slot().start
 
     def acquire_slot(self) -> Slot:
