@@ -419,6 +419,38 @@ def test_the_rate_limiter_never_starts_more_than_n_in_any_window_on_a_fake_clock
     assert second - first >= 2.0
 
 
+def test_the_answer_anchored_limiter_keeps_any_window_of_arrivals_at_n_with_two_in_flight_on_a_fake_clock():
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    rng = random.Random(7)
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True)
+    slots, in_flight, arrivals = [], [], []
+    for _ in range(60):
+        if len(in_flight) == 2:  # the older answer comes in before a third request may go
+            now[0] += rng.uniform(0.0, 0.4)
+            limiter.answered(in_flight.pop(0))
+        now[0] += rng.uniform(0.0, 0.05)  # the next batch is built
+        asked = now[0]
+        slot = limiter.acquire_slot()
+        # every request but the 4 latest was answered more than a window before this one started ...
+        assert all(s.answered is not None and slot.start - s.answered > 1.0 for s in slots[:-4])
+        # ... and it waited no longer than that
+        latest_due = max((s.answered + 1.0 for s in slots[:-4] if s.answered is not None), default=asked)
+        assert slot.start <= max(asked, latest_due) + 0.001
+        slots.append(slot)
+        in_flight.append(slot)
+    for slot in in_flight:
+        now[0] += 0.1
+        limiter.answered(slot)
+    for slot in slots:  # wherever between its start and its answer a server stamped each arrival
+        arrivals.append(slot.start + rng.random() * (slot.answered - slot.start))
+    assert max_in_any_window(arrivals) <= 5
+    assert max_in_any_window([slot.answered for slot in slots]) <= 5
+
+
 def test_the_retry_policy_retries_only_transient_failures_with_capped_jittered_backoff():
     policy = RetryPolicy(base_delay=0.5, max_delay=4.0, rng=random.Random(1))
     assert all(policy.is_retryable_status(s) for s in (408, 409, 429, 500, 502, 503, 504))

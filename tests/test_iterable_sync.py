@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from marketing_pipelines.defs.iterable.assets import iterable_user_sync
 from marketing_pipelines.defs.iterable.checks import iterable_user_sync_health
 from marketing_pipelines.resources import IterableResource, SyncHealthResource, WarehouseResource
 from marketing_pipelines.sync import Api, Outbox, run_sync
-from marketing_pipelines.sync.engine import IsolationLimitError
+from marketing_pipelines.sync.engine import IN_FLIGHT, IsolationLimitError
 from marketing_pipelines.sync.iterable import (
     SIGNUP_PROFILES,
     TRIAL_EVENTS,
@@ -259,7 +260,7 @@ def test_sync_killed_mid_run_then_rerun_holds_every_record_once(warehouse):
     receipts = received_emails(emulator)
     assert set(emulator.users) == {f"user{i:05d}@example.com" for i in range(USERS)}, "nothing lost"
     assert report.sent == USERS - synced_before, "the rerun sends only what is left"
-    assert sum(receipts.values()) - USERS <= 10, "at most the one in-flight batch is sent twice"
+    assert sum(receipts.values()) - USERS <= IN_FLIGHT * 10, "at most the batches in flight are sent twice"
 
 
 POISON_USERS = 5_200
@@ -444,3 +445,26 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
         assert sample["reason"].startswith("refused alone with HTTP 400: BadParams: Invalid request body:")
     own = iterable_user_sync_health(warehouse=resource, sync_health=SyncHealthResource())
     assert own.passed, "each check watches its own destination"
+
+
+def test_two_requests_in_flight_overlap_and_never_put_more_than_the_limit_in_any_window(tmp_path):
+    """The engine keeps two requests on the wire; the limiter still keeps every window of the emulator (which stamps a
+    request when it arrives) at the limit: no 429 over 60 requests, each answered only after a delay."""
+    limit, requests, delay = 20, 60, 0.15
+    warehouse = DuckDBWarehouse(tmp_path / "in-flight.duckdb")
+    warehouse.write_frame("audiences", "iterable_user_audience", audience_rows(requests), replace=True)
+    with IterableEmulator(
+        api_key=API_KEY, rate_limits={BULK_UPDATE_USERS: limit}, fault_rates={"slow": 1.0}, slow_seconds=delay
+    ) as emulator:
+        client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=limit)
+        report = run_sync(warehouse, USER_SYNC.batched(1), Api(client), run_id="in-flight")
+        arrivals = sorted(emulator.request_times_by_path[BULK_UPDATE_USERS])
+    assert (report.requests, report.accepted, report.retries) == (requests, requests, 0)
+    assert emulator.status_counts[429] == 0 and emulator.status_counts[200] == requests
+    assert emulator.max_accepted_in_any_window(BULK_UPDATE_USERS) <= limit
+    # one request at a time would leave at least `delay` between arrivals: the next leaves after the answer
+    assert min(later - earlier for earlier, later in itertools.pairwise(arrivals)) < delay, "two were on the wire"
+    assert warehouse.query("select count(*) from ops.sync_state") == [(requests,)]
+    assert warehouse.query("select count(*), count(distinct record_key) from ops.sync_changelog") == [
+        (requests, requests)
+    ], "each outcome recorded exactly once"

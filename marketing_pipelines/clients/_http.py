@@ -6,24 +6,25 @@ No Dagster imports: these are plain classes that resources wrap.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
+import orjson
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 REDACTED = "[REDACTED]"
+T = TypeVar("T")
 EXCERPT_CHARS = 300
 
 
@@ -34,46 +35,24 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-class _HasDecimal(Exception):
-    """Raised by the fast encoder on a Decimal: the body is encoded again by `_encode_exact`."""
-
-
-def _no_decimal(value: Any) -> Any:
+def _exact_number(value: Any) -> orjson.Fragment:
+    """A Decimal as a JSON number with exactly its digits (never through a float); other types are refused."""
     if isinstance(value, Decimal):
-        raise _HasDecimal
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return orjson.Fragment(format(value, "f"))
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _encode_exact(obj: Any) -> Iterator[str]:
-    """JSON text of `obj` with each Decimal written as a number with exactly its digits (never through a float)."""
-    if isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"{obj} is not a JSON number")
-        yield format(obj, "f")
-    elif isinstance(obj, Mapping):
-        yield "{"
-        for i, (key, value) in enumerate(obj.items()):
-            yield ("," if i else "") + json.dumps(str(key), ensure_ascii=False) + ":"
-            yield from _encode_exact(value)
-        yield "}"
-    elif isinstance(obj, list | tuple):
-        yield "["
-        for i, value in enumerate(obj):
-            yield "," if i else ""
-            yield from _encode_exact(value)
-        yield "]"
-    else:
-        yield json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 def dumps_compact(obj: Any) -> bytes:
-    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is. A Decimal (money)
-    is a JSON number with exactly its digits: `Decimal("972765.41")` is sent as `972765.41`."""
+    """The exact bytes a client sends for `obj`: compact separators, UTF-8, non-ASCII kept as is, keys as text. A
+    Decimal (money) is a JSON number with exactly its digits: `Decimal("972765.41")` is sent as `972765.41`."""
     try:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_no_decimal)
-    except _HasDecimal:
-        text = "".join(_encode_exact(obj))
-    return text.encode("utf-8")
+        return orjson.dumps(obj, default=_exact_number, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as error:  # the cause is the default's own error (e.g. a NaN Decimal)
+        if isinstance(error.__cause__, ValueError | TypeError):
+            raise error.__cause__ from None
+        raise TypeError(str(error)) from None
 
 
 class ApiError(Exception):
@@ -109,15 +88,35 @@ class OversizedRecordError(ValueError):
     """A single record is too large to fit in any request body (raised when no `on_oversized` callback is given)."""
 
 
-class RateLimiter:
-    """Sliding-window limiter: never more than `max_per_second` request starts within any 1-second window.
+class Slot:
+    """One request start recorded by a `RateLimiter`; `answered` is set (client clock) once its answer is in."""
 
-    Keeps the start times of the last N requests and waits until the oldest is more than one window old.
+    __slots__ = ("answered", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.answered: float | None = None
+
+
+class RateLimiter:
+    """Sliding-window limiter: never more than `max_per_second` requests within any 1-second window.
+
     A fractional rate below 1 becomes one request per `1 / rate` seconds; above 1 it is rounded down.
     `window_seconds` widens the window for per-minute limits: `RateLimiter(100, window_seconds=60)` allows
     100 starts in any 60 s (which also keeps a server's fixed 60 s windows at 100).
     `safety_margin` widens the window to absorb clock/latency skew between client and server. Thread-safe.
+
+    By default a request counts from its start for one window: at most N starts in any window on the client's
+    clock. A server stamps a request when it arrives, some time after that start, so a request that took longer
+    to arrive than a later one can put N+1 in one of the server's windows unless `safety_margin` covers the
+    difference. `until_answered=True` needs no such margin: a request counts from its start until one window after
+    its answer came back (`answered`), so a new request starts more than a window after the arrival of every
+    request but the N-1 latest, wherever in between the server stamped them: no server window that counts arrivals
+    on the same clock sees more than N, with any number of requests in flight.
     """
+
+    #: How often a request waiting for the answer of one in flight looks again (`until_answered`).
+    POLL_SECONDS = 0.002
 
     def __init__(
         self,
@@ -127,6 +126,7 @@ class RateLimiter:
         *,
         safety_margin: float = 0.0,
         window_seconds: float = 1.0,
+        until_answered: bool = False,
     ) -> None:
         if max_per_second <= 0 or window_seconds <= 0:
             raise ValueError("max_per_second and window_seconds must be positive")
@@ -136,25 +136,44 @@ class RateLimiter:
         else:
             self.capacity, window = 1, window_seconds / max_per_second
         self.window = window + safety_margin
+        self.until_answered = until_answered
         self._clock = clock
         self._sleep = sleep
-        self._starts: deque[float] = deque(maxlen=self.capacity)
+        self._slots: deque[Slot] = deque()
         self._lock = threading.Lock()
 
+    def _counts_until(self, slot: Slot) -> float:
+        """The time after which `slot` no longer counts (infinite while its answer is awaited)."""
+        if not self.until_answered:
+            return slot.start + self.window
+        return float("inf") if slot.answered is None else slot.answered + self.window
+
     def acquire(self) -> float:
-        """Block until a request may start; record and return its start time."""
+        """Block until a request may start; record and return its start time (with `until_answered`, use
+        `acquire_slot` and mark the answer: a start never answered counts for ever)."""
+        return self.acquire_slot().start
+
+    def acquire_slot(self) -> Slot:
+        """Block until a request may start; record and return its slot (`answered` marks its answer)."""
         with self._lock:
             while True:
                 now = self._clock()
-                if len(self._starts) < self.capacity:
+                ends = sorted(self._counts_until(slot) for slot in self._slots)
+                while self._slots and self._counts_until(self._slots[0]) < now:
+                    self._slots.popleft()  # the oldest no longer counts (an answered slot may wait behind it)
+                counting = [end for end in ends if end >= now]
+                if len(counting) < self.capacity:
                     break
-                wait = self._starts[0] + self.window - now
-                if wait < 0:
-                    break
+                wait = counting[len(counting) - self.capacity] - now
                 # Sleeping under the lock keeps waiters in order and the window exact.
-                self._sleep(wait + 1e-4)
-            self._starts.append(now)
-            return now
+                self._sleep(self.POLL_SECONDS if wait == float("inf") else wait + 1e-4)
+            slot = Slot(now)
+            self._slots.append(slot)
+            return slot
+
+    def answered(self, slot: Slot) -> None:
+        """Mark the answer (or failure) of the request of `slot` as in, now (no lock: one attribute is set)."""
+        slot.answered = self._clock()
 
 
 @dataclass(frozen=True)
@@ -273,7 +292,8 @@ class JsonApiClient:
 
     # -- requests --------------------------------------------------------------------------------------------
     def post_json(self, endpoint: str, body: Any, *, limiter: RateLimiter | None = None) -> dict[str, Any]:
-        """POST `body` as compact JSON, retrying per the policy; return the parsed JSON object.
+        """POST `body` as compact JSON (bytes: already encoded, sent as they are), retrying per the policy; return
+        the parsed JSON object.
 
         Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
         """
@@ -289,20 +309,19 @@ class JsonApiClient:
         limiter: RateLimiter | None = None,
     ) -> dict[str, Any]:
         """Send `body` as compact JSON with `method` (POST, PUT, ...) and optional query `params`, retrying per
-        the policy; return the parsed JSON object (`{}` for an empty reply, e.g. a 202).
+        the policy; return the parsed JSON object (`{}` for an empty reply, e.g. a 202). A `bytes` body is JSON
+        already encoded (`dumps_compact`, or a body joined from encoded records): sent as it is, never re-encoded.
 
         Raises ApiError (secrets scrubbed) on a non-retryable status, exhausted retries or an unparseable reply.
         """
         method = method.upper()
-        content = dumps_compact(body)
+        content = body if isinstance(body, bytes) else dumps_compact(body)
         url = f"{self.base_url}{endpoint}"
         query = dict(params) if params else None
         attempt = 0
         while True:
-            if limiter is not None:
-                limiter.acquire()
             try:
-                response = self._http.request(method, url, content=content, headers=self._headers, params=query)
+                response = self._send(method, url, content, query, limiter)
             except httpx.HTTPError as exc:
                 self._bump(status=None, attempt=True)
                 detail = self._excerpt(f"{type(exc).__name__}: {exc}")
@@ -360,6 +379,18 @@ class JsonApiClient:
                 detail=self._excerpt(error_message(response)),
             )
 
+    def _send(
+        self, method: str, url: str, content: bytes, query: dict[str, str] | None, limiter: RateLimiter | None
+    ) -> httpx.Response:
+        """One HTTP attempt, started when `limiter` allows and marked answered (or failed) on it."""
+        if limiter is None:
+            return self._http.request(method, url, content=content, headers=self._headers, params=query)
+        slot = limiter.acquire_slot()
+        try:
+            return self._http.request(method, url, content=content, headers=self._headers, params=query)
+        finally:
+            limiter.answered(slot)
+
     def _parse(self, endpoint: str, response: httpx.Response, attempts: int, *, method: str = "POST") -> dict[str, Any]:
         if not response.content:
             return {}
@@ -398,26 +429,29 @@ def error_message(response: httpx.Response) -> str:
     return f"{code}: {message}" if code and not message.startswith(f"{code}:") else message
 
 
-def batches_by_size(
-    records: Iterable[dict[str, Any]],
+def encoded_batches(
+    records: Iterable[T],
+    encode: Callable[[T], bytes],
     *,
     max_records: int,
     max_bytes: int,
     envelope_bytes: int,
-    on_oversized: Callable[[dict[str, Any], int], None] | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """Group records so each request holds at most `max_records` and its compact JSON body at most `max_bytes`.
+    on_oversized: Callable[[T, int], None] | None = None,
+) -> Iterator[list[tuple[T, bytes]]]:
+    """Encode each record once (`encode`) and group them, with their bytes, so each request holds at most
+    `max_records` and its body at most `max_bytes`.
 
-    A record costs its compact JSON length plus one byte for the separating comma; `envelope_bytes` is the size
-    of the body with an empty list (e.g. `len(b'{"users":[]}')`). A record that cannot fit even alone is
-    skipped and passed to `on_oversized(record, size)`; without a callback, OversizedRecordError is raised.
+    A record costs its encoded length plus one byte for the separating comma; `envelope_bytes` is the size of the
+    body with an empty list (e.g. `len(b'{"users":[]}')`). A record that cannot fit even alone is skipped and
+    passed to `on_oversized(record, size)`; without a callback, OversizedRecordError is raised.
     """
     if max_records < 1:
         raise ValueError("max_records must be >= 1")
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[T, bytes]] = []
     used = envelope_bytes
     for record in records:
-        size = len(dumps_compact(record)) + 1
+        encoded = encode(record)
+        size = len(encoded) + 1
         if envelope_bytes + size > max_bytes:
             if on_oversized is None:
                 raise OversizedRecordError(f"record of {size} bytes exceeds the {max_bytes}-byte request limit")
@@ -426,10 +460,40 @@ def batches_by_size(
         if batch and (len(batch) >= max_records or used + size > max_bytes):
             yield batch
             batch, used = [], envelope_bytes
-        batch.append(record)
+        batch.append((record, encoded))
         used += size
     if batch:
         yield batch
+
+
+def batches_by_size(
+    records: Iterable[dict[str, Any]],
+    *,
+    max_records: int,
+    max_bytes: int,
+    envelope_bytes: int,
+    on_oversized: Callable[[dict[str, Any], int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Group records so each request holds at most `max_records` and its compact JSON body at most `max_bytes`
+    (`encoded_batches` with `dumps_compact`, the records without their bytes)."""
+    for batch in encoded_batches(
+        records,
+        dumps_compact,
+        max_records=max_records,
+        max_bytes=max_bytes,
+        envelope_bytes=envelope_bytes,
+        on_oversized=on_oversized,
+    ):
+        yield [record for record, _ in batch]
+
+
+def joined_body(envelope: bytes, items: Sequence[bytes]) -> bytes:
+    """The body `envelope` (compact JSON with exactly one empty list, e.g. `{"users":[]}`) with the encoded
+    `items` in that list: the same bytes as encoding the body with the items' values in it."""
+    head, empty, tail = envelope.partition(b"[]")
+    if not empty or b"[]" in tail:
+        raise ValueError(f"an envelope needs exactly one empty list: {envelope[:80]!r}")
+    return b"".join((head, b"[", b",".join(items), b"]", tail))
 
 
 def envelope_size(body_without_records: Mapping[str, Any], records_key: str) -> int:
@@ -447,8 +511,10 @@ __all__ = [
     "RetryPolicy",
     "batches_by_size",
     "dumps_compact",
+    "encoded_batches",
     "envelope_size",
     "error_message",
+    "joined_body",
     "parse_retry_after",
     "redact",
 ]

@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from marketing_pipelines.clients._http import JsonApiClient, dumps_compact
+import orjson
+
+from marketing_pipelines.clients._http import JsonApiClient, dumps_compact, joined_body
 from marketing_pipelines.pii import EMAIL_PATTERN
 
 ClientT = TypeVar("ClientT", bound=JsonApiClient)
@@ -77,6 +79,12 @@ class Destination(Generic[ClientT]):
     destination holds; those count toward the communication limits (`sync.limits`) and are deferred past them.
     None: every record of the destination is operational (profile updates, opt-outs, exits, companies), never
     counted nor deferred."""
+    item: Callable[[Record], Any] | None = None
+    """When a request body is `body([])` with one JSON value per record in its one list, in record order: that
+    value of a record. The engine then encodes each record once, sizes requests from those bytes and sends the
+    joined bytes through `call_encoded`. None: each request body is built by `body` and encoded as a whole."""
+    call_encoded: Callable[[ClientT, list[Record], bytes], Answer] | None = None
+    """With `item`: the client method that sends one request of these records as the body already encoded."""
 
     def person_hash(self, record: Record) -> str | None:
         """The changelog's identity of the person `record` reaches (see `person_hash`), None without one."""
@@ -86,6 +94,15 @@ class Destination(Generic[ClientT]):
     def envelope_bytes(self) -> int:
         """Bytes of a request body holding no records."""
         return len(dumps_compact(self.body([])))
+
+    def encode_item(self, record: Record) -> bytes:
+        """The bytes `record` adds to a request body: its `item` encoded, else the record itself (for sizing)."""
+        return dumps_compact(record if self.item is None else self.item(record))
+
+    def encoded_body(self, items: Sequence[bytes]) -> bytes:
+        """The request body of the records whose `encode_item` bytes are `items` (requires `item`): the same bytes
+        as `dumps_compact(body(records))`, joined instead of encoded again."""
+        return joined_body(dumps_compact(self.body([])), items)
 
     def batched(self, max_records: int) -> Destination[ClientT]:
         """The same destination with `max_records` records a request."""
@@ -110,9 +127,16 @@ class Api(Generic[ClientT]):
     client: ClientT
     mode = "live"
 
-    def send(self, destination: Destination[ClientT], records: list[Record]) -> dict[int, str]:
-        """Send one request; the positions of the records it rejected, with reasons."""
-        return destination.rejections(records, destination.call(self.client, records).failed)
+    def send(
+        self, destination: Destination[ClientT], records: list[Record], body: bytes | None = None
+    ) -> dict[int, str]:
+        """Send one request (`body`: its bytes, already encoded); the positions of the records it rejected, with
+        reasons."""
+        if body is None or destination.call_encoded is None:
+            answer = destination.call(self.client, records)
+        else:
+            answer = destination.call_encoded(self.client, records, body)
+        return destination.rejections(records, answer.failed)
 
     def counters(self) -> tuple[int, int]:
         """HTTP requests and retries made so far."""
@@ -148,7 +172,12 @@ def record_key(row: Mapping[str, Any], column: str) -> str:
 def json_object(value: Any, column: str = "data_fields") -> dict[str, Any]:
     """A JSON object column (text or already a mapping) as a dict; ValueError when it is not one."""
     try:
-        return json.loads(value) if isinstance(value, str) else dict(value or {})
+        if isinstance(value, str):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:  # what the fast parser refuses (huge integers, NaN) json reads or explains
+                return json.loads(value)
+        return dict(value or {})
     except (TypeError, ValueError) as error:
         raise ValueError(f"{column} is not a JSON object: {error}") from None
 

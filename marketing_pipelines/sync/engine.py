@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from marketing_pipelines.clients._http import ApiError, batches_by_size, dumps_compact
+from marketing_pipelines.clients._http import ApiError, dumps_compact, encoded_batches
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.sync.destination import Api, Audience, Destination, Outbox, Record, Transport
 from marketing_pipelines.sync.limits import CommunicationLimits, JourneyWindow
@@ -136,9 +137,10 @@ def run_sync(
         rounds.append((True, _batches(warehouse, destination, report, exits, True)))
     if isinstance(transport, Outbox):
         for removing, batches in rounds:
-            for keyed in batches:
+            for batch in batches:
+                keyed = batch.keyed
                 report.sent += len(keyed)
-                _write_outbox(warehouse, destination, [payload for _, payload, _ in keyed], run_id)
+                _write_outbox(warehouse, destination, batch, run_id)
                 outcomes = [(record, "dry-run") for record in keyed]
                 _log(warehouse, destination, report, outcomes, removing, _started(window, removing))
                 report.requests += 1
@@ -169,21 +171,60 @@ Rejected = dict[int, str]
 """The records of a request the destination rejected: position in the request -> reason."""
 
 
-def _send_all(delivery: _Delivery, batches: Iterator[list[Keyed]]) -> None:
-    """Send batch after batch, one request in flight: while it is on the wire (and paced by the client's rate
-    limiter), the next batch is read from the warehouse and built. Each outcome is recorded before the next request
-    leaves, so only the in-flight batch can be sent without its outcome recorded: a run killed here resends at
-    most that batch."""
+#: Requests on the wire at once: while one waits for its answer (or for the client's rate limiter), the next can
+#: go; the next batch is read and built meanwhile. The limiter, not this number, bounds the request rate.
+IN_FLIGHT = 2
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The records of one request, with the bytes each adds to its body when the destination declares `item`."""
+
+    keyed: list[Keyed]
+    items: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keyed)
+
+    def payloads(self) -> list[Record]:
+        return [payload for _, payload, _ in self.keyed]
+
+    def halves(self) -> tuple[Batch, Batch]:
+        middle = len(self.keyed) // 2
+        if self.items is None:
+            return Batch(self.keyed[:middle]), Batch(self.keyed[middle:])
+        return Batch(self.keyed[:middle], self.items[:middle]), Batch(self.keyed[middle:], self.items[middle:])
+
+    def body(self, destination: Destination[Any]) -> bytes:
+        """The request body: the encoded items joined, else the destination's body of the records encoded."""
+        if self.items is None:
+            return dumps_compact(destination.body(self.payloads()))
+        return destination.encoded_body(self.items)
+
+
+def _send_all(delivery: _Delivery, batches: Iterator[Batch]) -> None:
+    """Send batch after batch with up to `IN_FLIGHT` requests on the wire, paced by the client's rate limiter,
+    while the next batch is read from the warehouse and built. Outcomes are recorded on this thread, one batch at a
+    time and in the order the batches were sent, so each is recorded exactly once; only the batches in flight can
+    be sent without their outcome recorded: a run killed here resends at most those (destinations upsert)."""
     name = delivery.destination.name
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{name}") as sender:
-        in_flight: tuple[list[Keyed], Future[Rejected]] | None = None
-        for keyed in batches:  # the next batch is read and built while the previous request is on the wire
-            if in_flight is not None:  # its outcome is recorded before the next request leaves (raises: stop)
-                delivery.settle(*in_flight)
-            delivery.report.sent += len(keyed)
-            in_flight = (keyed, sender.submit(delivery.send, keyed))
-        if in_flight is not None:
-            delivery.settle(*in_flight)
+    in_flight: deque[tuple[Batch, Future[Rejected]]] = deque()
+    settled = False  # the second request leaves once a first was answered: a wrong key or URL fails one request
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix=f"sync-{name}") as sender:
+        try:
+            for batch in batches:  # built while the previous requests are on the wire
+                while len(in_flight) >= (IN_FLIGHT if settled else 1):  # the oldest outcome is recorded first
+                    delivery.settle(*in_flight.popleft())
+                    settled = True
+                delivery.report.sent += len(batch)
+                in_flight.append((batch, sender.submit(delivery.send, batch)))
+            while in_flight:
+                delivery.settle(*in_flight.popleft())
+        except BaseException:
+            for batch, future in in_flight:  # the run stops: keep what the destination accepted meanwhile
+                if future.exception() is None:
+                    delivery.record(batch, future.result())
+            raise
 
 
 def _is_refusal(error: ApiError) -> bool:
@@ -205,28 +246,28 @@ class _Delivery:
     started: Mapping[str, str] = field(default_factory=dict)
     """Record key -> the journey it starts (for the changelog)."""
 
-    def send(self, keyed: list[Keyed]) -> Rejected:
-        return self.transport.send(self.destination, [payload for _, payload, _ in keyed])
+    def send(self, batch: Batch) -> Rejected:
+        body = None if batch.items is None else batch.body(self.destination)
+        return self.transport.send(self.destination, batch.payloads(), body)
 
-    def settle(self, keyed: list[Keyed], future: Future[Rejected]) -> None:
+    def settle(self, batch: Batch, future: Future[Rejected]) -> None:
         """Record the outcome of a sent batch; a refused batch is split until its bad records stand alone."""
         try:
             rejected = future.result()
         except ApiError as error:
             if not _is_refusal(error):
                 raise
-            self._isolate(keyed, error)
+            self._isolate(batch, error)
             return
-        self._record(keyed, rejected)
+        self.record(batch, rejected)
 
-    def _isolate(self, keyed: list[Keyed], error: ApiError) -> None:
-        """`keyed` was refused as a whole with `error`: bisect it, each part's outcome recorded before the next
+    def _isolate(self, batch: Batch, error: ApiError) -> None:
+        """`batch` was refused as a whole with `error`: bisect it, each part's outcome recorded before the next
         part leaves. k bad records among n cost at most about 2·k·log2(n) requests."""
-        if len(keyed) == 1:
-            self._reject_alone(keyed[0], error)
+        if len(batch) == 1:
+            self._reject_alone(batch.keyed[0], error)
             return
-        middle = len(keyed) // 2
-        left, right = keyed[:middle], keyed[middle:]
+        left, right = batch.halves()
         left_error = self._attempt(left)
         if left_error is not None:
             self._isolate(left, left_error)
@@ -238,16 +279,16 @@ class _Delivery:
         if right_error is not None:
             self._isolate(right, right_error)
 
-    def _attempt(self, keyed: list[Keyed]) -> ApiError | None:
+    def _attempt(self, batch: Batch) -> ApiError | None:
         """Send part of a refused batch and record its outcome; returns the refusal when it is refused too."""
         self.report.bisected_requests += 1
         try:
-            rejected = self.send(keyed)
+            rejected = self.send(batch)
         except ApiError as error:
             if not _is_refusal(error):
                 raise
             return error
-        self._record(keyed, rejected)
+        self.record(batch, rejected)
         return None
 
     def _reject_alone(self, record: Keyed, error: ApiError) -> None:
@@ -258,10 +299,11 @@ class _Delivery:
                 f"Last refusal: {mask_emails_in(str(error))}"
             )
         self.report.isolated_records += 1
-        self._record([record], {0: refusal_reason(error)})
+        self.record(Batch([record]), {0: refusal_reason(error)})
 
-    def _record(self, keyed: list[Keyed], rejected: Rejected) -> None:
+    def record(self, batch: Batch, rejected: Rejected) -> None:
         """Map the rejected positions of a request to record keys (the one place this happens) and record it."""
+        keyed = batch.keyed
         reasons = {keyed[position][0]: reason for position, reason in rejected.items()}
         _record_outcome(self.warehouse, self.destination, keyed, reasons, self.report, self.removing, self.started)
 
@@ -349,28 +391,24 @@ def _exits(
 
 def _batches(
     warehouse: Warehouse, destination: Destination[Any], report: SyncReport, records: Iterator[Keyed], removing: bool
-) -> Iterator[list[Keyed]]:
-    """Group records into requests within the destination's count and size limits (the client's batcher)."""
-    by_payload: dict[int, Keyed] = {}
+) -> Iterator[Batch]:
+    """Group records into requests within the destination's count and size limits, each record encoded once: the
+    bytes that size a request are the bytes it sends (destinations that declare `item`)."""
     oversized: list[tuple[Keyed, str]] = []
 
-    def payloads() -> Iterator[dict[str, Any]]:
-        for record in records:
-            by_payload[id(record[1])] = record
-            yield record[1]
-
-    def on_oversized(payload: dict[str, Any], size: int) -> None:
-        record = by_payload.pop(id(payload))
+    def on_oversized(record: Keyed, size: int) -> None:
         oversized.append((record, f"payload of {size} bytes exceeds the {destination.max_bytes}-byte limit"))
 
-    for batch in batches_by_size(
-        payloads(),
+    for batch in encoded_batches(
+        records,
+        lambda record: destination.encode_item(record[1]),
         max_records=destination.max_records,
         max_bytes=destination.max_bytes,
         envelope_bytes=destination.envelope_bytes(),
         on_oversized=on_oversized,
     ):
-        yield [by_payload.pop(id(payload)) for payload in batch]
+        keyed = [record for record, _ in batch]
+        yield Batch(keyed, None if destination.item is None else [encoded for _, encoded in batch])
     if oversized:
         _record_rejections(warehouse, destination, oversized, report, removing)
 
@@ -627,17 +665,17 @@ def _rejection_statements(destination: str, now: str) -> list[str]:
     ]
 
 
-def _write_outbox(warehouse: Warehouse, destination: Destination[Any], payloads: list[Record], run_id: str) -> None:
+def _write_outbox(warehouse: Warehouse, destination: Destination[Any], batch: Batch, run_id: str) -> None:
     import pandas as pd
 
-    body = dumps_compact(destination.body(payloads)).decode()  # the bytes a live run would send
+    body = batch.body(destination).decode()  # the bytes a live run would send
     frame = pd.DataFrame(
         [
             {
                 "run_id": run_id,
                 "destination": destination.name,
                 "endpoint": destination.endpoint,
-                "record_count": len(payloads),
+                "record_count": len(batch),
                 "body": body,
                 "created_at": _now(),
             }

@@ -229,6 +229,8 @@ USERS = Destination[IterableClient](
     max_records=DEFAULT_USERS_PER_REQUEST,
     exit=user_exit,
     person=_email,
+    item=lambda user: user,
+    call_encoded=lambda client, users, body: client.bulk_update_users(users, body=body),
 )
 
 #: `POST /api/users/bulkUpdate` with the profile fields of each signup event, before the event itself is tracked.
@@ -244,6 +246,10 @@ SIGNUP_PROFILES = Destination[IterableClient](
     identities=lambda record: (record["user"]["email"],),
     max_records=DEFAULT_USERS_PER_REQUEST,
     person=lambda record: str(record["user"]["email"]),
+    item=lambda record: record["user"],
+    call_encoded=lambda client, records, body: client.bulk_update_users(
+        [record["user"] for record in records], body=body
+    ),
 )
 
 #: `POST /api/events/trackBulk`: 1,000 events and 4 MB a request, paced by the client (10 requests/s). Keyed by
@@ -261,6 +267,8 @@ TRIAL_EVENTS = Destination[IterableClient](
     max_records=DEFAULT_EVENTS_PER_REQUEST,
     person=_email,
     journey=lambda event: str(event["eventName"]),
+    item=lambda event: event,
+    call_encoded=lambda client, events, body: client.track_bulk(events, body=body),
 )
 
 
