@@ -245,14 +245,14 @@ def sensor_tick(work: Path, files: int = SEEN_FILES, repeats: int = 5) -> dict[s
     os.environ["LANDING_DIR"] = str(landing)
     try:
         with dg.DagsterInstance.ephemeral() as instance:
-            first = trial_signup_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                first = trial_signup_sensor(context)
             assert len(first.run_requests) == files, "the first tick must request every file"
             timings = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                result = trial_signup_sensor(
-                    dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)
-                )
+                with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources) as context:
+                    result = trial_signup_sensor(context)
                 timings.append(time.perf_counter() - started)
                 assert not result.run_requests, "a tick over seen files must request nothing"
     finally:
