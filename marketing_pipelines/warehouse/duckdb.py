@@ -21,8 +21,8 @@ DUCKDB_MAGIC = b"DUCK"
 """Bytes 8-11 of every DuckDB database file (after the header checksum)."""
 REBUILD_HINT = "rebuild it with `make clean-data && make run` (the landing files are kept)"
 CORRUPT_MARKERS = ("not a valid duckdb database", "corrupt database")
-DEFAULT_DUCKDB_MEMORY_LIMIT = "700MB"
-DEFAULT_DUCKDB_THREADS = 2
+DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
+DEFAULT_DUCKDB_THREADS = 1
 
 
 @dataclass(frozen=True)
