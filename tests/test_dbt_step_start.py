@@ -10,7 +10,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core import resource as dagster_dbt_resource
 from packaging.version import Version
 
-from marketing_pipelines.defs.transform.parse_state import PARTIAL_PARSE_FILE, keep_state, state_file
+from marketing_pipelines.defs.transform.parse_state import KEPT_STATES, PARTIAL_PARSE_FILE, keep_state, state_file
 from marketing_pipelines.resources import WarehouseResource, build_resources
 from marketing_pipelines.resources.dbt import ProjectDbtCliResource, dbt_executable, dbt_project
 
@@ -65,3 +65,19 @@ def test_parse_state_is_kept_per_warehouse_and_replaced_whole(tmp_path: Path):
         assert not state_file(second).exists()
     finally:
         state_file(first).unlink(missing_ok=True)
+
+
+def test_only_the_newest_parse_states_are_kept(tmp_path: Path):
+    target = tmp_path / "invocation"
+    target.mkdir()
+    (target / PARTIAL_PARSE_FILE).write_bytes(b"state")
+    settings = [WarehouseResource(duckdb_path=str(tmp_path / f"w{i}.duckdb")).dbt_environment() for i in range(12)]
+    try:
+        for each in settings:
+            keep_state(target, each)
+        kept = [state_file(each).exists() for each in settings]
+        assert kept[-KEPT_STATES:] == [True] * KEPT_STATES
+        assert not any(kept[: len(settings) - KEPT_STATES])
+    finally:
+        for each in settings:
+            state_file(each).unlink(missing_ok=True)

@@ -23,6 +23,8 @@ from marketing_pipelines.resources.dbt import dbt_project
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 STATE_FOLDER = "partial_parse"
+KEPT_STATES = 8
+"""States kept (the most recently written): one per warehouse a process builds, a few MB each."""
 
 
 def state_file(settings: Mapping[str, str | None]) -> Path:
@@ -49,7 +51,7 @@ def seeded_target_path(context: dg.AssetExecutionContext, settings: Mapping[str,
 
 def keep_state(target: Path, settings: Mapping[str, str | None]) -> None:
     """Keep the parse state an invocation wrote in ``target`` for the next one under ``settings`` (replaced
-    atomically: a concurrent reader sees the old file or the new one)."""
+    atomically: a concurrent reader sees the old file or the new one); only the `KEPT_STATES` newest stay."""
     written = target / PARTIAL_PARSE_FILE
     if not written.is_file():
         return
@@ -58,3 +60,13 @@ def keep_state(target: Path, settings: Mapping[str, str | None]) -> None:
     partial = kept.with_name(f"{kept.name}.{os.getpid()}.{uuid.uuid4().hex[:7]}")
     shutil.copyfile(written, partial)
     os.replace(partial, kept)
+    states = sorted(kept.parent.glob("*.msgpack"), key=_modified, reverse=True)
+    for stale in states[KEPT_STATES:]:
+        stale.unlink(missing_ok=True)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by a concurrent invocation
+        return 0.0
