@@ -26,13 +26,11 @@ def build_resources(environ: Mapping[str, str] | None = None, **resources: Any) 
     ``build_resources({}, warehouse=WarehouseResource(duckdb_path=...))`` is every other resource at its defaults
     (Iterable and Gainsight in dry-run): what tests run the code location with.
     """
-    from dagster_dbt import DbtCliResource
-
-    from marketing_pipelines.resources.dbt import dbt_executable, dbt_project
+    from marketing_pipelines.resources.dbt import ProjectDbtCliResource, dbt_executable, dbt_project
 
     built = {
         "warehouse": WarehouseResource(**env_bindings("warehouse", environ)),
-        "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
+        "dbt": ProjectDbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
         "iterable": IterableResource(**env_bindings("iterable", environ)),
         "gainsight": GainsightResource(**env_bindings("gainsight", environ)),
         "alerts": AlertResource(**env_bindings("alerts", environ)),

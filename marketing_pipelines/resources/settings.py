@@ -14,6 +14,8 @@ SETTINGS: dict[str, dict[str, str]] = {
     "warehouse": {
         "kind": "MARKETING_WAREHOUSE",
         "duckdb_path": "DUCKDB_PATH",
+        "duckdb_memory_limit": "DUCKDB_MEMORY_LIMIT",
+        "duckdb_threads": "DUCKDB_THREADS",
         **{
             f"snowflake_{name}": f"SNOWFLAKE_{name.upper()}"
             for name in (
@@ -55,6 +57,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 INT_SETTINGS = frozenset(
     {
         "SNOWFLAKE_PORT",
+        "DUCKDB_THREADS",
         "ITERABLE_MARKETING_MESSAGE_TYPE_ID",
         "MARKETING_EMAILS_PER_DAY",
         "MARKETING_EMAILS_PER_WEEK",

@@ -9,20 +9,28 @@ from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH
 from marketing_pipelines.resources.settings import SETTINGS
 from marketing_pipelines.warehouse import Warehouse
 from marketing_pipelines.warehouse.connect import SnowflakeSettings, WarehouseSettingError, connect
-from marketing_pipelines.warehouse.duckdb import WarehouseFileError
+from marketing_pipelines.warehouse.duckdb import (
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
+    DEFAULT_DUCKDB_THREADS,
+    DuckDBLimits,
+    WarehouseFileError,
+)
 
 
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse ``kind`` selects: ``duckdb`` (the file at ``duckdb_path``, by default) or ``snowflake``.
 
     The code location binds every field to its setting (``kind``: ``MARKETING_WAREHOUSE``, ``duckdb_path``:
-    ``DUCKDB_PATH``, ``snowflake_<name>``: ``SNOWFLAKE_<NAME>``; ``build_resources``). Snowflake sessions come from
-    dagster-snowflake's ``SnowflakeResource``; one session serves the whole run and is closed when the run's
-    resources are torn down.
+    ``DUCKDB_PATH``, ``duckdb_memory_limit``/``duckdb_threads``: ``DUCKDB_MEMORY_LIMIT``/``DUCKDB_THREADS``, which
+    dbt's profile reads too, ``snowflake_<name>``: ``SNOWFLAKE_<NAME>``; ``build_resources``). Snowflake sessions
+    come from dagster-snowflake's ``SnowflakeResource``; one session serves the whole run and is closed when the
+    run's resources are torn down.
     """
 
     kind: str = "duckdb"
     duckdb_path: str = DEFAULT_DUCKDB_PATH
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    duckdb_threads: int = DEFAULT_DUCKDB_THREADS
     snowflake_account: str | None = None
     snowflake_user: str | None = None
     snowflake_password: str | None = Field(default=None, repr=False)
@@ -66,7 +74,10 @@ class WarehouseResource(dg.ConfigurableResource):
         if self._warehouse is None:
             try:
                 self._warehouse = connect(
-                    self.kind, duckdb_path=self.duckdb_path or DEFAULT_DUCKDB_PATH, snowflake=self.snowflake_settings()
+                    self.kind,
+                    duckdb_path=self.duckdb_path or DEFAULT_DUCKDB_PATH,
+                    snowflake=self.snowflake_settings(),
+                    duckdb_limits=DuckDBLimits(self.duckdb_memory_limit, self.duckdb_threads),
                 )
             except WarehouseSettingError as error:
                 raise dg.Failure(str(error)) from None

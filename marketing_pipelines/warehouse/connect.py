@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from marketing_pipelines.paths import resolve_project_path
 from marketing_pipelines.warehouse.base import Warehouse
-from marketing_pipelines.warehouse.duckdb import DuckDBWarehouse
+from marketing_pipelines.warehouse.duckdb import DuckDBLimits, DuckDBWarehouse
 from marketing_pipelines.warehouse.snowflake import SnowflakeWarehouse
 
 if TYPE_CHECKING:
@@ -62,7 +62,13 @@ class SnowflakeSettings:
         )
 
 
-def connect(kind: str, *, duckdb_path: str | Path, snowflake: SnowflakeSettings | None = None) -> Warehouse:
+def connect(
+    kind: str,
+    *,
+    duckdb_path: str | Path,
+    snowflake: SnowflakeSettings | None = None,
+    duckdb_limits: DuckDBLimits | None = None,
+) -> Warehouse:
     """The warehouse ``kind`` (``duckdb`` or ``snowflake``, any case) selects.
 
     Raises ``WarehouseSettingError`` for an unsupported kind or missing Snowflake settings, and
@@ -79,6 +85,6 @@ def connect(kind: str, *, duckdb_path: str | Path, snowflake: SnowflakeSettings 
             raise WarehouseSettingError(f"MARKETING_WAREHOUSE=snowflake needs {', '.join(missing)} in the environment")
         where = f"Snowflake account {settings.account}, database {settings.database}"
         return SnowflakeWarehouse(settings.session_resource().get_connection, description=where)
-    warehouse = DuckDBWarehouse(resolve_project_path(duckdb_path))
+    warehouse = DuckDBWarehouse(resolve_project_path(duckdb_path), limits=duckdb_limits or DuckDBLimits())
     warehouse.check_file()
     return warehouse

@@ -6,6 +6,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,23 @@ DUCKDB_MAGIC = b"DUCK"
 """Bytes 8-11 of every DuckDB database file (after the header checksum)."""
 REBUILD_HINT = "rebuild it with `make clean-data && make run` (the landing files are kept)"
 CORRUPT_MARKERS = ("not a valid duckdb database", "corrupt database")
+DEFAULT_DUCKDB_MEMORY_LIMIT = "1536MB"
+DEFAULT_DUCKDB_THREADS = 1
+
+
+@dataclass(frozen=True)
+class DuckDBLimits:
+    """DuckDB's ``memory_limit`` (beyond it, large operators spill to a temporary folder beside the file) and
+    ``threads`` for every connection; dbt's profile sets the same from ``DUCKDB_MEMORY_LIMIT``/``DUCKDB_THREADS``."""
+
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    threads: int = DEFAULT_DUCKDB_THREADS
+
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Set the limits on the database ``con`` opened (set, not passed as connect config: another connection of
+        this process to the same file, opened without that config, would be refused)."""
+        con.execute(f"set memory_limit = '{self.memory_limit.replace(chr(39), '')}'")
+        con.execute(f"set threads = {int(self.threads)}")
 
 
 class WarehouseLockTimeout(RuntimeError):
@@ -36,9 +54,15 @@ class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
     def __init__(
-        self, path: str | Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS, read_only: bool = False
+        self,
+        path: str | Path,
+        *,
+        lock_wait_seconds: float = LOCK_WAIT_SECONDS,
+        read_only: bool = False,
+        limits: DuckDBLimits | None = None,
     ) -> None:
         self.path = Path(path)
+        self.limits = limits or DuckDBLimits()
         self.lock_wait_seconds = lock_wait_seconds
         #: Open the file read-only (a reader that must never take the write lock; writes then fail).
         self.read_only = read_only
@@ -89,6 +113,7 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
         try:
+            self.limits.apply(con)
             yield con
         except duckdb.Error as error:  # a damaged block shows only when a query reads it
             if _is_corrupt(error):

@@ -21,6 +21,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.rule_checks import SAMPLE_SIZE, records_table
 from marketing_pipelines.defs.transform.check_selection import unselected_test_args
+from marketing_pipelines.defs.transform.parse_state import keep_state, seeded_target_path
 from marketing_pipelines.defs.transform.translator import MarketingDbtTranslator
 from marketing_pipelines.pii import mask_emails_in
 from marketing_pipelines.resources import WarehouseResource
@@ -90,9 +91,14 @@ def build_with_row_counts(
     every relation come from one information_schema query; failing rows are read only for the tests that failed.
     """
     db = warehouse.get_warehouse()  # first: a damaged DuckDB file fails here, naming the command that rebuilds it
-    with process_environment(warehouse.dbt_environment()):  # dbt's profile reads the warehouse settings from it
-        invocation = dbt.cli(["build", *unselected_test_args(context)], context=context)
-    events = list(invocation.stream())
+    settings = warehouse.dbt_environment()
+    target = seeded_target_path(context, settings)  # dbt parses only what changed since the last step
+    with process_environment(settings):  # dbt's profile reads the warehouse settings from it
+        invocation = dbt.cli(["build", *unselected_test_args(context)], context=context, target_path=target)
+    try:
+        events = list(invocation.stream())
+    finally:
+        keep_state(target, settings)  # written once dbt parsed, whether the build then passed or not
     keys = {id(event): _asset_key(context, event) for event in events}
     built = sorted({tuple(key.path) for key in keys.values() if key is not None})
     tables = [relation for relation in built if not _is_view(context, dg.AssetKey(list(relation)))]
