@@ -14,7 +14,6 @@ import re
 from decimal import Decimal, InvalidOperation
 
 import dagster as dg
-import pandas as pd
 
 from marketing_pipelines.defs.change_guard import change_guard_check
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
@@ -57,6 +56,8 @@ def source_carr(text: object) -> Decimal | None:
     leading '-', 1 to 16 digits and optionally a '.' with one or two decimals: no exponent, '+', separators,
     currency signs, third decimal, non-ASCII digits) or is negative; otherwise the exact amount.
     """
+    import pandas as pd  # here, not at import: loading the definitions (every run start) skips pandas
+
     if text is None or (not isinstance(text, str) and pd.isna(text)):
         return None
     stripped = str(text).strip(AMOUNT_WHITESPACE)
@@ -367,6 +368,8 @@ COMPANY_CARR_SQL = """
 )
 def company_carr_matches_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Recomputes each company's CARR from the raw text on purpose (`source_carr`), independent of the models."""
+    import pandas as pd
+
     tally = ViolationTally()
     for frame in warehouse.get_warehouse().iter_batches(COMPANY_CARR_SQL, READ_BATCH_ROWS):
         for account_id, account_name, carr, carr_text in frame.itertuples(index=False, name=None):

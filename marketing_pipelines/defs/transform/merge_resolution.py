@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
-
 from marketing_pipelines.warehouse import Warehouse
 
 BATCH_SIZE = 50_000
@@ -79,6 +77,8 @@ def resolve_survivors(merge_targets: dict[int, int | None]) -> dict[int, int]:
 
 def merged_sets(warehouse: Warehouse) -> MergedSets:
     """Resolve the merged sets of `raw.crm_persons` (latest version of each person id)."""
+    import pandas as pd  # here, not at import: loading the definitions (every run start) skips pandas
+
     targets: dict[int, int | None] = {}
     for person_id, merged_into in rows(warehouse, LATEST_MERGE_TARGETS_SQL):
         targets[int(person_id)] = None if pd.isna(merged_into) else int(merged_into)
