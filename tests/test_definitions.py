@@ -174,7 +174,7 @@ def test_signup_sensor_targets_the_ingest_job_and_runs_by_default(repository):
     sensor = repository.get_sensor_def("trial_signup_sensor")
     assert sensor.job_name == "ingest_signups_job"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 30
+    assert sensor.minimum_interval_seconds == 10  # a landed signup waits at most 10 s for its run
     assert sensor.description
     job = repository.get_job("ingest_signups_job")
     assert {"raw__trial_signup_events", "raw__free_registration_events"} <= set(job.graph.node_dict)
