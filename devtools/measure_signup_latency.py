@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from devtools.iterable_emulator import IterableEmulator
+from marketing_pipelines.defs.signups.sensors import SENSOR_INTERVAL_SECONDS
 from marketing_pipelines.paths import DBT_PROJECT_DIR, PROJECT_ROOT
 from marketing_pipelines.sync.iterable import iterable_event_id
 
 API_KEY = "latency-measurement-key"
-SENSOR_INTERVAL_SECONDS = 30
+#: Landing to accepted by Iterable, for every sample.
+GOAL_SECONDS = 30
 
 
 def free_port() -> int:
@@ -171,7 +173,7 @@ def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, An
                 "median": statistics.median(latencies),
                 "max": max(latencies),
             },
-            "goal_seconds": 60,
+            "goal_seconds": GOAL_SECONDS,
             "warm_up_seconds": round(warm_done - warm_landed, 1),
             "dagster_dev_start_to_first_event_seconds": round(warm_done - started, 1),
             "events_accepted": len(emulator.events),
