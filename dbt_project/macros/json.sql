@@ -26,8 +26,17 @@
     {{ return(adapter.dispatch('json_array_agg', 'marketing_pipelines')(expression, order_by)) }}
 {%- endmacro %}
 
+{#
+  DuckDB: an ordered aggregate (`list(x order by y)`) buffers every group in memory and cannot spill, so a
+  large group-by fails under `memory_limit`. An unordered `list` of (sort key, value) structs spills like any
+  hash aggregate; sorting each group's list afterwards (structs compare field by field) gives the same order,
+  and the transform keeps only the values.
+#}
 {% macro default__json_array_agg(expression, order_by) -%}
-    to_json(list({{ expression }} order by {{ order_by }}))
+    to_json(list_transform(
+        list_sort(list({'sort_key': {{ order_by }}, 'value': {{ expression }}})),
+        lambda item: struct_extract(item, 'value')
+    ))
 {%- endmacro %}
 
 {% macro snowflake__json_array_agg(expression, order_by) -%}
