@@ -21,7 +21,7 @@ DUCKDB_MAGIC = b"DUCK"
 """Bytes 8-11 of every DuckDB database file (after the header checksum)."""
 REBUILD_HINT = "rebuild it with `make clean-data && make run` (the landing files are kept)"
 CORRUPT_MARKERS = ("not a valid duckdb database", "corrupt database")
-DEFAULT_DUCKDB_MEMORY_LIMIT = "1536MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "384MB"
 DEFAULT_DUCKDB_THREADS = 1
 
 
