@@ -392,10 +392,12 @@ def test_thirty_bulk_updates_never_exceed_five_in_any_one_second_window():
             thread.join()
 
     accepted = emu.accepted_request_times_by_path["/api/users/bulkUpdate"]
-    assert len(accepted) == 30 and len(starts) == 30
+    assert len(accepted) == 30 and len(starts) == 30 + emu.status_counts[429]
     assert max_in_any_window(accepted) <= 5
     assert max_in_any_window(starts) <= 5
-    assert emu.status_counts[429] == 0 and client.stats.retries == 0
+    # A request that took over 20 ms to arrive (a loaded machine: the emulator shares this process) may draw a 429;
+    # each doubles the allowance, six of them make every request count until its answer (plus one per other thread)
+    assert emu.status_counts[429] == client.stats.retries <= 6 + 2
     assert len(emu.users) == 30
 
 
@@ -426,7 +428,7 @@ def test_the_answer_anchored_limiter_keeps_any_window_of_arrivals_at_n_with_two_
         now[0] += seconds
 
     rng = random.Random(7)
-    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True)
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True, arrival_allowance=None)
     slots, in_flight, arrivals = [], [], []
     for _ in range(60):
         if len(in_flight) == 2:  # the older answer comes in before a third request may go
@@ -449,6 +451,49 @@ def test_the_answer_anchored_limiter_keeps_any_window_of_arrivals_at_n_with_two_
         arrivals.append(slot.start + rng.random() * (slot.answered - slot.start))
     assert max_in_any_window(arrivals) <= 5
     assert max_in_any_window([slot.answered for slot in slots]) <= 5
+
+
+def _paced_starts(limiter: RateLimiter, now: list[float], rng: random.Random, requests: int) -> tuple[list, list]:
+    """Starts and (server) arrivals of `requests` sent two in flight through `limiter` on the fake clock `now`:
+    each arrives within 20 ms of its start and is answered 50-350 ms after it."""
+    slots, in_flight, arrivals = [], [], []
+    for _ in range(requests):
+        if len(in_flight) == 2:  # the older answer comes in before a third request may go
+            slot, answer_at = in_flight.pop(0)
+            now[0] = max(now[0], answer_at)
+            limiter.answered(slot)
+        slot = limiter.acquire_slot()
+        arrivals.append(slot.start + rng.uniform(0.0, 0.02))
+        slots.append(slot)
+        in_flight.append((slot, slot.start + rng.uniform(0.05, 0.35)))
+    return [slot.start for slot in slots], arrivals
+
+
+def test_the_arrival_allowance_paces_at_the_limit_whatever_the_latency_and_widens_on_a_429():
+    """Requests that arrive within the allowance of their start: at most 5 arrivals in any second however slow the
+    answers, near the limit where counting until the answers loses the latency; a 429 doubles the allowance, and
+    past a window requests count until answered."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True)
+    assert limiter.arrival_allowance == RateLimiter.ARRIVAL_ALLOWANCE == 0.02
+    starts, arrivals = _paced_starts(limiter, now, random.Random(11), 200)
+    assert max_in_any_window(arrivals) <= 5
+    assert (starts[-1] - starts[0]) / (len(starts) - 5) <= 1.05 / 5
+    anchored = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True, arrival_allowance=None)
+    slower, _ = _paced_starts(anchored, now, random.Random(11), 200)
+    assert (slower[-1] - slower[0]) / (len(slower) - 5) > 1.15 / 5
+
+    limiter.throttled()
+    assert limiter.arrival_allowance == 0.04 and limiter.throttles == 1
+    for _ in range(5):
+        limiter.throttled()
+    assert limiter.arrival_allowance is None  # 1.28 s is past the window: each request counts until its answer
+    with pytest.raises(ValueError, match="arrival_allowance"):
+        RateLimiter(5, until_answered=True, arrival_allowance=0)
 
 
 def test_the_retry_policy_retries_only_transient_failures_with_capped_jittered_backoff():

@@ -449,7 +449,8 @@ def test_unsubscribes_signup_profiles_and_events_isolate_a_poison_email_and_thei
 
 def test_two_requests_in_flight_overlap_and_never_put_more_than_the_limit_in_any_window(tmp_path):
     """The engine keeps two requests on the wire; the limiter still keeps every window of the emulator (which stamps a
-    request when it arrives) at the limit: no 429 over 60 requests, each answered only after a delay."""
+    request when it arrives) at the limit over 60 requests, each answered only after a delay; a request slower to
+    arrive than the limiter's allowance (a loaded machine) draws a 429, retried, and widens the allowance."""
     limit, requests, delay = 20, 60, 0.15
     warehouse = DuckDBWarehouse(tmp_path / "in-flight.duckdb")
     warehouse.write_frame("audiences", "iterable_user_audience", audience_rows(requests), replace=True)
@@ -459,8 +460,10 @@ def test_two_requests_in_flight_overlap_and_never_put_more_than_the_limit_in_any
         client = IterableClient(API_KEY, emulator.base_url, bulk_update_per_second=limit)
         report = run_sync(warehouse, USER_SYNC.batched(1), Api(client), run_id="in-flight")
         arrivals = sorted(emulator.request_times_by_path[BULK_UPDATE_USERS])
-    assert (report.requests, report.accepted, report.retries) == (requests, requests, 0)
-    assert emulator.status_counts[429] == 0 and emulator.status_counts[200] == requests
+    throttled = emulator.status_counts[429]
+    assert throttled <= 6 + 1, "each 429 doubles the 20 ms allowance; past a second requests count until answered"
+    assert (report.requests, report.accepted, report.retries) == (requests + throttled, requests, throttled)
+    assert emulator.status_counts[200] == requests
     assert emulator.max_accepted_in_any_window(BULK_UPDATE_USERS) <= limit
     # one request at a time would leave at least `delay` between arrivals: the next leaves after the answer
     assert min(later - earlier for earlier, later in itertools.pairwise(arrivals)) < delay, "two were on the wire"

@@ -109,14 +109,22 @@ class RateLimiter:
     By default a request counts from its start for one window: at most N starts in any window on the client's
     clock. A server stamps a request when it arrives, some time after that start, so a request that took longer
     to arrive than a later one can put N+1 in one of the server's windows unless `safety_margin` covers the
-    difference. `until_answered=True` needs no such margin: a request counts from its start until one window after
-    its answer came back (`answered`), so a new request starts more than a window after the arrival of every
-    request but the N-1 latest, wherever in between the server stamped them: no server window that counts arrivals
-    on the same clock sees more than N, with any number of requests in flight.
+    difference.
+
+    `until_answered=True` counts a request from its start until one window after the moment it had surely
+    arrived: its answer, or `arrival_allowance` seconds after its start if that comes first (None: always the
+    answer). A new request then starts more than a window after the arrival of every request but the N-1
+    latest, so no server window that counts arrivals sees more than N, with any number of requests in flight,
+    as long as a request unanswered after `arrival_allowance` had arrived by then. Where that fails, the server
+    answers 429: `throttled` doubles the allowance (to the answer itself at most), so a client under a slow
+    network or server falls back to counting each request until its answer. The allowance costs at most its
+    length per window (1 s + 20 ms: 98% of the limit); counting until the answer would cost the whole latency.
     """
 
-    #: How often a request waiting for the answer of one in flight looks again (`until_answered`).
+    #: How often a request waiting for the answer of one in flight looks again (`until_answered`, no allowance).
     POLL_SECONDS = 0.002
+    #: Default `arrival_allowance` of `until_answered` limiters (seconds).
+    ARRIVAL_ALLOWANCE = 0.02
 
     def __init__(
         self,
@@ -127,9 +135,12 @@ class RateLimiter:
         safety_margin: float = 0.0,
         window_seconds: float = 1.0,
         until_answered: bool = False,
+        arrival_allowance: float | None = ARRIVAL_ALLOWANCE,
     ) -> None:
         if max_per_second <= 0 or window_seconds <= 0:
             raise ValueError("max_per_second and window_seconds must be positive")
+        if arrival_allowance is not None and arrival_allowance <= 0:
+            raise ValueError("arrival_allowance must be positive (or None: until the answer)")
         self.max_per_second = max_per_second / window_seconds
         if max_per_second >= 1:
             self.capacity, window = int(max_per_second), window_seconds
@@ -137,16 +148,21 @@ class RateLimiter:
             self.capacity, window = 1, window_seconds / max_per_second
         self.window = window + safety_margin
         self.until_answered = until_answered
+        self.arrival_allowance = arrival_allowance if until_answered else None
+        self.throttles = 0
         self._clock = clock
         self._sleep = sleep
         self._slots: deque[Slot] = deque()
         self._lock = threading.Lock()
 
     def _counts_until(self, slot: Slot) -> float:
-        """The time after which `slot` no longer counts (infinite while its answer is awaited)."""
+        """The time after which `slot` no longer counts (infinite while an answer with no allowance is awaited)."""
         if not self.until_answered:
             return slot.start + self.window
-        return float("inf") if slot.answered is None else slot.answered + self.window
+        arrived = float("inf") if slot.answered is None else slot.answered
+        if self.arrival_allowance is not None:
+            arrived = min(arrived, slot.start + self.arrival_allowance)
+        return arrived + self.window
 
     def acquire(self) -> float:
         """Block until a request may start; record and return its start time (with `until_answered`, use
@@ -174,6 +190,15 @@ class RateLimiter:
     def answered(self, slot: Slot) -> None:
         """Mark the answer (or failure) of the request of `slot` as in, now (no lock: one attribute is set)."""
         slot.answered = self._clock()
+
+    def throttled(self) -> None:
+        """The server refused a request for its rate (429): a request took longer to arrive than the allowance,
+        which doubles (past one window, requests count until their answer)."""
+        with self._lock:
+            self.throttles += 1
+            if self.arrival_allowance is not None:
+                doubled = self.arrival_allowance * 2
+                self.arrival_allowance = None if doubled > self.window else doubled
 
 
 @dataclass(frozen=True)
@@ -350,6 +375,8 @@ class JsonApiClient:
 
             status = response.status_code
             self._bump(status=status, attempt=True)
+            if status == 429 and limiter is not None:
+                limiter.throttled()
             if 200 <= status < 300:
                 return self._parse(endpoint, response, attempt + 1, method=method)
 

@@ -139,8 +139,9 @@ class IterableClient(JsonApiClient):
         )
 
         def limiter(rate: float) -> RateLimiter:
-            # Each request counts until a window after its answer: whatever its latency, Iterable never sees more
-            # than `rate` arrivals in a second, with the sync's two requests in flight, and no margin is needed.
+            # Each request counts until a window after it surely arrived (its answer, or 20 ms after its start if
+            # the answer is slower; a 429 widens that): Iterable sees no more than `rate` arrivals in a second with
+            # the sync's two requests in flight, and a slow answer costs no pace.
             return RateLimiter(rate, clock=clock, sleep=sleep, until_answered=True)
 
         # The spec documents 5/s for bulkUpdate and 10/s for trackBulk; it gives no rate for the subscription

@@ -130,7 +130,7 @@ def run_sync(
     if destination.journey is not None:
         window = JourneyWindow.load(warehouse, limits or CommunicationLimits(), started_at)
 
-    records = _records(warehouse, destination, report, window)
+    records = _records(warehouse, destination, report, window, started_at)
     rounds = [(False, _batches(warehouse, destination, report, records, False))]
     if destination.exit is not None:  # read once the upserts are recorded
         exits = _exits(warehouse, destination, report, started_at)
@@ -316,12 +316,24 @@ def refusal_reason(error: ApiError) -> str:
 
 
 def _records(
-    warehouse: Warehouse, destination: Destination[Any], report: SyncReport, window: JourneyWindow | None
+    warehouse: Warehouse,
+    destination: Destination[Any],
+    report: SyncReport,
+    window: JourneyWindow | None,
+    started_at: datetime,
 ) -> Iterator[Keyed]:
     """Stream the records to send; rows that cannot become a payload are recorded as rejected here, and journey
     starts past the communication limits are deferred (`window`)."""
-    sql = _candidates_sql(destination.audience, destination.name, journeys=window is not None)
-    for frame in warehouse.iter_batches(sql, READ_BATCH_ROWS):
+    before = _sql_timestamp(started_at)
+    # previously rejected records go last, so a run stopped while isolating them has delivered the rest; the
+    # second query runs once the first is read, and leaves out what this run rejected meanwhile
+    journeys = window is not None
+    queries = (
+        _candidates_sql(destination.audience, destination.name, journeys=journeys),
+        _candidates_sql(destination.audience, destination.name, rejected_before=before, journeys=journeys),
+    )
+    frames = (frame for sql in queries for frame in warehouse.iter_batches(sql, READ_BATCH_ROWS))
+    for frame in frames:
         report.candidates += len(frame)
         invalid: list[tuple[Keyed, str]] = []
         for row in frame.to_dict("records"):
@@ -413,10 +425,24 @@ def _batches(
         _record_rejections(warehouse, destination, oversized, report, removing)
 
 
-def _candidates_sql(audience: Audience, destination: str, *, journeys: bool = False) -> str:
-    """The audience rows to send (`journeys`: with the journey of the version the destination holds)."""
+def _candidates_sql(
+    audience: Audience, destination: str, *, rejected_before: str | None = None, journeys: bool = False
+) -> str:
+    """The audience rows to send: the new and changed ones without an open rejection; or, given `rejected_before`
+    (a SQL timestamp), those with a rejection still open that was first recorded before it (the retries of earlier
+    runs, never this run's own). By key where the order decides something: the retries, and the journey starts
+    (`journeys`: with the journey of the version the destination holds), of which the communication limits admit
+    the first. Otherwise in the order the table is read, so the first request leaves while the rest are still
+    read: sorting 300,000 payloads first took seconds."""
     columns = ", ".join(audience.columns)
     held_journey = ", synced.journey as held_journey" if journeys else ""
+    first_attempt = "" if rejected_before is None else f" and first_attempt_at < {rejected_before}"
+    order = "order by audience.record_key" if rejected_before is not None or journeys else ""
+    if rejected_before is not None:
+        where = "rejected.record_key is not null"
+    else:
+        changed = "synced.payload_hash is null or synced.payload_hash <> audience.payload_hash"
+        where = f"rejected.record_key is null and ({changed})"
     return f"""
         with audience as (
             select
@@ -430,17 +456,15 @@ def _candidates_sql(audience: Audience, destination: str, *, journeys: bool = Fa
             select record_key, payload_hash, journey from {SYNC_STATE} where destination = '{destination}'
         ),
         rejected as (
-            select distinct record_key from {SYNC_REJECTIONS} where destination = '{destination}' and not resolved
+            select distinct record_key from {SYNC_REJECTIONS}
+            where destination = '{destination}' and not resolved{first_attempt}
         )
         select audience.*, case when synced.record_key is null then false else true end as was_synced{held_journey}
         from audience
         left join synced on audience.record_key = synced.record_key
         left join rejected on audience.record_key = rejected.record_key
-        where synced.payload_hash is null
-           or synced.payload_hash <> audience.payload_hash
-           or rejected.record_key is not null
-        -- previously rejected records go last, so a run stopped while isolating them has delivered the rest
-        order by case when rejected.record_key is null then 0 else 1 end, audience.record_key
+        where {where}
+        {order}
     """
 
 
