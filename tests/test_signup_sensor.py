@@ -60,6 +60,24 @@ def test_new_file_gives_one_run_request_with_the_file_in_tags_and_a_content_key(
     }
 
 
+def test_a_file_landing_during_the_daily_run_is_tagged_with_the_run_it_waits_for(landing):
+    """The daily run holds the `warehouse` pool step by step: the UI shows which run a signup run waits for."""
+    from marketing_pipelines.defs.signups.sensors import WAITS_FOR_TAG
+
+    land(landing, "trial_signups", "a.jsonl")
+    with dg.DagsterInstance.ephemeral() as instance:
+        ran = instance.add_run(dg.DagsterRun(job_name="refresh_marketing_data_job", status=dg.DagsterRunStatus.SUCCESS))
+        quiet = signup_sensor_tick(warehouse_resource_from(os.environ), instance=instance)
+        assert WAITS_FOR_TAG not in quiet.run_requests[0].tags, "a finished daily run holds nothing"
+        started = instance.add_run(
+            dg.DagsterRun(job_name="refresh_marketing_data_job", status=dg.DagsterRunStatus.STARTED)
+        )
+        busy = signup_sensor_tick(warehouse_resource_from(os.environ), instance=instance)
+    assert ran.run_id != started.run_id
+    assert busy.run_requests[0].tags[WAITS_FOR_TAG] == f"daily run {started.run_id}"
+    assert busy.run_requests[0].tags["signups/file"] == "trial_signups/a.jsonl"
+
+
 def test_same_tick_again_requests_nothing_and_says_why(landing):
     land(landing, "trial_signups", "a.jsonl")
     first = tick(None)

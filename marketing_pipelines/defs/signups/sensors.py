@@ -9,6 +9,7 @@ import dagster as dg
 
 from marketing_pipelines.defs.signups.assets import FILE_TAG, landing_dir
 from marketing_pipelines.defs.signups.jobs import ingest_signups_job
+from marketing_pipelines.defs.transform.schedules import REFRESH_JOB_NAME
 from marketing_pipelines.paths import DEFAULT_DUCKDB_PATH, resolve_project_path
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.signups.landing import (
@@ -23,6 +24,9 @@ from marketing_pipelines.signups.landing import (
 from marketing_pipelines.signups.tables import EVENT_TABLES
 
 ASSET_OF_KIND = {kind: f"raw__{table}" for kind, table in EVENT_TABLES.items()}
+#: Tag of a signup run requested while the daily run is in progress: its steps wait for the `warehouse` pool
+#: (DuckDB has one writer) until the daily step holding it ends; the value names that run.
+WAITS_FOR_TAG = "signups/waits_for_warehouse"
 
 
 def ingested_paths(
@@ -93,7 +97,9 @@ SENSOR_INTERVAL_SECONDS = 10
         "The cursor holds a change-time watermark and the names seen in the last two "
         "minutes only; a file landed with an old modification time is still picked up. A file whose version "
         "`ops.ingested_files` already records (the daily job loaded it) gets no run; while a run holds the DuckDB "
-        "file, the cursor alone decides."
+        "file, the cursor alone decides. A run requested while `refresh_marketing_data_job` is in progress is "
+        "tagged `signups/waits_for_warehouse` with that run: DuckDB has one writer, so its steps wait in the "
+        "`warehouse` pool while a daily step holds it (the run page shows the wait)."
     ),
 )
 def trial_signup_sensor(
@@ -103,6 +109,8 @@ def trial_signup_sensor(
     cursor = parse_cursor(context.cursor)
     files, new_cursor = new_files(landing, cursor, time.time_ns())
     ingested = ingested_paths(context, warehouse, files) if files else set()
+    daily = daily_run_in_progress(context.instance) if len(ingested) < len(files) else None
+    waits = {WAITS_FOR_TAG: f"daily run {daily}"} if daily else {}
     requests = []
     for landed in files:
         if landed.path in ingested:
@@ -119,7 +127,7 @@ def trial_signup_sensor(
             dg.RunRequest(
                 run_key=run_key,
                 run_config=run_config_for(landed.kind, landed.path),
-                tags={FILE_TAG: landed.cursor_name, "signups/kind": landed.kind},
+                tags={FILE_TAG: landed.cursor_name, "signups/kind": landed.kind, **waits},
             )
         )
     cursor_text = json.dumps(new_cursor, separators=(",", ":"))
@@ -130,3 +138,12 @@ def trial_signup_sensor(
             cursor=cursor_text,
         )
     return dg.SensorResult(run_requests=requests, cursor=cursor_text)
+
+
+def daily_run_in_progress(instance: dg.DagsterInstance) -> str | None:
+    """The id of a started `refresh_marketing_data_job` run, if any: a signup run requested now waits for the
+    `warehouse` pool while one of its steps holds it (up to its longest step: see docs/operations.md)."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=REFRESH_JOB_NAME, statuses=[dg.DagsterRunStatus.STARTED]), limit=1
+    )
+    return runs[0].run_id if runs else None
