@@ -13,9 +13,13 @@ with warnings.catch_warnings():
     # include_sources: the raw tables' observation is the run's first step
     _EVERY_ASSET_AND_CHECK = dg.AssetSelection.all(include_sources=True) | dg.AssetSelection.all_asset_checks()
 
+#: Tag of every daily run: the instance runs one at a time (`tag_concurrency_limits` in instance/dagster.yaml).
+DAILY_RUN_TAG = "marketing/daily"
+
 refresh_marketing_data_job = dg.define_asset_job(
     name=REFRESH_JOB_NAME,
     selection=_EVERY_ASSET_AND_CHECK,
+    tags={DAILY_RUN_TAG: "true"},
     description=(
         "Observe the raw tables (row counts, newest landing), then materialize every asset: dbt seeds, staging "
         "and marts, then audiences and destination syncs."
