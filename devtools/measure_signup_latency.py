@@ -6,6 +6,9 @@ Builds a small warehouse in a temporary folder (sample data + `dbt build`), star
 `dagster dev` on it, lands one warm-up file, then lands ``--samples`` files at random moments within the sensor
 interval and times each from the file's atomic rename into `LANDING_DIR/trial_signups/` to the emulator accepting
 its events (and the profile update before them). Prints JSON.
+
+`--during-daily-run` lands each file while `refresh_marketing_data_job` is in progress (launched through the run
+queue when none is): the signup run overlaps it and waits only while a daily step holds the `warehouse` pool.
 """
 
 from __future__ import annotations
@@ -107,7 +110,44 @@ def prepare_warehouse(env: dict[str, str], users: int) -> None:
     )
 
 
-def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, Any]:
+def run_status(home: Path, run_id: str) -> str:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(run_id)
+        return run.status.value if run else "MISSING"
+
+
+def ensure_daily_run(env: dict[str, str], home: Path, timeout: float = 300) -> str:
+    """The id of a started `refresh_marketing_data_job` run: the one in progress, else one launched now (through
+    the run queue, as the schedule does) and waited for until it started."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+        filters = dg.RunsFilter(job_name="refresh_marketing_data_job", statuses=active)
+        if not instance.get_runs(filters=filters, limit=1):
+            subprocess.run(
+                ["dagster", "job", "launch", "-w", "workspace.yaml", "-j", "refresh_marketing_data_job"],
+                cwd=PROJECT_ROOT,
+                env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"},
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = instance.get_runs(
+                filters=dg.RunsFilter(job_name="refresh_marketing_data_job", statuses=[dg.DagsterRunStatus.STARTED]),
+                limit=1,
+            )
+            if started:
+                return started[0].run_id
+            time.sleep(0.5)
+    raise TimeoutError("the daily run did not start")
+
+
+def measure(samples: int, users: int, seed: int, timeout: float, *, during_daily_run: bool = False) -> dict[str, Any]:
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory(prefix="signup-latency-", ignore_cleanup_errors=True) as tmp,
@@ -145,6 +185,7 @@ def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, An
             _, warm_done = wait_for(emulator, ["latency-warm-up"], timeout)
             results = []
             for sample in range(samples):
+                daily = ensure_daily_run(env, home) if during_daily_run else None
                 time.sleep(rng.uniform(0, SENSOR_INTERVAL_SECONDS))
                 event_ids = [f"latency-{sample}-{i}" for i in range(rng.randint(1, 3))]
                 landed = land(landing, f"sample-{sample}.jsonl", event_ids)
@@ -156,6 +197,8 @@ def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, An
                         "events_seconds": round(events_at - landed, 1),
                     }
                 )
+                if daily is not None:  # was the daily run still going when the events were in?
+                    results[-1]["daily_run_in_progress_when_accepted"] = run_status(home, daily) == "STARTED"
                 print(json.dumps({"sample": sample, **results[-1]}), file=sys.stderr, flush=True)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
@@ -166,6 +209,7 @@ def measure(samples: int, users: int, seed: int, timeout: float) -> dict[str, An
             log.close()
         latencies = [r["events_seconds"] for r in results]
         return {
+            "during_daily_run": during_daily_run,
             "samples": results,
             "sensor_interval_seconds": SENSOR_INTERVAL_SECONDS,
             "latency_seconds": {
@@ -187,8 +231,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=500, help="sample-data users in the warehouse (default 500)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for one file's events")
+    parser.add_argument(
+        "--during-daily-run",
+        action="store_true",
+        help="land each file while refresh_marketing_data_job runs (launched when none is in progress)",
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.samples, args.users, args.seed, args.timeout), indent=2))
+    figures = measure(args.samples, args.users, args.seed, args.timeout, during_daily_run=args.during_daily_run)
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
