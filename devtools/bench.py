@@ -425,7 +425,9 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores {memory_gb:.0f} GiB, Python {platform.python_version()}"
 
 
-def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: int, seed: int) -> dict[str, Any]:
+def bench(
+    users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: int, seed: int, repeats: int = 5
+) -> dict[str, Any]:
     from devtools.iterable_emulator import IterableEmulator
 
     log = work / "bench.log"
@@ -472,7 +474,7 @@ def bench(users: int, out: Path, work: Path, *, with_chaos: bool, chaos_users: i
     print("bench: sensor tick ...", file=sys.stderr, flush=True)
     results.update(sensor_tick(work))
     print("bench: definitions load ...", file=sys.stderr, flush=True)
-    results.update(definitions_load(base_env))
+    results.update(definitions_load(base_env, repeats))
     if with_chaos:
         print("bench: chaos ...", file=sys.stderr, flush=True)
         results.update(chaos(work, chaos_users, seed, log))
@@ -500,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--with-chaos", action="store_true", help="the bench, then the chaos run")
     parser.add_argument("--chaos-users", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--repeats", type=int, default=5, help="new processes per definitions-load median (default 5)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results.json")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--chaos-worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -518,7 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_results(results, out)
         else:
             results = bench(
-                users, args.out, work, with_chaos=args.with_chaos, chaos_users=args.chaos_users, seed=args.seed
+                users,
+                args.out,
+                work,
+                with_chaos=args.with_chaos,
+                chaos_users=args.chaos_users,
+                seed=args.seed,
+                repeats=args.repeats,
             )
             out = args.out
     print(out.with_suffix(".md").read_text())
