@@ -13,7 +13,7 @@ import pytest
 from marketing_pipelines.paths import DBT_PROJECT_DIR
 from marketing_pipelines.warehouse import DuckDBWarehouse, Warehouse
 from tests.support.dbt import parse_manifest
-from tests.support.warehouses import build_sample_warehouse, copy_warehouse
+from tests.support.warehouses import copy_warehouse, session_temp_root, shared_sample_warehouse
 
 #: Modules started first, so that under `pytest -n` no worker is left with a long one at the end.
 LONGEST_FIRST = "slow"
@@ -42,8 +42,9 @@ def process_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(scope="session")
 def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Sample data loaded and `dbt build` run once per test process; tests take a copy (`built_sample`)."""
-    return build_sample_warehouse(tmp_path_factory.mktemp("sample"))
+    """Sample data loaded and `dbt build` run once per test session, by the first test process that needs it (the
+    others wait for it under a file lock); tests take a copy (`built_sample`) and never change this file."""
+    return shared_sample_warehouse(session_temp_root(tmp_path_factory))
 
 
 @pytest.fixture

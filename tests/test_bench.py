@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_quick_bench_with_chaos_writes_every_figure(tmp_path):
     out = tmp_path / "results.json"
     bench.main(
-        ["--quick", "--users", "1500", "--with-chaos", "--chaos-users", "3000", "--out", str(out),
+        ["--quick", "--users", "1500", "--with-chaos", "--chaos-users", "3000", "--repeats", "1", "--out", str(out),
          "--workdir", str(tmp_path), "--signup-samples", "0"]
     )  # fmt: skip
     results = json.loads(out.read_text())
