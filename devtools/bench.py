@@ -77,18 +77,32 @@ def goals(users: int) -> dict[str, tuple[str, float]]:
 # -- processes ----------------------------------------------------------------------------------------------------
 
 
+#: Runs a command and writes its peak resident memory (with its children's) to a file. A child started by a large
+#: process inherits that process's memory high-water mark through fork and exec (Linux keeps `maxrss` across exec),
+#: so the bench (which holds the emulator's received bodies) launches every measured command from this small one.
+PEAK_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_measured(args: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> tuple[float, int]:
     """Run a command to completion; (wall seconds, peak resident MB of it and its children). Fails loudly."""
+    peak_file = log.with_name(f"{log.stem}.peak")
     started = time.monotonic()
     with log.open("ab") as out:
-        process = subprocess.Popen(list(args), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.run(
+            [sys.executable, "-c", PEAK_LAUNCHER, str(peak_file), *args], cwd=cwd, env=env, stdout=out,
+            stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
     seconds = time.monotonic() - started
     if process.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise RuntimeError(f"{' '.join(args[:4])} ... exited {process.returncode}; last lines of {log}:\n{tail}")
-    return seconds, usage.ru_maxrss // 1024
+    return seconds, int(peak_file.read_text()) // 1024
 
 
 def tool(name: str) -> str:
