@@ -5,9 +5,10 @@
 
 The bench generates N contacts into a scratch DuckDB, builds the dbt project once with plain `dbt build` and once
 through Dagster (the daily `refresh_marketing_data_job`, live against the loopback Iterable emulator with
-Iterable's documented limits), then measures change-only reruns of `iterable_user_sync`, the sensor tick with
-10,000 seen files and the definitions load time. Every figure sits next to its goal in the JSON and Markdown
-written to ``--out``. Each measured process runs as a subprocess, so its peak memory is its own (``wait4``).
+Iterable's documented limits, in its own process), then measures change-only reruns of `iterable_user_sync`, the
+sensor tick with 10,000 seen files and the definitions load time. Every figure sits next to its goal in the JSON
+and Markdown written to ``--out``. Each measured process runs as a subprocess, so its peak memory is its own
+(``wait4``), and a sampler (`peak_launcher.py`) says which process and step held it.
 
 The chaos run pushes ``--chaos-users`` users and as many events through an emulator answering 20% 429, 5% 500
 and 2% slow, SIGKILLs the sync process at a random point, reruns it, and counts records lost, events duplicated,
@@ -17,10 +18,12 @@ retries and the final rejection backlog.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,32 +80,30 @@ def goals(users: int) -> dict[str, tuple[str, float]]:
 # -- processes ----------------------------------------------------------------------------------------------------
 
 
-#: Runs a command and writes its peak resident memory (with its children's) to a file. A child started by a large
-#: process inherits that process's memory high-water mark through fork and exec (Linux keeps `maxrss` across exec),
-#: so the bench (which holds the emulator's received bodies) launches every measured command from this small one.
-PEAK_LAUNCHER = (
-    "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[2:])\n"
-    "_, status, usage = os.wait4(child.pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
+#: Starts every measured command and samples where its memory peaked (see the module: a child of the bench would
+#: inherit the bench's own high-water mark).
+PEAK_LAUNCHER = Path(__file__).with_name("peak_launcher.py")
 
 
 def run_measured(args: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> tuple[float, int]:
     """Run a command to completion; (wall seconds, peak resident MB of it and its children). Fails loudly."""
-    peak_file = log.with_name(f"{log.stem}.peak")
+    peak_file = peak_path(log)
     started = time.monotonic()
     with log.open("ab") as out:
         process = subprocess.run(
-            [sys.executable, "-c", PEAK_LAUNCHER, str(peak_file), *args], cwd=cwd, env=env, stdout=out,
+            [sys.executable, str(PEAK_LAUNCHER), str(peak_file), *args], cwd=cwd, env=env, stdout=out,
             stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
     seconds = time.monotonic() - started
     if process.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise RuntimeError(f"{' '.join(args[:4])} ... exited {process.returncode}; last lines of {log}:\n{tail}")
-    return seconds, int(peak_file.read_text()) // 1024
+    return seconds, json.loads(peak_file.read_text())["maxrss_kb"] // 1024
+
+
+def peak_path(log: Path) -> Path:
+    """Where `run_measured` writes the latest command's peak memory and its processes' peaks."""
+    return log.with_name(f"{log.stem}.peak.json")
 
 
 def tool(name: str) -> str:
@@ -153,14 +154,14 @@ def plain_dbt_build(work: Path, env: dict[str, str], log: Path) -> dict[str, Any
     }
 
 
-def step_seconds(home: Path) -> dict[str, float]:
-    """Duration of every step of the latest run in the instance at ``home``."""
+def step_intervals(home: Path) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock time of every step of the latest run in the instance at ``home``."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs(limit=1)
         started: dict[str, float] = {}
-        durations: dict[str, float] = {}
+        intervals: dict[str, tuple[float, float]] = {}
         for record in instance.all_logs(run.run_id):
             event = record.dagster_event
             if event is None or event.step_key is None:
@@ -168,8 +169,19 @@ def step_seconds(home: Path) -> dict[str, float]:
             if event.event_type_value == "STEP_START":
                 started[event.step_key] = record.timestamp
             elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
-                durations[event.step_key] = record.timestamp - started[event.step_key]
-        return durations
+                intervals[event.step_key] = (started[event.step_key], record.timestamp)
+        return intervals
+
+
+def peak_step(peaks: dict[str, Any], intervals: dict[str, tuple[float, float]]) -> str:
+    """Which process held the most memory, and (for the Dagster process) which steps ran at its peak."""
+    top = peaks["processes"][0] if peaks.get("processes") else None
+    if top is None:
+        return "unknown"
+    at = float(top["at"])
+    running = sorted(step for step, (start, end) in intervals.items() if start - 0.5 <= at <= end + 0.5)
+    process = "dbt" if "dbt" in {Path(token).name for token in top["command"].split()[:3]} else "dagster"
+    return f"{process} process, {int(top['peak_kb']) // 1024} MB, during {', '.join(running) or 'no step'}"
 
 
 def dagster_pipeline(work: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
@@ -181,7 +193,8 @@ def dagster_pipeline(work: Path, env: dict[str, str], log: Path) -> dict[str, An
          "-j", "refresh_marketing_data_job"],
         env=env, cwd=PROJECT_ROOT, log=log,
     )  # fmt: skip
-    steps = step_seconds(Path(env["DAGSTER_HOME"]))
+    intervals = step_intervals(Path(env["DAGSTER_HOME"]))
+    steps = {step: end - start for step, (start, end) in intervals.items()}
     dbt_seconds = sum(v for k, v in steps.items() if k.endswith("_dbt_models"))
     warehouse = DuckDBWarehouse(env["DUCKDB_PATH"])
     latest_run = (
@@ -197,6 +210,7 @@ def dagster_pipeline(work: Path, env: dict[str, str], log: Path) -> dict[str, An
     return {
         "pipeline_seconds": round(seconds, 1),
         "pipeline_peak_rss_mb": rss,
+        "pipeline_peak_rss_where": peak_step(json.loads(peak_path(log).read_text()), intervals),
         "dagster_dbt_steps_seconds": round(dbt_seconds, 1),
         "push_users_accepted": int(accepted),
         "push_seconds": round(float(push_seconds), 2),
@@ -470,12 +484,13 @@ def markdown(results: dict[str, Any]) -> str:
     if "users" in results and "pipeline_seconds" in results:
         scales[results["users"]] = scale_row(results["users"], results)
     if len(scales) > 1:
-        lines += ["", "| contacts | daily run (s) | s per 1,000 contacts | peak memory (MB) | dbt steps (s) |",
-                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += ["", "| contacts | daily run (s) | s per 1,000 contacts | peak memory (MB) | dbt steps (s) | peak |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for users, row in sorted(scales.items()):
             lines.append(
                 f"| {users:,} | {row['pipeline_seconds']} | {row['seconds_per_1000_contacts']} | "
-                f"{row['pipeline_peak_rss_mb']} | {row['dagster_dbt_steps_seconds']} |"
+                f"{row['pipeline_peak_rss_mb']} | {row['dagster_dbt_steps_seconds']} | "
+                f"{row.get('pipeline_peak_rss_where') or '-'} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -485,13 +500,36 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores {memory_gb:.0f} GiB, Python {platform.python_version()}"
 
 
-def pipeline_env(base_env: dict[str, str], database: Path, emulator: Any) -> dict[str, str]:
-    """The settings of a pipeline run on `database`, pushing to the loopback Iterable `emulator`."""
+@contextlib.contextmanager
+def emulator_process(log: Path) -> Iterator[str]:
+    """The loopback Iterable emulator (Iterable's own limits) in its own process; yields its base URL.
+
+    Its own process, like the real API: the bench's memory and threads cannot delay when it stamps a request's
+    arrival for its 5-per-second window, and the daily run's pace is measured against that alone."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.iterable_emulator", "--port", "0", "--api-key", API_KEY],
+            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=out,
+        )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        match = re.search(r"listening on (http://\S+)", line)
+        if match is None:
+            raise RuntimeError(f"the Iterable emulator did not start: {line!r}; see {log}")
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def pipeline_env(base_env: dict[str, str], database: Path, base_url: str) -> dict[str, str]:
+    """The settings of a pipeline run on `database`, pushing to the loopback Iterable emulator at `base_url`."""
     return {
         **base_env,
         "DUCKDB_PATH": str(database),
         "ITERABLE_API_KEY": API_KEY,
-        "ITERABLE_BASE_URL": emulator.base_url,
+        "ITERABLE_BASE_URL": base_url,
         "ITERABLE_MARKETING_MESSAGE_TYPE_ID": MESSAGE_TYPE_ID,
     }
 
@@ -507,18 +545,16 @@ def dagster_home(folder: Path) -> Path:
 def scale_runs(work: Path, scales: Sequence[int], base_env: dict[str, str], log: Path) -> dict[str, Any]:
     """The daily pipeline at each of `scales` contacts (generated, then run through Dagster against a fresh
     emulator): wall time, peak memory and seconds per 1,000 contacts, so the cost's growth with size shows."""
-    from devtools.iterable_emulator import IterableEmulator
-
     rows: dict[str, dict[str, Any]] = {}
     for users in scales:
         print(f"bench: scale {users:,} ...", file=sys.stderr, flush=True)
         folder = work / f"scale-{users}"
         env = {**base_env, "DAGSTER_HOME": str(dagster_home(folder)), "LANDING_DIR": str(folder / "landing")}
         generated = generate(folder, users, env, log)
-        with IterableEmulator(api_key=API_KEY) as emulator:
+        with emulator_process(log) as base_url:
             database = folder / "pipeline.duckdb"
             (folder / "generated.duckdb").rename(database)
-            figures = dagster_pipeline(folder, pipeline_env(env, database, emulator), log)
+            figures = dagster_pipeline(folder, pipeline_env(env, database, base_url), log)
         rows[str(users)] = scale_row(users, figures) | generated
         shutil.rmtree(folder, ignore_errors=True)
     return {"scales": rows}
@@ -528,6 +564,7 @@ def scale_row(users: int, figures: dict[str, Any]) -> dict[str, Any]:
     return {
         "pipeline_seconds": figures["pipeline_seconds"],
         "pipeline_peak_rss_mb": figures["pipeline_peak_rss_mb"],
+        "pipeline_peak_rss_where": figures.get("pipeline_peak_rss_where"),
         "seconds_per_1000_contacts": round(figures["pipeline_seconds"] / users * 1000, 3),
         "dagster_dbt_steps_seconds": figures["dagster_dbt_steps_seconds"],
         "push_fraction_of_ceiling": figures["push_fraction_of_ceiling"],
@@ -578,8 +615,6 @@ def bench(
     signup_samples: int = 0,
     repeats: int = 5,
 ) -> dict[str, Any]:
-    from devtools.iterable_emulator import IterableEmulator
-
     log = work / "bench.log"
     home = dagster_home(work)
     results: dict[str, Any] = {
@@ -593,8 +628,8 @@ def bench(
     }
     base_env.update({"MARKETING_WAREHOUSE": "duckdb", "DAGSTER_HOME": str(home), "LANDING_DIR": str(work / "landing")})
     stages: list[tuple[str, Callable[[], dict[str, Any]]]] = []
-    with IterableEmulator(api_key=API_KEY) as emulator:
-        env = pipeline_env(base_env, work / "pipeline.duckdb", emulator)
+    with emulator_process(log) as base_url:
+        env = pipeline_env(base_env, work / "pipeline.duckdb", base_url)
         stages = [
             ("sample data", lambda: generate(work, users, base_env, log)),
             ("plain dbt build", lambda: plain_dbt_build(work, base_env, log)),

@@ -33,6 +33,8 @@ def test_quick_bench_with_chaos_writes_every_figure(tmp_path):
     assert results["scales"] == {} and results["scale_largest_users"] == 1500, "--quick runs no other scale"
     assert results["scale_largest_peak_rss_mb"] == results["pipeline_peak_rss_mb"] > 0
     assert results["longest_warehouse_step_seconds"] > 0
+    # the sampled peak names a process of the run and the steps running then
+    assert results["pipeline_peak_rss_where"].startswith(("dagster process, ", "dbt process, "))
     assert results["users"] == 1500
     # correctness figures are exact whatever the machine
     assert results["rerun_unchanged_requests"] == 0
@@ -59,6 +61,21 @@ def test_goals_follow_the_size_of_the_run():
         "push_fraction_of_ceiling": {"value": 0.94, "goal": ">= 0.95", "met": False},
         "chaos_records_lost": {"value": 0, "goal": "<= 0", "met": True},
     }
+
+
+def test_the_peak_is_placed_in_the_steps_running_at_its_time():
+    peaks = {
+        "maxrss_kb": 900 * 1024,
+        "processes": [
+            {"pid": 2, "command": "/venv/bin/python /venv/bin/dagster job execute", "peak_kb": 900 * 1024, "at": 50.0},
+            {"pid": 3, "command": "/venv/bin/python /venv/bin/dbt build", "peak_kb": 600 * 1024, "at": 20.0},
+        ],
+    }
+    intervals = {"dbt_models": (10.0, 30.0), "iterable_users_sync": (31.0, 60.0), "checks": (70.0, 80.0)}
+    assert bench.peak_step(peaks, intervals) == "dagster process, 900 MB, during iterable_users_sync"
+    peaks["processes"].reverse()
+    assert bench.peak_step(peaks, intervals) == "dbt process, 600 MB, during dbt_models"
+    assert bench.peak_step({"maxrss_kb": 1, "processes": []}, intervals) == "unknown"
 
 
 def test_scales_compare_time_per_contact_with_the_main_run():

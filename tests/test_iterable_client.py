@@ -496,6 +496,36 @@ def test_the_arrival_allowance_paces_at_the_limit_whatever_the_latency_and_widen
         RateLimiter(5, until_answered=True, arrival_allowance=0)
 
 
+def test_a_widened_allowance_narrows_again_after_requests_without_a_429():
+    """One late arrival must not slow the rest of a long push: every RECOVER_AFTER requests started without a 429
+    halve the allowance, back to the given one and no further; a 429 meanwhile starts the count again."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep, until_answered=True)
+    rng = random.Random(5)
+    for _ in range(3):
+        limiter.throttled()
+    assert limiter.arrival_allowance == 0.16
+    _paced_starts(limiter, now, rng, RateLimiter.RECOVER_AFTER - 1)
+    assert limiter.arrival_allowance == 0.16, "not before RECOVER_AFTER requests"
+    _paced_starts(limiter, now, rng, 1)
+    assert limiter.arrival_allowance == 0.08
+    _paced_starts(limiter, now, rng, RateLimiter.RECOVER_AFTER // 2)
+    limiter.throttled()  # a 429 halfway: doubled, and the count starts over
+    assert limiter.arrival_allowance == 0.16
+    _paced_starts(limiter, now, rng, RateLimiter.RECOVER_AFTER * 5)
+    assert limiter.arrival_allowance == RateLimiter.ARRIVAL_ALLOWANCE, "never below the given allowance"
+    assert limiter.throttles == 4
+    for _ in range(6):
+        limiter.throttled()
+    assert limiter.arrival_allowance is None
+    _paced_starts(limiter, now, rng, RateLimiter.RECOVER_AFTER)
+    assert limiter.arrival_allowance == 0.64, "from counting until the answer, back to the largest allowance"
+
+
 def test_the_retry_policy_retries_only_transient_failures_with_capped_jittered_backoff():
     policy = RetryPolicy(base_delay=0.5, max_delay=4.0, rng=random.Random(1))
     assert all(policy.is_retryable_status(s) for s in (408, 409, 429, 500, 502, 503, 504))

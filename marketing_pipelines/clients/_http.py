@@ -117,14 +117,18 @@ class RateLimiter:
     latest, so no server window that counts arrivals sees more than N, with any number of requests in flight,
     as long as a request unanswered after `arrival_allowance` had arrived by then. Where that fails, the server
     answers 429: `throttled` doubles the allowance (to the answer itself at most), so a client under a slow
-    network or server falls back to counting each request until its answer. The allowance costs at most its
-    length per window (1 s + 20 ms: 98% of the limit); counting until the answer would cost the whole latency.
+    network or server falls back to counting each request until its answer. Every `RECOVER_AFTER` requests
+    started without a 429 halve it again, down to the one it was given: one late arrival (a pause on either side)
+    does not slow the rest of a long push. The allowance costs at most its length per window (1 s + 20 ms: 98% of
+    the limit); counting until the answer would cost the whole latency.
     """
 
     #: How often a request waiting for the answer of one in flight looks again (`until_answered`, no allowance).
     POLL_SECONDS = 0.002
     #: Default `arrival_allowance` of `until_answered` limiters (seconds).
     ARRIVAL_ALLOWANCE = 0.02
+    #: Requests started without a 429 after which a doubled allowance is halved again.
+    RECOVER_AFTER = 100
 
     def __init__(
         self,
@@ -148,12 +152,22 @@ class RateLimiter:
             self.capacity, window = 1, window_seconds / max_per_second
         self.window = window + safety_margin
         self.until_answered = until_answered
-        self.arrival_allowance = arrival_allowance if until_answered else None
+        self._base_allowance = arrival_allowance if until_answered else None
+        self._doublings = 0
+        self._since_throttle = 0
         self.throttles = 0
         self._clock = clock
         self._sleep = sleep
         self._slots: deque[Slot] = deque()
         self._lock = threading.Lock()
+
+    @property
+    def arrival_allowance(self) -> float | None:
+        """The allowance now: the given one doubled once per unrecovered 429 (None: past a window, the answer)."""
+        if self._base_allowance is None:
+            return None
+        allowance = self._base_allowance * 2**self._doublings
+        return None if allowance > self.window else allowance
 
     def _counts_until(self, slot: Slot) -> float:
         """The time after which `slot` no longer counts (infinite while an answer with no allowance is awaited)."""
@@ -185,6 +199,10 @@ class RateLimiter:
                 self._sleep(self.POLL_SECONDS if wait == float("inf") else wait + 1e-4)
             slot = Slot(now)
             self._slots.append(slot)
+            self._since_throttle += 1
+            if self._doublings and self._since_throttle >= self.RECOVER_AFTER:
+                self._doublings -= 1
+                self._since_throttle = 0
             return slot
 
     def answered(self, slot: Slot) -> None:
@@ -196,9 +214,9 @@ class RateLimiter:
         which doubles (past one window, requests count until their answer)."""
         with self._lock:
             self.throttles += 1
+            self._since_throttle = 0
             if self.arrival_allowance is not None:
-                doubled = self.arrival_allowance * 2
-                self.arrival_allowance = None if doubled > self.window else doubled
+                self._doublings += 1
 
 
 @dataclass(frozen=True)
