@@ -153,6 +153,10 @@ PERSONAL_DOMAINS: tuple[str, ...] = (
 )
 
 DAY = 86_400
+LATEST_LANDING_AGE_S = 1_800
+"""The newest row of each extract the arrival checks watch (GitLab users and namespaces, CRM persons) is at most
+this old at ``as_of``: a day's extract of a live product holds changes of its last hour. The sample then stays
+within the 36-hour arrival window all day long, however small it is."""
 
 
 @dataclass(frozen=True)
@@ -452,6 +456,7 @@ def _gitlab_users(ctx: _Context, names: _Names, n: int) -> _Users:
     recent = rng.random(n) < 0.40
     age_s = np.where(recent, rng.integers(600, 59 * DAY, n), rng.integers(62 * DAY, 3 * 365 * DAY, n))
     age_s = np.sort(age_s)[::-1]
+    age_s[-1] = min(age_s[-1], LATEST_LANDING_AGE_S)  # a daily extract holds a signup of its last hour
     created = ctx.as_of_s - age_s
     user_id = np.arange(1, n + 1, dtype=np.int64)
     first = rng.integers(0, len(names.first), n)
@@ -505,6 +510,8 @@ def _gitlab_namespaces(ctx: _Context, names: _Names, users: _Users) -> _Namespac
     created = users.created[creator] + (rng.random(m) ** 2 * np.minimum(c_age - 60, 14 * DAY)).astype(np.int64)
     order = np.argsort(created, kind="stable")
     creator, created = creator[order], created[order]
+    # the newest namespace, of the extract's last hour (never before its creator signed up: see _gitlab_users)
+    created[-1] = max(created[-1], as_of_s - LATEST_LANDING_AGE_S)
     ns_id = np.arange(10_000_001, 10_000_001 + m, dtype=np.int64)
     fresh = as_of_s - created < 30 * DAY
     plan = np.where(
@@ -877,6 +884,8 @@ def _version_updated_at(ctx: _Context, people: _People, versions: _Versions) -> 
     updated = people.created[rows] + (u * span).astype(np.int64) + ver
     loser_last = last & people.is_loser[rows]
     updated[loser_last] = np.maximum(updated[loser_last], people.created[people.merge_target[rows[loser_last]]] + 60)
+    newest = np.flatnonzero(last)[np.argmax(updated[last])]  # a person's latest version: later than all of theirs
+    updated[newest] = max(updated[newest], ctx.as_of_s - LATEST_LANDING_AGE_S)
     return updated
 
 

@@ -243,8 +243,9 @@ class _Delivery:
     max_isolated: int
     removing: bool = False
     """Whether the records are exits (an accepted one leaves the sync state)."""
-    started: Mapping[str, str] = field(default_factory=dict)
-    """Record key -> the journey it starts (for the changelog)."""
+    started: dict[str, str] = field(default_factory=dict)
+    """Record key -> the journey it starts (for the changelog); a record's entry goes once its outcome is logged
+    (each record's is logged once a run), so a long push does not hold every key it sent."""
 
     def send(self, batch: Batch) -> Rejected:
         body = None if batch.items is None else batch.body(self.destination)
@@ -306,6 +307,8 @@ class _Delivery:
         keyed = batch.keyed
         reasons = {keyed[position][0]: reason for position, reason in rejected.items()}
         _record_outcome(self.warehouse, self.destination, keyed, reasons, self.report, self.removing, self.started)
+        for key, _, _ in keyed:
+            self.started.pop(key, None)
 
 
 def refusal_reason(error: ApiError) -> str:
@@ -376,7 +379,7 @@ def _admitted(
     return window.admit(key, destination.person_hash(payload), journey)
 
 
-def _started(window: JourneyWindow | None, removing: bool) -> Mapping[str, str]:
+def _started(window: JourneyWindow | None, removing: bool) -> dict[str, str]:
     """The journeys the records of a round start (exits start none)."""
     return {} if window is None or removing else window.started
 

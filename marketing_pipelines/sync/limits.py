@@ -57,7 +57,8 @@ class JourneyWindow:
     starts: dict[str, list[datetime]] = field(default_factory=dict)
     """person -> times of their journey starts, oldest first (deferred ones at the time they become sendable)."""
     started: dict[str, str] = field(default_factory=dict)
-    """record key -> the journey it starts, for the records admitted in this run."""
+    """record key -> the journey it starts, for the records admitted in this run and not yet logged (the engine
+    drops a record's entry once its outcome is in the changelog)."""
     deferred: list[Deferral] = field(default_factory=list)
 
     @classmethod
