@@ -8,6 +8,7 @@ the chains on their own from the raw records.
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -212,3 +213,44 @@ def test_a_chain_longer_than_the_bound_is_caught_by_the_independent_check(tmp_pa
 def test_the_resolution_handles_every_shape_without_a_warehouse():
     targets = {1: 2, 2: 3, 3: None, 4: 5, 5: 4, 6: 5, 7: 999, 8: 8, 9: 8}
     assert resolve_survivors(targets) == {1: 3, 2: 3, 3: 3, 4: 4, 5: 4, 6: 4, 7: 7, 8: 8, 9: 8}
+
+
+def _walk(targets: dict[int, int | None]) -> dict[int, int]:
+    """The rule, walked record by record: the end of the chain, or a cycle's lowest id."""
+    survivors = {}
+    for start in targets:
+        path, record = [], start
+        while True:
+            path.append(record)
+            target = targets[record]
+            if target is None or target == record or target not in targets:
+                survivors[start] = record
+                break
+            if target in path:
+                survivors[start] = min(path[path.index(target) :])
+                break
+            record = target
+    return survivors
+
+
+def test_the_array_resolution_agrees_with_a_record_by_record_walk_on_random_chains_and_cycles():
+    """Cycles of every length (4 and 8 among them: pointer doubling returns to the start on those), long chains,
+    tails into cycles, self-merges and missing targets."""
+    rng = random.Random(7)
+    for _ in range(20):
+        ids = rng.sample(range(1, 10_000), 600)
+        targets: dict[int, int | None] = {}
+        for record in ids:
+            roll = rng.random()
+            if roll < 0.3:
+                targets[record] = None
+            elif roll < 0.35:
+                targets[record] = record
+            elif roll < 0.4:
+                targets[record] = 20_000 + record  # no such record
+            else:
+                targets[record] = rng.choice(ids)
+        assert resolve_survivors(targets) == _walk(targets)
+    ring = {n: (n + 1) % 8 for n in range(8)}  # an 8-cycle
+    chain = {n: n + 1 for n in range(100, 400)} | {400: None}  # 300 long
+    assert resolve_survivors(ring | chain) == {n: 0 for n in range(8)} | {n: 400 for n in range(100, 401)}

@@ -11,7 +11,11 @@ import dagster as dg
 
 from marketing_pipelines.defs.constants import WAREHOUSE_POOL
 from marketing_pipelines.defs.rule_checks import Violation, dbt_project_var, rows_result, violations_result
-from marketing_pipelines.defs.transform.merge_resolution import merged_sets, oldest_initial_sources, rows
+from marketing_pipelines.defs.transform.merge_resolution import (
+    BATCH_SIZE,
+    merged_sets,
+    oldest_initial_sources,
+)
 from marketing_pipelines.resources import WarehouseResource
 
 CRM_RAW = dg.AssetKey(["raw", "crm_persons"])
@@ -324,25 +328,30 @@ CONTACTS_SQL = "select person_id, merged_record_count, initial_source from marts
 )
 def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Recomputes the merged sets from raw on purpose (`merge_resolution`), independent of the models."""
+    import numpy as np
+
     db = warehouse.get_warehouse()
     sets = merged_sets(db)
     violations: list[Violation] = []
-    seen: set[int] = set()
-    for person_id, merged_record_count, _ in rows(db, CONTACTS_SQL):
-        contact = int(person_id)
-        seen.add(contact)
-        survivor = sets.survivor_of.get(contact)
-        if survivor is None:
-            violations.append((contact, None, "contact is no CRM record"))
-        elif survivor != contact:
-            violations.append((contact, None, f"in its own contact, but merged into {survivor}"))
-        elif merged_record_count != sets.sizes[contact]:
-            violations.append(
-                (contact, None, f"contact holds {merged_record_count} records, its merged set {sets.sizes[contact]}")
-            )
-    for survivor in sorted(set(sets.sizes) - seen):
+    seen = np.zeros(len(sets.set_ids), dtype=bool)
+    for frame in db.iter_batches(CONTACTS_SQL, batch_size=BATCH_SIZE):
+        contacts = frame["person_id"].to_numpy(dtype=np.int64)
+        counts = frame["merged_record_count"].fillna(-1).to_numpy(dtype=np.int64)
+        survivors, found = sets.survivor_of(contacts)
+        sizes = sets.size_of(contacts)
+        seen[np.searchsorted(sets.set_ids, contacts[found & (survivors == contacts)])] = True
+        for row in np.flatnonzero(~found | (survivors != contacts) | (counts != sizes)):
+            contact, survivor = int(contacts[row]), int(survivors[row])
+            if not found[row]:
+                violations.append((contact, None, "contact is no CRM record"))
+            elif survivor != contact:
+                violations.append((contact, None, f"in its own contact, but merged into {survivor}"))
+            else:
+                count = frame["merged_record_count"].iloc[row]
+                violations.append((contact, None, f"contact holds {count} records, its merged set {sizes[row]}"))
+    for survivor in sets.set_ids[~seen]:
         violations.extend(
-            (member, None, f"in no contact (merged set of {survivor})") for member in sets.members(survivor)
+            (member, None, f"in no contact (merged set of {survivor})") for member in sets.members(int(survivor))
         )
     return rows_result(violations, severity=ERROR, what="CRM records are not in exactly one contact")
 
@@ -363,19 +372,23 @@ def every_crm_record_in_one_contact(warehouse: WarehouseResource) -> dg.AssetChe
 )
 def merge_keeps_oldest_initial_source(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Recomputes "oldest Initial Source wins" from raw on purpose (`merge_resolution`), independent of the model."""
+    import numpy as np
+
     db = warehouse.get_warehouse()
     sets = merged_sets(db)
     oldest = oldest_initial_sources(db, sets)
     violations: list[Violation] = []
-    for person_id, _, initial_source in rows(db, CONTACTS_SQL):
-        contact = int(person_id)
-        if sets.survivor_of.get(contact) != contact:
-            continue  # not a merged set's survivor: every_crm_record_in_one_contact names it
-        expected, carrier = oldest.get(contact, (None, None))
-        actual = None if initial_source is None or initial_source != initial_source else initial_source
-        if actual != expected:
-            where = f" (record {carrier})" if carrier is not None else ""
-            violations.append((contact, None, f"{actual or '<null>'} != oldest {expected or '<null>'}{where}"))
+    for frame in db.iter_batches(CONTACTS_SQL, batch_size=BATCH_SIZE):
+        contacts = frame["person_id"].to_numpy(dtype=np.int64)
+        survivors, found = sets.survivor_of(contacts)
+        kept = np.flatnonzero(found & (survivors == contacts))  # the others: every_crm_record_in_one_contact
+        expected, carriers = oldest.of(contacts[kept])
+        actual = frame["initial_source"].iloc[kept].tolist()
+        for row, want, carrier, have in zip(kept, expected, carriers, actual, strict=True):
+            have = None if have is None or have != have else have
+            if have != want:
+                where = f" (record {carrier})" if carrier is not None else ""
+                violations.append((int(contacts[row]), None, f"{have or '<null>'} != oldest {want or '<null>'}{where}"))
     return rows_result(violations, severity=ERROR, what="contacts do not keep their merged set's oldest Initial Source")
 
 
