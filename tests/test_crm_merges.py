@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from marketing_pipelines.defs.transform import checks
-from marketing_pipelines.defs.transform.merge_resolution import resolve_survivors
+from marketing_pipelines.defs.transform.merge_resolution import resolve
 from marketing_pipelines.resources import WarehouseResource
 from marketing_pipelines.warehouse import DuckDBWarehouse
 from tests.support.dbt import build_from_raw, run_dbt
@@ -208,6 +209,14 @@ def test_a_chain_longer_than_the_bound_is_caught_by_the_independent_check(tmp_pa
     assert survivors(resource)[100] == (102, "chain_too_deep")
     result = checks.every_crm_record_in_one_contact(warehouse=resource)
     assert not result.passed
+
+
+def resolve_survivors(merge_targets: dict[int, int | None]) -> dict[int, int]:
+    """`resolve` on a few records given as a dict: record -> its merge target."""
+    ids = np.array(sorted(merge_targets), dtype=np.int64)
+    targets = np.array([merge_targets[int(record)] or 0 for record in ids], dtype=np.int64)
+    has_target = np.array([merge_targets[int(record)] is not None for record in ids], dtype=bool)
+    return dict(zip(ids.tolist(), resolve(ids, targets, has_target).tolist(), strict=True))
 
 
 def test_the_resolution_handles_every_shape_without_a_warehouse():

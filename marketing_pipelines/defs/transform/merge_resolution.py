@@ -59,16 +59,6 @@ class MergedSets:
         return sorted(int(record) for record in self.ids[self.survivors == survivor])
 
 
-def resolve_survivors(merge_targets: dict[int, int | None]) -> dict[int, int]:
-    """Each record's survivor (see `resolve`), for a few records given as a dict: record -> its merge target."""
-    import numpy as np
-
-    ids = np.array(sorted(merge_targets), dtype=np.int64)
-    targets = np.array([merge_targets[int(record)] or 0 for record in ids], dtype=np.int64)
-    has_target = np.array([merge_targets[int(record)] is not None for record in ids], dtype=bool)
-    return dict(zip(ids.tolist(), resolve(ids, targets, has_target).tolist(), strict=True))
-
-
 def resolve(ids: np.ndarray, targets: np.ndarray, has_target: np.ndarray) -> np.ndarray:
     """Each record's survivor: follow `merged_into` to a record merged nowhere, into itself or into a missing id.
 
