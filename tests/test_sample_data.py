@@ -443,3 +443,19 @@ def test_if_empty_fills_an_empty_snowflake_once_and_the_refresh_builds_on_it(
     assert ingested == len(files)
     assert loaded + quarantined == trial_lines
     assert persons > 0
+
+
+def test_the_newest_row_of_each_watched_extract_is_from_its_last_half_hour():
+    """The 36-hour arrival checks watch these three extracts: their newest row must not depend on the sample's
+    size or the day, or the checks would fail every evening."""
+    as_of = dt.date(2026, 12, 2)
+    for users in (50, 300, 3000):
+        data = generate(users=users, seed=3, as_of=as_of)
+        newest = {
+            "gitlab_users": data.gitlab_users["created_at"].max(),
+            "gitlab_namespaces": data.gitlab_namespaces["created_at"].max(),
+            "crm_persons": data.crm_persons["updated_at"].max(),
+        }
+        for table, at in newest.items():
+            age = pd.Timestamp(as_of) - pd.Timestamp(at)
+            assert pd.Timedelta(0) < age <= pd.Timedelta(minutes=30), (users, table, at)
